@@ -1,0 +1,67 @@
+//! `GET /v1/health` and `GET /v1/ready`.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use crate::core::CoreContext;
+use crate::http::Response;
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    uptime_s: f64,
+    active_sessions: usize,
+    max_sessions: usize,
+    cores: usize,
+    io_driver: &'static str,
+    model: &'static str,
+}
+
+/// The health document: always 200 while the process serves.
+pub fn health(core: &CoreContext) -> Response {
+    let shared = &core.shared;
+    let uptime_s = (shared.started_at.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    Response::json(
+        200,
+        &Health {
+            status: "ok",
+            version: crate::VERSION,
+            uptime_s,
+            active_sessions: shared.active_sessions.load(Ordering::Relaxed),
+            max_sessions: shared.settings.max_sessions,
+            cores: shared.settings.cores,
+            io_driver: shared.io_driver.get().copied().unwrap_or("starting"),
+            model: shared.model_name,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct Ready {
+    ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// Readiness: 200 while accepting work; 503 while draining or while the
+/// model queue is full, so a load balancer sends work elsewhere.
+pub fn ready(core: &CoreContext) -> Response {
+    let shared = &core.shared;
+    let reason = if shared.is_draining() {
+        Some("draining")
+    } else if shared.to_pool.is_full() {
+        Some("model queue full")
+    } else {
+        None
+    };
+    let status = if reason.is_some() { 503 } else { 200 };
+    Response::json(
+        status,
+        &Ready {
+            ready: reason.is_none(),
+            reason,
+        },
+    )
+}

@@ -1,0 +1,370 @@
+//! Settings: command-line flags, `TRANSCRIBE_*` environment variables and
+//! defaults, validated once at start-up.
+//!
+//! Every setting of the public contract has a flag `--name-with-dashes` and a
+//! variable `TRANSCRIBE_NAME`; a flag wins over its variable. [`Config::parse`]
+//! reads them and [`Config::validate`] turns them into [`Settings`], the only
+//! form the rest of the server sees, or a message that names the bad value.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags and variables as given. See [`Settings`] for the validated form.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "transcription-server",
+    version,
+    about = "A thread-per-core voice-to-text server: WebSocket streaming and batch transcription.",
+    long_about = None
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TRANSCRIBE_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub host: IpAddr,
+
+    /// TCP port to listen on (0 picks a free port and prints it).
+    #[arg(long, env = "TRANSCRIBE_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Core threads, each pinned to one CPU with its own listener [default: all available CPUs].
+    #[arg(long, env = "TRANSCRIBE_CORES")]
+    pub cores: Option<usize>,
+
+    /// Model-worker threads [default: the number of cores].
+    #[arg(long, env = "TRANSCRIBE_MODEL_WORKERS")]
+    pub model_workers: Option<usize>,
+
+    /// Capacity of the model job queue shared by all cores; a full queue answers 503 overloaded.
+    #[arg(long, env = "TRANSCRIBE_MODEL_QUEUE_CAPACITY", default_value_t = 256)]
+    pub model_queue_capacity: usize,
+
+    /// Concurrent streaming sessions across all cores.
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSIONS", default_value_t = 1000)]
+    pub max_sessions: usize,
+
+    /// Seconds without audio or keepalive after which a session is closed.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SESSION_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    pub session_idle_timeout_seconds: u64,
+
+    /// Seconds between sweeps for idle sessions on each core.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SESSION_CLEANUP_INTERVAL_SECONDS",
+        default_value_t = 30
+    )]
+    pub session_cleanup_interval_seconds: u64,
+
+    /// Largest accepted request body, in bytes (413 above it).
+    #[arg(long, env = "TRANSCRIBE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest request head (request line and headers), in bytes (431 above it).
+    #[arg(long, env = "TRANSCRIBE_MAX_HEAD_BYTES", default_value_t = 16 * 1024)]
+    pub max_head_bytes: usize,
+
+    /// Largest WebSocket message, in bytes (close 1009 above it).
+    #[arg(long, env = "TRANSCRIBE_MAX_WS_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_ws_message_bytes: usize,
+
+    /// Milliseconds a client has to send a complete request head, and the longest pause allowed while it sends a body (408 after it).
+    #[arg(long, env = "TRANSCRIBE_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub read_timeout_ms: u64,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_KEEPALIVE_TIMEOUT_SECONDS",
+        default_value_t = 75
+    )]
+    pub keepalive_timeout_seconds: u64,
+
+    /// WebRTC VAD aggressiveness, 0 (least) to 3 (most), used when a request does not choose.
+    #[arg(long, env = "TRANSCRIBE_VAD_MODE", default_value_t = 2)]
+    pub vad_mode: u8,
+
+    /// Milliseconds of silence that end a speech segment.
+    #[arg(long, env = "TRANSCRIBE_VAD_HANGOVER_MS", default_value_t = 500)]
+    pub vad_hangover_ms: u32,
+
+    /// Longest speech segment in seconds; longer speech is cut there.
+    #[arg(long, env = "TRANSCRIBE_MAX_SEGMENT_SECONDS", default_value_t = 15.0)]
+    pub max_segment_seconds: f64,
+
+    /// Milliseconds of new speech between interim transcripts of a stream.
+    #[arg(long, env = "TRANSCRIBE_INTERIM_INTERVAL_MS", default_value_t = 500)]
+    pub interim_interval_ms: u32,
+
+    /// Fixed inference time of the mock model per job, in milliseconds.
+    #[arg(long, env = "TRANSCRIBE_MOCK_LATENCY_MS", default_value_t = 0)]
+    pub mock_latency_ms: u64,
+
+    /// Inference time of the mock model per second of audio (real-time factor), added to the fixed latency.
+    #[arg(long, env = "TRANSCRIBE_MOCK_RTF", default_value_t = 0.0)]
+    pub mock_rtf: f64,
+
+    /// API key required as `Authorization: Bearer <key>` on /v1 endpoints [default: auth off].
+    #[arg(long, env = "TRANSCRIBE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Admin key required on the session endpoints and /metrics [default: auth off].
+    #[arg(long, env = "TRANSCRIBE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "TRANSCRIBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (e.g. `info`, `debug`, `transcription_service=debug`).
+    #[arg(long, env = "TRANSCRIBE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Seconds in-flight work may take to finish after SIGTERM/SIGINT before the server exits.
+    #[arg(long, env = "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Validated settings, shared read-only by every thread.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub cores: usize,
+    pub model_workers: usize,
+    pub model_queue_capacity: usize,
+    pub max_sessions: usize,
+    pub session_idle_timeout: Duration,
+    pub session_cleanup_interval: Duration,
+    pub body_bytes_max: usize,
+    pub head_bytes_max: usize,
+    pub ws_message_bytes_max: usize,
+    pub read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub vad_mode: u8,
+    pub vad_hangover_ms: u32,
+    pub max_segment_ms: u32,
+    pub interim_interval_ms: u32,
+    pub mock_latency: Duration,
+    pub mock_rtf: f64,
+    pub api_key: Option<String>,
+    pub admin_key: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Check every value and resolve the defaults that depend on the machine.
+    /// `cpus_available` is the number of CPUs this process may run on.
+    ///
+    /// # Errors
+    /// A message naming the flag and the bad value.
+    pub fn validate(&self, cpus_available: usize) -> Result<Settings, String> {
+        let cores = self.cores.unwrap_or(cpus_available.max(1));
+        check(cores >= 1, "--cores must be at least 1")?;
+        check(
+            cores <= 1024,
+            format!("--cores {cores} is more than this server supports (1024)"),
+        )?;
+        let model_workers = self.model_workers.unwrap_or(cores);
+        check(
+            (1..=1024).contains(&model_workers),
+            format!("--model-workers must be between 1 and 1024, got {model_workers}"),
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.model_queue_capacity),
+            format!(
+                "--model-queue-capacity must be between 1 and 1000000, got {}",
+                self.model_queue_capacity
+            ),
+        )?;
+        check(
+            (1..=10_000_000).contains(&self.max_sessions),
+            format!(
+                "--max-sessions must be between 1 and 10000000, got {}",
+                self.max_sessions
+            ),
+        )?;
+        check(
+            self.session_idle_timeout_seconds >= 1,
+            "--session-idle-timeout-seconds must be at least 1",
+        )?;
+        check(
+            self.session_cleanup_interval_seconds >= 1,
+            "--session-cleanup-interval-seconds must be at least 1",
+        )?;
+        check(
+            self.max_body_bytes >= 1024,
+            format!(
+                "--max-body-bytes must be at least 1024, got {}",
+                self.max_body_bytes
+            ),
+        )?;
+        check(
+            (1024..=1024 * 1024).contains(&self.max_head_bytes),
+            format!(
+                "--max-head-bytes must be between 1024 and 1048576, got {}",
+                self.max_head_bytes
+            ),
+        )?;
+        check(
+            self.max_ws_message_bytes >= 1024,
+            format!(
+                "--max-ws-message-bytes must be at least 1024, got {}",
+                self.max_ws_message_bytes
+            ),
+        )?;
+        check(
+            self.read_timeout_ms >= 10,
+            "--read-timeout-ms must be at least 10",
+        )?;
+        check(
+            self.keepalive_timeout_seconds >= 1,
+            "--keepalive-timeout-seconds must be at least 1",
+        )?;
+        check(
+            self.vad_mode <= 3,
+            format!("--vad-mode must be 0, 1, 2 or 3, got {}", self.vad_mode),
+        )?;
+        check(
+            (30..=10_000).contains(&self.vad_hangover_ms),
+            format!(
+                "--vad-hangover-ms must be between 30 and 10000, got {}",
+                self.vad_hangover_ms
+            ),
+        )?;
+        check(
+            self.max_segment_seconds.is_finite()
+                && (1.0..=120.0).contains(&self.max_segment_seconds),
+            format!(
+                "--max-segment-seconds must be between 1 and 120, got {}",
+                self.max_segment_seconds
+            ),
+        )?;
+        check(
+            (50..=60_000).contains(&self.interim_interval_ms),
+            format!(
+                "--interim-interval-ms must be between 50 and 60000, got {}",
+                self.interim_interval_ms
+            ),
+        )?;
+        check(
+            self.mock_latency_ms <= 600_000,
+            "--mock-latency-ms must be at most 600000",
+        )?;
+        check(
+            self.mock_rtf.is_finite() && (0.0..=100.0).contains(&self.mock_rtf),
+            format!(
+                "--mock-rtf must be between 0 and 100, got {}",
+                self.mock_rtf
+            ),
+        )?;
+        for (flag, key) in [
+            ("--api-key", &self.api_key),
+            ("--admin-key", &self.admin_key),
+        ] {
+            if let Some(key) = key {
+                check(
+                    !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()),
+                    format!("{flag} must be non-empty printable ASCII without spaces"),
+                )?;
+            }
+        }
+        check(
+            self.shutdown_grace_seconds <= 3600,
+            "--shutdown-grace-seconds must be at most 3600",
+        )?;
+        Ok(Settings {
+            listen_addr: SocketAddr::new(self.host, self.port),
+            cores,
+            model_workers,
+            model_queue_capacity: self.model_queue_capacity,
+            max_sessions: self.max_sessions,
+            session_idle_timeout: Duration::from_secs(self.session_idle_timeout_seconds),
+            session_cleanup_interval: Duration::from_secs(self.session_cleanup_interval_seconds),
+            body_bytes_max: self.max_body_bytes,
+            head_bytes_max: self.max_head_bytes,
+            ws_message_bytes_max: self.max_ws_message_bytes,
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            keepalive_timeout: Duration::from_secs(self.keepalive_timeout_seconds),
+            vad_mode: self.vad_mode,
+            vad_hangover_ms: self.vad_hangover_ms,
+            // Bounded to 1..=120 s above, so the product fits a u32 exactly.
+            max_segment_ms: (self.max_segment_seconds * 1000.0).round() as u32,
+            interim_interval_ms: self.interim_interval_ms,
+            mock_latency: Duration::from_millis(self.mock_latency_ms),
+            mock_rtf: self.mock_rtf,
+            api_key: self.api_key.clone(),
+            admin_key: self.admin_key.clone(),
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+        })
+    }
+}
+
+fn check(ok: bool, message: impl Into<String>) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["transcription-server"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_resolve_from_the_machine() {
+        let settings = parse(&[]).validate(6).expect("defaults are valid");
+        assert_eq!(settings.cores, 6);
+        assert_eq!(settings.model_workers, 6);
+        assert_eq!(settings.listen_addr.port(), 8000);
+        assert_eq!(settings.max_sessions, 1000);
+        assert_eq!(settings.vad_mode, 2);
+        assert_eq!(settings.max_segment_ms, 15_000);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--cores", "0"], "--cores"),
+            (&["--vad-mode", "7"], "--vad-mode"),
+            (&["--model-workers", "0"], "--model-workers"),
+            (&["--mock-rtf=-1"], "--mock-rtf"),
+            (&["--max-segment-seconds", "0.5"], "--max-segment-seconds"),
+            (&["--api-key", "has space"], "--api-key"),
+        ];
+        for (args, flag) in cases {
+            let err = parse(args).validate(2).expect_err("must be refused");
+            assert!(err.contains(flag), "{err:?} should name {flag}");
+        }
+    }
+
+    #[test]
+    fn non_numbers_are_refused_by_the_parser() {
+        let err = Config::try_parse_from(["transcription-server", "--port", "eighty"])
+            .expect_err("not a port");
+        assert!(err.to_string().contains("--port"));
+    }
+}

@@ -1,0 +1,204 @@
+//! One core: a pinned thread running its own `monoio` runtime, with its own
+//! `SO_REUSEPORT` listener, the connections it accepted, its drain signal and
+//! its local metrics.
+//!
+//! [`run`] is the body of a core thread: it builds the runtime (io_uring,
+//! falling back to epoll only when io_uring cannot start), reports which
+//! driver it got, accepts connections until the shutdown message arrives, then
+//! drains: it stops accepting, fires the [`DrainSignal`] so idle keep-alive
+//! connections close, and waits for in-flight requests up to the grace period.
+
+pub mod drain;
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+pub use drain::DrainSignal;
+
+use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS, URING_ENTRIES};
+use crate::metrics::CoreMetrics;
+use crate::server::ServerShared;
+
+/// The I/O driver a core runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    IoUring,
+    Epoll,
+}
+
+impl IoDriver {
+    /// The name reported as `io_driver` in `/v1/health`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Everything a core's tasks share. Lives on the core thread (`Rc`).
+pub struct CoreContext {
+    pub core_id: usize,
+    pub shared: Arc<ServerShared>,
+    pub metrics: CoreMetrics,
+    pub drain: DrainSignal,
+    /// Open connections on this core.
+    pub connections: Cell<usize>,
+}
+
+/// What a core thread needs to start.
+pub struct CoreStart {
+    pub core_id: usize,
+    pub cpu: Option<core_affinity::CoreId>,
+    pub listener: std::net::TcpListener,
+    pub shared: Arc<ServerShared>,
+    pub metrics: crossbeam_channel::Sender<crate::metrics::Snapshot>,
+    /// Fires (or is dropped) when the core must drain and stop.
+    pub shutdown: futures_channel::oneshot::Receiver<()>,
+    /// Where the core reports its driver once it accepts, or why it failed.
+    pub started: std::sync::mpsc::Sender<Result<IoDriver, String>>,
+}
+
+/// The body of a core thread. Returns when the core has drained.
+pub fn run(start: CoreStart) {
+    if let Some(cpu) = start.cpu {
+        if !core_affinity::set_for_current(cpu) {
+            tracing::warn!(
+                core = start.core_id,
+                cpu = cpu.id,
+                "could not pin the core thread"
+            );
+        }
+    }
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .enable_timer()
+        .build();
+    let mut runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = start.started.send(Err(format!(
+                "core {}: cannot build the I/O runtime: {error}",
+                start.core_id
+            )));
+            return;
+        }
+    };
+    let driver = match &runtime {
+        monoio::FusionRuntime::Uring(_) => IoDriver::IoUring,
+        monoio::FusionRuntime::Legacy(_) => IoDriver::Epoll,
+    };
+    runtime.block_on(core_main(start, driver));
+}
+
+async fn core_main(start: CoreStart, driver: IoDriver) {
+    let CoreStart {
+        core_id,
+        listener,
+        shared,
+        metrics,
+        mut shutdown,
+        started,
+        ..
+    } = start;
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| monoio::net::TcpListener::from_std(listener))
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = started.send(Err(format!(
+                "core {core_id}: cannot register the listener: {error}"
+            )));
+            return;
+        }
+    };
+    let grace = shared.settings.shutdown_grace;
+    let core = Rc::new(CoreContext {
+        core_id,
+        shared,
+        metrics: CoreMetrics::new(core_id, metrics),
+        drain: DrainSignal::default(),
+        connections: Cell::new(0),
+    });
+    monoio::spawn(publish_metrics(Rc::clone(&core)));
+    let _ = started.send(Ok(driver));
+    tracing::info!(core = core_id, io_driver = driver.name(), "core accepting");
+
+    loop {
+        monoio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => on_accept(&core, stream, peer),
+                Err(error) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(core = core_id, %error, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+
+    drop(listener);
+    core.drain.trigger();
+    let deadline = Instant::now() + grace;
+    while core.connections.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if core.connections.get() > 0 {
+        tracing::warn!(
+            core = core_id,
+            connections = core.connections.get(),
+            "grace period over: closing connections still open"
+        );
+    }
+    core.metrics.publish();
+    tracing::info!(core = core_id, "core stopped");
+}
+
+fn on_accept(core: &Rc<CoreContext>, stream: TcpStream, peer: SocketAddr) {
+    if core.connections.get() >= CORE_CONNECTIONS_MAX {
+        // Dropping the stream closes it; the client sees a reset and retries.
+        tracing::warn!(core = core.core_id, %peer, "connection limit reached: refusing");
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    core.metrics.count(|c| c.connections_accepted += 1);
+    let guard = ConnectionGuard::new(Rc::clone(core));
+    monoio::spawn(async move {
+        let guard = guard;
+        crate::http::conn::serve(stream, peer, Rc::clone(&guard.core)).await;
+    });
+}
+
+/// Counts a connection as open for exactly as long as it lives.
+struct ConnectionGuard {
+    core: Rc<CoreContext>,
+}
+
+impl ConnectionGuard {
+    fn new(core: Rc<CoreContext>) -> Self {
+        core.connections.set(core.connections.get() + 1);
+        ConnectionGuard { core }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let open = self.core.connections.get();
+        debug_assert!(open > 0);
+        self.core.connections.set(open.saturating_sub(1));
+    }
+}
+
+async fn publish_metrics(core: Rc<CoreContext>) {
+    loop {
+        monoio::time::sleep(Duration::from_millis(METRICS_PUBLISH_INTERVAL_MS)).await;
+        core.metrics.publish();
+    }
+}

@@ -1,0 +1,155 @@
+//! Operating errors of the request path and the one mapping from an error kind
+//! to its HTTP status and public error code (API.md, "Errors").
+//!
+//! Handlers return an [`ApiError`]; the connection turns it into the JSON body
+//! `{"error": {"code": …, "message": …}}` with the status from
+//! [`ErrorKind::status`]. Nothing else chooses a status for an error.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The kinds of error a client can be told about. Small and `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    SessionNotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidAudio,
+    HeadersTooLarge,
+    Internal,
+    Overloaded,
+    ShuttingDown,
+}
+
+impl ErrorKind {
+    /// The HTTP status code.
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::NotFound | ErrorKind::SessionNotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::InvalidAudio => 422,
+            ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::Internal => 500,
+            ErrorKind::Overloaded | ErrorKind::ShuttingDown => 503,
+        }
+    }
+
+    /// The public error code of API.md.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::SessionNotFound => "session_not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::InvalidAudio => "invalid_audio",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Whether the connection must be closed after this error because the
+    /// request's framing can no longer be trusted (or the client is too slow).
+    pub const fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::BadRequest
+                | ErrorKind::RequestTimeout
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::HeadersTooLarge
+                | ErrorKind::Internal
+                | ErrorKind::ShuttingDown
+        )
+    }
+}
+
+/// An error answer: a kind and a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(ErrorKind::BadRequest, message)
+    }
+
+    /// The JSON body of API.md.
+    pub fn to_json(&self) -> Vec<u8> {
+        let body = serde_json::json!({
+            "error": {"code": self.kind.code(), "message": self.message}
+        });
+        body.to_string().into_bytes()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_documented_status_and_code() {
+        let expected = [
+            (ErrorKind::BadRequest, 400, "bad_request"),
+            (ErrorKind::Unauthorized, 401, "unauthorized"),
+            (ErrorKind::NotFound, 404, "not_found"),
+            (ErrorKind::SessionNotFound, 404, "session_not_found"),
+            (ErrorKind::MethodNotAllowed, 405, "method_not_allowed"),
+            (ErrorKind::RequestTimeout, 408, "request_timeout"),
+            (ErrorKind::PayloadTooLarge, 413, "payload_too_large"),
+            (
+                ErrorKind::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (ErrorKind::InvalidAudio, 422, "invalid_audio"),
+            (ErrorKind::HeadersTooLarge, 431, "headers_too_large"),
+            (ErrorKind::Internal, 500, "internal"),
+            (ErrorKind::Overloaded, 503, "overloaded"),
+            (ErrorKind::ShuttingDown, 503, "shutting_down"),
+        ];
+        for (kind, status, code) in expected {
+            assert_eq!(kind.status(), status);
+            assert_eq!(kind.code(), code);
+        }
+    }
+
+    #[test]
+    fn json_body_has_the_contract_shape() {
+        let error = ApiError::new(ErrorKind::NotFound, "no route");
+        let value: serde_json::Value = serde_json::from_slice(&error.to_json()).expect("json");
+        assert_eq!(value["error"]["code"], "not_found");
+        assert_eq!(value["error"]["message"], "no route");
+    }
+}

@@ -1,0 +1,372 @@
+//! The connection loop: one task per accepted TCP connection.
+//!
+//! The loop owns the socket and one growable read buffer. For each request it
+//! reads until [`parse_head`] has a complete head, checks the body limits,
+//! reads the body (`Content-Length` or chunked), hands the [`Request`] to
+//! [`crate::api::handle`] and writes the response. Bytes after one request
+//! stay in the buffer and are the start of the next, so pipelined requests
+//! are answered in order. Reads are only ever abandoned when the connection is
+//! being closed anyway (timeouts, drain), so no received byte is lost.
+//!
+//! Timeouts: an idle keep-alive connection is closed quietly after
+//! `keepalive_timeout`; a request whose head is not complete within
+//! `read_timeout` of its first byte, or whose body pauses longer than
+//! `read_timeout` (or takes longer than [`BODY_DEADLINE_MS`] in all), is
+//! answered `408` and closed.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::body::{BodyError, ChunkedDecoder};
+use super::head::{parse_head, BodyFraming, Method, RequestHead};
+use super::response::Response;
+use super::Request;
+use crate::core::CoreContext;
+use crate::error::{ApiError, ErrorKind};
+use crate::limits::{BODY_DEADLINE_MS, READ_BUFFER_BYTES, READ_BUFFER_RETAINED_BYTES_MAX};
+
+/// Free space below which the read buffer grows before the next read.
+const READ_SPARE_BYTES_MIN: usize = 2 * 1024;
+
+/// How long a connection that is being closed after an error keeps reading
+/// (and discarding) what the client still sends, so that the client sees our
+/// response instead of a reset.
+const LINGER_MS: u64 = 500;
+const LINGER_BYTES_MAX: usize = 256 * 1024;
+
+/// Serve one connection until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, core: Rc<CoreContext>) {
+    let mut conn = Conn {
+        stream,
+        peer,
+        core,
+        buf: Vec::with_capacity(READ_BUFFER_BYTES),
+        out: Vec::new(),
+    };
+    conn.run().await;
+}
+
+/// What a read brought.
+enum ReadOutcome {
+    Data,
+    Eof,
+    TimedOut,
+    Drained,
+    Failed,
+}
+
+/// Why the loop reading a request stopped without a request.
+enum Stop {
+    /// Close quietly (EOF between requests, idle timeout, drain, I/O error).
+    Quiet,
+    /// Answer this error, then close.
+    Answer(ApiError),
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    core: Rc<CoreContext>,
+    /// Received bytes not consumed yet (the start of the next request).
+    buf: Vec<u8>,
+    /// The serialized response, reused between requests.
+    out: Vec<u8>,
+}
+
+impl Conn {
+    async fn run(&mut self) {
+        loop {
+            let (head, received_at) = match self.read_head().await {
+                Ok(head) => head,
+                Err(Stop::Quiet) => return,
+                Err(Stop::Answer(error)) => {
+                    self.answer_and_close(&error, "error", Instant::now()).await;
+                    return;
+                }
+            };
+            let route = crate::api::route(&head);
+            let route = match route {
+                Ok(route) => route,
+                Err(response) => {
+                    // The body (if any) was not read: the framing of what
+                    // follows is unknown, so the connection closes after this.
+                    let close = head.has_body();
+                    if !self
+                        .respond(&head, response, close, "unrouted", received_at)
+                        .await
+                        || close
+                    {
+                        self.linger().await;
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if let Err(error) = crate::api::authorize(&self.core, &head, route) {
+                self.answer_and_close(&error, route.label(), received_at)
+                    .await;
+                return;
+            }
+            let body = match self.read_body(&head).await {
+                Ok(body) => body,
+                Err(Stop::Quiet) => return,
+                Err(Stop::Answer(error)) => {
+                    self.answer_and_close(&error, route.label(), received_at)
+                        .await;
+                    return;
+                }
+            };
+            let keep_alive = head.keep_alive;
+            let request = Request {
+                head,
+                body,
+                peer: self.peer,
+                received_at,
+            };
+            let response = crate::api::handle(&self.core, route, &request).await;
+            let close = !keep_alive || response.close;
+            if !self
+                .respond(&request.head, response, close, route.label(), received_at)
+                .await
+                || close
+            {
+                let _ = self.stream.shutdown().await;
+                return;
+            }
+            self.recycle_buffer();
+        }
+    }
+
+    /// Read until a complete head is buffered, and consume it.
+    async fn read_head(&mut self) -> Result<(RequestHead, Instant), Stop> {
+        let settings = &self.core.shared.settings;
+        let (head_bytes_max, read_timeout, keepalive_timeout) = (
+            settings.head_bytes_max,
+            settings.read_timeout,
+            settings.keepalive_timeout,
+        );
+        // The request starts with its first byte; pipelined bytes already here count.
+        let mut started_at = (!self.buf.is_empty()).then(Instant::now);
+        loop {
+            match parse_head(&self.buf, head_bytes_max) {
+                Ok(Some((head, head_len))) => {
+                    self.buf.drain(..head_len);
+                    return Ok((head, Instant::now()));
+                }
+                Ok(None) => {}
+                Err(error) => return Err(Stop::Answer(error.into())),
+            }
+            let waiting_for_request = started_at.is_none();
+            let deadline = match started_at {
+                Some(started) => started + read_timeout,
+                None => Instant::now() + keepalive_timeout,
+            };
+            match self.read_more(deadline, waiting_for_request).await {
+                ReadOutcome::Data => {
+                    started_at.get_or_insert_with(Instant::now);
+                }
+                ReadOutcome::Eof if self.buf.is_empty() => return Err(Stop::Quiet),
+                ReadOutcome::Eof => {
+                    return Err(Stop::Answer(ApiError::bad_request(
+                        "connection closed in the middle of a request head",
+                    )))
+                }
+                ReadOutcome::TimedOut if waiting_for_request => return Err(Stop::Quiet),
+                ReadOutcome::TimedOut => {
+                    return Err(Stop::Answer(ApiError::new(
+                        ErrorKind::RequestTimeout,
+                        "request head not received in time",
+                    )))
+                }
+                ReadOutcome::Drained | ReadOutcome::Failed => return Err(Stop::Quiet),
+            }
+        }
+    }
+
+    /// Read the body the head announced, within the limits.
+    async fn read_body(&mut self, head: &RequestHead) -> Result<Vec<u8>, Stop> {
+        let body_bytes_max = self.core.shared.settings.body_bytes_max;
+        let length = match head.framing {
+            BodyFraming::None | BodyFraming::Length(0) => return Ok(Vec::new()),
+            BodyFraming::Length(length) if length > body_bytes_max as u64 => {
+                return Err(Stop::Answer(BodyError::TooLarge.into()));
+            }
+            BodyFraming::Length(length) => Some(length as usize),
+            BodyFraming::Chunked => None,
+        };
+        if head.expect_continue && self.buf.is_empty() {
+            self.out.clear();
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            if !self.write_out().await {
+                return Err(Stop::Quiet);
+            }
+        }
+        let body_deadline = Instant::now() + Duration::from_millis(BODY_DEADLINE_MS);
+        match length {
+            Some(length) => {
+                while self.buf.len() < length {
+                    self.buf.reserve(length - self.buf.len());
+                    self.read_body_more(body_deadline).await?;
+                }
+                let rest = self.buf.split_off(length);
+                Ok(std::mem::replace(&mut self.buf, rest))
+            }
+            None => {
+                let mut decoder = ChunkedDecoder::default();
+                let mut body = Vec::new();
+                loop {
+                    let consumed = decoder
+                        .decode(&self.buf, &mut body, body_bytes_max)
+                        .map_err(|error| Stop::Answer(error.into()))?;
+                    self.buf.drain(..consumed);
+                    if decoder.is_done() {
+                        return Ok(body);
+                    }
+                    self.read_body_more(body_deadline).await?;
+                }
+            }
+        }
+    }
+
+    async fn read_body_more(&mut self, body_deadline: Instant) -> Result<(), Stop> {
+        let deadline = body_deadline.min(Instant::now() + self.core.shared.settings.read_timeout);
+        match self.read_more(deadline, false).await {
+            ReadOutcome::Data => Ok(()),
+            ReadOutcome::Eof => Err(Stop::Answer(ApiError::bad_request(
+                "connection closed in the middle of a request body",
+            ))),
+            ReadOutcome::TimedOut => Err(Stop::Answer(ApiError::new(
+                ErrorKind::RequestTimeout,
+                "request body not received in time",
+            ))),
+            ReadOutcome::Drained | ReadOutcome::Failed => Err(Stop::Quiet),
+        }
+    }
+
+    /// Read once into the spare capacity of the buffer, until `deadline`. With
+    /// `drain_aware`, the core's drain signal also ends the wait.
+    async fn read_more(&mut self, deadline: Instant, drain_aware: bool) -> ReadOutcome {
+        if self.buf.capacity() - self.buf.len() < READ_SPARE_BYTES_MIN {
+            self.buf.reserve(READ_BUFFER_BYTES);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (len, capacity) = (buf.len(), buf.capacity());
+        let read = self.stream.read(buf.slice_mut(len..capacity));
+        let timed = monoio::time::timeout_at(monoio::time::Instant::from_std(deadline), read);
+        let outcome = if drain_aware {
+            if self.core.drain.is_triggered() {
+                return ReadOutcome::Drained;
+            }
+            let drained = self.core.drain.wait();
+            monoio::select! {
+                outcome = timed => Some(outcome),
+                _ = drained => None,
+            }
+        } else {
+            Some(timed.await)
+        };
+        // On a timeout or drain the read was cancelled and took the buffer
+        // with it; the connection is closing, so that loses nothing.
+        match outcome {
+            None => ReadOutcome::Drained,
+            Some(Err(_elapsed)) => ReadOutcome::TimedOut,
+            Some(Ok((result, slice))) => {
+                self.buf = slice.into_inner();
+                match result {
+                    Ok(0) => ReadOutcome::Eof,
+                    Ok(_) => ReadOutcome::Data,
+                    Err(_) => ReadOutcome::Failed,
+                }
+            }
+        }
+    }
+
+    /// Write a response and count it. Returns false if the write failed.
+    async fn respond(
+        &mut self,
+        head: &RequestHead,
+        response: Response,
+        close: bool,
+        route: &'static str,
+        received_at: Instant,
+    ) -> bool {
+        let close = close || self.core.drain.is_triggered();
+        response.write_to(&mut self.out, !close, head.method == Method::Head);
+        let written = self.write_out().await;
+        self.core
+            .metrics
+            .on_http_response(route, response.status, received_at.elapsed());
+        if response.status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                core = self.core.core_id,
+                peer = %self.peer,
+                method = ?head.method,
+                path = %head.path,
+                status = response.status,
+                latency_us = received_at.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
+        written
+    }
+
+    /// Answer an error that ends the connection, then close it gently.
+    async fn answer_and_close(
+        &mut self,
+        error: &ApiError,
+        route: &'static str,
+        received_at: Instant,
+    ) {
+        let response = Response::error(error);
+        response.write_to(&mut self.out, false, false);
+        if self.write_out().await {
+            self.core
+                .metrics
+                .on_http_response(route, response.status, received_at.elapsed());
+            tracing::debug!(core = self.core.core_id, peer = %self.peer, %error, "request refused");
+            self.linger().await;
+        }
+    }
+
+    async fn write_out(&mut self) -> bool {
+        let out = std::mem::take(&mut self.out);
+        let (result, out) = self.stream.write_all(out).await;
+        self.out = out;
+        result.is_ok()
+    }
+
+    /// Half-close and discard what the client still sends for a moment, so a
+    /// client that is still writing a request reads our answer rather than a
+    /// connection reset.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let deadline = Instant::now() + Duration::from_millis(LINGER_MS);
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES_MAX {
+            self.buf.clear();
+            match self.read_more(deadline, false).await {
+                ReadOutcome::Data => discarded += self.buf.len(),
+                _ => return,
+            }
+        }
+    }
+
+    /// Shrink a buffer that one large request grew, so idle connections stay small.
+    fn recycle_buffer(&mut self) {
+        if self.buf.capacity() > READ_BUFFER_RETAINED_BYTES_MAX
+            && self.buf.len() < READ_BUFFER_BYTES
+        {
+            let mut fresh = Vec::with_capacity(READ_BUFFER_BYTES);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
+        if self.out.capacity() > READ_BUFFER_RETAINED_BYTES_MAX {
+            self.out = Vec::new();
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `transcription-server`: parse the settings, start the server, wait for
+//! SIGTERM or SIGINT, drain, exit 0. A second signal exits at once.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing_subscriber::EnvFilter;
+
+use transcription_service::config::{Config, LogFormat, Settings};
+use transcription_service::server::Server;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = match config.validate(cpus) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("transcription-server: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(message) = init_logging(&settings) {
+        eprintln!("transcription-server: {message}");
+        return ExitCode::from(2);
+    }
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("transcription-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<()> {
+    // Register the handlers before any thread starts, so a signal that arrives
+    // during start-up is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let server = Server::start(settings)?;
+    let shared = server.shared();
+    tracing::info!(
+        addr = %server.local_addr(),
+        cores = shared.settings.cores,
+        model_workers = shared.settings.model_workers,
+        io_driver = shared.io_driver.get().copied().unwrap_or("unknown"),
+        model = shared.model_name,
+        "listening"
+    );
+    // One machine-readable line on stdout, for scripts and tests that start
+    // the server on port 0.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on {}", server.local_addr());
+    let _ = stdout.flush();
+
+    let signal = signals.forever().next();
+    tracing::info!(?signal, "signal received: draining");
+    // A second signal while draining ends the process at once.
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("transcription-server: second signal {signal}: exiting now");
+            std::process::exit(130);
+        }
+    });
+    server.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(settings: &Settings) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&settings.log_level)
+        .map_err(|error| format!("--log-level {:?}: {error}", settings.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_thread_names(true)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match settings.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|error| format!("cannot start logging: {error}"))
+}

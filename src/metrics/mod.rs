@@ -1,0 +1,297 @@
+//! Metrics: per-core counters and latency histograms, merged by one aggregator
+//! thread.
+//!
+//! A core counts into its own [`CoreMetrics`] (plain `Cell`s and `RefCell`s: no
+//! atomics or locks per event) and every
+//! [`METRICS_PUBLISH_INTERVAL_MS`](crate::limits::METRICS_PUBLISH_INTERVAL_MS)
+//! sends the delta since its last publish, a [`Snapshot`], to the
+//! [`Aggregator`]. The aggregator merges deltas into a [`MetricsView`] and
+//! serves the latest one through a [`MetricsHandle`]; readers (the JSON and
+//! Prometheus endpoints) clone an `Arc` and never wait on a core.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use hdrhistogram::Histogram;
+
+use crate::limits::{HISTOGRAM_MAX_US, METRICS_CHANNEL_CAPACITY};
+
+/// Monotonic counters. Every field is a count since start (in a view) or since
+/// the previous publish (in a snapshot).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    /// HTTP responses by (route label, status).
+    pub http_responses: BTreeMap<(&'static str, u16), u64>,
+    pub connections_accepted: u64,
+    pub batch_requests: u64,
+    pub batch_audio_seconds: f64,
+    pub batch_segments: u64,
+    pub model_jobs: u64,
+    pub model_job_failures: u64,
+    pub model_queue_full: u64,
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        for (key, count) in &other.http_responses {
+            *self.http_responses.entry(*key).or_default() += count;
+        }
+        self.connections_accepted += other.connections_accepted;
+        self.batch_requests += other.batch_requests;
+        self.batch_audio_seconds += other.batch_audio_seconds;
+        self.batch_segments += other.batch_segments;
+        self.model_jobs += other.model_jobs;
+        self.model_job_failures += other.model_job_failures;
+        self.model_queue_full += other.model_queue_full;
+    }
+}
+
+/// The latency distributions, in microseconds.
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    /// From a request's complete head to its response written, by route label.
+    pub http_latency_us: BTreeMap<&'static str, Histogram<u64>>,
+    /// Engine time per job.
+    pub model_latency_us: Histogram<u64>,
+    /// Time a job waited in the queue before a worker took it.
+    pub queue_wait_us: Histogram<u64>,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms {
+            http_latency_us: BTreeMap::new(),
+            model_latency_us: new_histogram(),
+            queue_wait_us: new_histogram(),
+        }
+    }
+}
+
+impl Histograms {
+    fn add(&mut self, other: &Histograms) {
+        for (route, histogram) in &other.http_latency_us {
+            let merged = self
+                .http_latency_us
+                .entry(route)
+                .or_insert_with(new_histogram);
+            // Same bounds everywhere, so adding cannot fail.
+            let _ = merged.add(histogram);
+        }
+        let _ = self.model_latency_us.add(&other.model_latency_us);
+        let _ = self.queue_wait_us.add(&other.queue_wait_us);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.http_latency_us.values().all(|h| h.is_empty())
+            && self.model_latency_us.is_empty()
+            && self.queue_wait_us.is_empty()
+    }
+}
+
+/// A histogram with the server's common bounds.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that satisfy the constructor's preconditions.
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// Record a duration into a microsecond histogram, clamped into its range.
+pub fn record_duration(histogram: &mut Histogram<u64>, duration: Duration) {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(micros.clamp(1, HISTOGRAM_MAX_US));
+}
+
+/// One core's delta since its previous publish.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub core_id: usize,
+    pub counters: Counters,
+    pub histograms: Histograms,
+}
+
+/// A core's own metrics. Lives on the core thread only.
+pub struct CoreMetrics {
+    core_id: usize,
+    counters: RefCell<Counters>,
+    histograms: RefCell<Histograms>,
+    to_aggregator: Sender<Snapshot>,
+}
+
+impl CoreMetrics {
+    pub fn new(core_id: usize, to_aggregator: Sender<Snapshot>) -> Self {
+        CoreMetrics {
+            core_id,
+            counters: RefCell::new(Counters::default()),
+            histograms: RefCell::new(Histograms::default()),
+            to_aggregator,
+        }
+    }
+
+    /// Change the counters. The borrow ends with the closure, so it can never
+    /// be held across an `.await`.
+    pub fn count(&self, update: impl FnOnce(&mut Counters)) {
+        update(&mut self.counters.borrow_mut());
+    }
+
+    /// Record into the histograms; the same borrow rule as [`Self::count`].
+    pub fn record(&self, update: impl FnOnce(&mut Histograms)) {
+        update(&mut self.histograms.borrow_mut());
+    }
+
+    /// Count one HTTP response and its latency.
+    pub fn on_http_response(&self, route: &'static str, status: u16, latency: Duration) {
+        self.count(|c| *c.http_responses.entry((route, status)).or_default() += 1);
+        self.record(|h| {
+            let histogram = h.http_latency_us.entry(route).or_insert_with(new_histogram);
+            record_duration(histogram, latency);
+        });
+    }
+
+    /// Send the delta since the previous publish to the aggregator. When the
+    /// aggregator's channel is full the delta is kept and sent next time, so no
+    /// count is lost.
+    pub fn publish(&self) {
+        let counters = std::mem::take(&mut *self.counters.borrow_mut());
+        let histograms = std::mem::take(&mut *self.histograms.borrow_mut());
+        if counters == Counters::default() && histograms.is_empty() {
+            return;
+        }
+        let snapshot = Snapshot {
+            core_id: self.core_id,
+            counters,
+            histograms,
+        };
+        if let Err(error) = self.to_aggregator.try_send(snapshot) {
+            let snapshot = error.into_inner();
+            self.counters.borrow_mut().add(&snapshot.counters);
+            self.histograms.borrow_mut().add(&snapshot.histograms);
+        }
+    }
+}
+
+/// The merged view of every core since start.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsView {
+    pub counters: Counters,
+    pub histograms: Histograms,
+    /// When the view was last merged.
+    pub updated_at: Option<Instant>,
+}
+
+/// Read access to the latest merged view, shared by all threads.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    latest: Arc<RwLock<Arc<MetricsView>>>,
+}
+
+impl MetricsHandle {
+    /// The latest merged view. The lock is held only to clone an `Arc`.
+    pub fn latest(&self) -> Arc<MetricsView> {
+        match self.latest.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// The aggregator thread.
+pub struct Aggregator {
+    sender: Sender<Snapshot>,
+    handle: MetricsHandle,
+    thread: JoinHandle<()>,
+}
+
+impl Aggregator {
+    /// Start the aggregator thread.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start() -> std::io::Result<Aggregator> {
+        let (sender, receiver) = crossbeam_channel::bounded(METRICS_CHANNEL_CAPACITY);
+        let handle = MetricsHandle {
+            latest: Arc::new(RwLock::new(Arc::new(MetricsView::default()))),
+        };
+        let published = handle.clone();
+        let thread = std::thread::Builder::new()
+            .name("metrics-aggregator".into())
+            .spawn(move || aggregator_run(receiver, published))?;
+        Ok(Aggregator {
+            sender,
+            handle,
+            thread,
+        })
+    }
+
+    /// Where cores send their snapshots.
+    pub fn sender(&self) -> Sender<Snapshot> {
+        self.sender.clone()
+    }
+
+    /// Read access for handlers.
+    pub fn handle(&self) -> MetricsHandle {
+        self.handle.clone()
+    }
+
+    /// Stop after the snapshots already sent are merged. Every other sender
+    /// clone must be dropped first.
+    pub fn join(self) {
+        drop(self.sender);
+        if self.thread.join().is_err() {
+            tracing::error!("the metrics aggregator panicked");
+        }
+    }
+}
+
+fn aggregator_run(snapshots: Receiver<Snapshot>, published: MetricsHandle) {
+    let mut view = MetricsView::default();
+    while let Ok(first) = snapshots.recv() {
+        // Merge everything that is waiting before publishing once.
+        merge(&mut view, &first);
+        while let Ok(next) = snapshots.try_recv() {
+            merge(&mut view, &next);
+        }
+        view.updated_at = Some(Instant::now());
+        let merged = Arc::new(view.clone());
+        match published.latest.write() {
+            Ok(mut guard) => *guard = merged,
+            Err(poisoned) => *poisoned.into_inner() = merged,
+        }
+    }
+}
+
+fn merge(view: &mut MetricsView, snapshot: &Snapshot) {
+    view.counters.add(&snapshot.counters);
+    view.histograms.add(&snapshot.histograms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_from_two_cores_are_merged() {
+        let aggregator = Aggregator::start().expect("thread");
+        let cores: Vec<CoreMetrics> = (0..2)
+            .map(|id| CoreMetrics::new(id, aggregator.sender()))
+            .collect();
+        for (index, core) in cores.iter().enumerate() {
+            for _ in 0..=index {
+                core.on_http_response("health", 200, Duration::from_micros(100));
+            }
+            core.count(|c| c.model_jobs += 10);
+            core.publish();
+            // Nothing new: publishing again sends nothing and loses nothing.
+            core.publish();
+        }
+        let handle = aggregator.handle();
+        drop(cores);
+        aggregator.join();
+        let view = handle.latest();
+        assert_eq!(view.counters.http_responses.get(&("health", 200)), Some(&3));
+        assert_eq!(view.counters.model_jobs, 20);
+        assert_eq!(view.histograms.http_latency_us["health"].len(), 3);
+    }
+}

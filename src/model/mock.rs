@@ -1,0 +1,189 @@
+//! The deterministic mock engine.
+//!
+//! The same samples always give the same words: a 64-bit FNV-1a hash of the
+//! samples seeds a small PRNG that picks words from a fixed vocabulary, about
+//! [`WORDS_PER_SECOND`] words per second of audio, each placed inside its own
+//! slot of the audio. To let load tests model a real engine, each call sleeps
+//! `latency + rtf × audio seconds` on the worker thread.
+
+use std::time::Duration;
+
+use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript, Word};
+
+/// The vocabulary the mock speaks.
+pub const VOCABULARY: [&str; 26] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+    "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+];
+
+/// The speaking rate the mock pretends to hear.
+pub const WORDS_PER_SECOND: f64 = 2.5;
+
+/// The mock model: configuration only, no weights.
+#[derive(Debug, Clone, Copy)]
+pub struct MockModel {
+    /// Fixed simulated inference time per job.
+    pub latency: Duration,
+    /// Simulated inference time per second of audio.
+    pub rtf: f64,
+}
+
+impl SpeechModel for MockModel {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError> {
+        Ok(Box::new(*self))
+    }
+}
+
+impl ModelWorker for MockModel {
+    fn transcribe(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        _options: &TranscribeOptions,
+    ) -> Result<Transcript, EngineError> {
+        if sample_rate == 0 {
+            return Err(EngineError::InvalidAudio("sample rate 0".into()));
+        }
+        let audio_s = samples.len() as f64 / f64::from(sample_rate);
+        let simulated = self.latency + Duration::from_secs_f64(self.rtf * audio_s);
+        if !simulated.is_zero() {
+            std::thread::sleep(simulated);
+        }
+        Ok(mock_transcript(samples, sample_rate))
+    }
+}
+
+/// The mock's answer for `samples`, without the simulated delay.
+pub fn mock_transcript(samples: &[i16], sample_rate: u32) -> Transcript {
+    let audio_s = samples.len() as f64 / f64::from(sample_rate.max(1));
+    let count = (audio_s * WORDS_PER_SECOND).round() as usize;
+    if count == 0 {
+        return Transcript::default();
+    }
+    let mut rng = XorShift64::new(fnv1a(samples));
+    let slot_s = audio_s / count as f64;
+    let mut words = Vec::with_capacity(count);
+    for index in 0..count {
+        let word = VOCABULARY[(rng.next() % VOCABULARY.len() as u64) as usize];
+        let slot_start = slot_s * index as f64;
+        // Each word fills the middle 80 % of its slot, rounded to milliseconds.
+        let start = round_ms(slot_start + slot_s * 0.1);
+        let end = round_ms(slot_start + slot_s * 0.9).max(start);
+        words.push(Word {
+            word: word.to_string(),
+            start,
+            end,
+        });
+    }
+    let text = words
+        .iter()
+        .map(|word| word.word.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Transcript { text, words }
+}
+
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+fn fnv1a(samples: &[i16]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for sample in samples {
+        for byte in sample.to_le_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// Marsaglia's xorshift64: tiny, deterministic, good enough to pick words.
+struct XorShift64(u64);
+
+impl XorShift64 {
+    fn new(seed: u64) -> Self {
+        // Zero is the one state xorshift never leaves.
+        XorShift64(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(len: usize, seed: i16) -> Vec<i16> {
+        (0..len)
+            .map(|i| ((i as i32 * 37 + i32::from(seed)) % 2000) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn same_samples_same_words() {
+        let samples = tone(32_000, 1);
+        assert_eq!(
+            mock_transcript(&samples, 16_000),
+            mock_transcript(&samples, 16_000)
+        );
+    }
+
+    #[test]
+    fn different_samples_usually_differ() {
+        let a = mock_transcript(&tone(32_000, 1), 16_000);
+        let b = mock_transcript(&tone(32_000, 2), 16_000);
+        assert_ne!(a.text, b.text);
+    }
+
+    #[test]
+    fn about_two_and_a_half_words_per_second_inside_the_audio() {
+        let transcript = mock_transcript(&tone(16_000 * 4, 3), 16_000);
+        assert_eq!(transcript.words.len(), 10);
+        let mut previous_end = 0.0;
+        for word in &transcript.words {
+            assert!(VOCABULARY.contains(&word.word.as_str()));
+            assert!(word.start >= previous_end && word.start < word.end && word.end <= 4.0);
+            previous_end = word.end;
+        }
+        assert_eq!(transcript.text.split(' ').count(), 10);
+    }
+
+    #[test]
+    fn very_short_audio_has_no_words() {
+        assert_eq!(
+            mock_transcript(&tone(1_000, 0), 16_000),
+            Transcript::default()
+        );
+        assert_eq!(mock_transcript(&[], 16_000), Transcript::default());
+    }
+
+    #[test]
+    fn simulated_latency_is_applied() {
+        let mut worker = MockModel {
+            latency: Duration::from_millis(20),
+            rtf: 0.0,
+        };
+        let started = std::time::Instant::now();
+        let result = worker.transcribe(&tone(1_600, 0), 16_000, &TranscribeOptions::default());
+        assert!(result.is_ok());
+        // A lower bound only: sleeping never returns early.
+        assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,82 @@
+//! The speech engine and the pool of threads that runs it.
+//!
+//! Cores never call the engine: they hand a [`pool::Job`] to the bounded queue
+//! of the [`pool::ModelPool`] with `try_send` and await the outcome, which the
+//! worker sends back to the submitting core. This module owns the engine trait
+//! ([`SpeechModel`] loaded once and shared, [`ModelWorker`] one per worker
+//! thread), the deterministic [`mock::MockModel`], and the pool.
+
+pub mod mock;
+pub mod pool;
+
+use std::fmt;
+
+/// What the caller asks of the engine beyond the audio.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscribeOptions {
+    /// A language hint (e.g. `en`), passed through to the engine.
+    pub language: Option<String>,
+}
+
+/// One recognised word. Times are seconds from the start of the audio handed
+/// to the engine (the segment), not of the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// The engine's answer for one piece of audio.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transcript {
+    pub text: String,
+    pub words: Vec<Word>,
+}
+
+/// Why the engine could not transcribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// The audio cannot be used by this engine (wrong rate, too short, …).
+    InvalidAudio(String),
+    /// The engine failed (or panicked) on this job.
+    Failed(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::InvalidAudio(message) => write!(f, "invalid audio: {message}"),
+            EngineError::Failed(message) => write!(f, "engine failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// A loaded model, shared by every worker thread (the weights are loaded once).
+pub trait SpeechModel: Send + Sync + 'static {
+    /// The name reported in `/v1/health` and in responses (`"mock"`).
+    fn name(&self) -> &'static str;
+
+    /// The per-thread state of one worker (a real engine's decoder state,
+    /// which is large and not shareable). Called once per worker thread.
+    ///
+    /// # Errors
+    /// When the state cannot be created; the server then refuses to start.
+    fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError>;
+}
+
+/// One worker's engine state. Lives on a model-worker thread.
+pub trait ModelWorker: Send {
+    /// Transcribe mono PCM16 samples at `sample_rate`.
+    ///
+    /// # Errors
+    /// [`EngineError`] for audio the engine cannot use or an engine failure.
+    fn transcribe(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        options: &TranscribeOptions,
+    ) -> Result<Transcript, EngineError>;
+}

@@ -1,0 +1,292 @@
+//! The model-worker pool: `model_workers` threads fed by one bounded
+//! crossbeam queue.
+//!
+//! Cores submit with [`ToPool::try_submit`], which never blocks: a full queue
+//! is answered `overloaded` by the caller. Each [`Job`] carries the id of the
+//! core that submitted it and a [`Reply`] that delivers the [`JobOutcome`]
+//! back to that core and wakes its runtime (a `futures` oneshot, which monoio's
+//! `sync` feature lets a foreign thread wake). A panic inside the engine is
+//! caught at the job boundary and answered as a failed job; the worker goes on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
+
+/// What a job is for; streams distinguish interim from final results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Batch,
+    Interim,
+    Final,
+}
+
+/// Where a job's outcome goes.
+pub type Reply = futures_channel::oneshot::Sender<JobOutcome>;
+
+/// The receiving end a core awaits.
+pub type ReplyReceiver = futures_channel::oneshot::Receiver<JobOutcome>;
+
+/// One unit of model work: a segment of mono PCM16.
+#[derive(Debug)]
+pub struct Job {
+    /// The core that submitted the job and must receive its outcome.
+    pub core_id: usize,
+    pub kind: JobKind,
+    pub samples: Vec<i16>,
+    pub sample_rate: u32,
+    pub options: TranscribeOptions,
+    /// When the job entered the queue, to measure the queue wait.
+    pub enqueued_at: Instant,
+    pub reply: Reply,
+}
+
+impl Job {
+    /// A job and the receiver its outcome will arrive on.
+    pub fn new(
+        core_id: usize,
+        kind: JobKind,
+        samples: Vec<i16>,
+        sample_rate: u32,
+        options: TranscribeOptions,
+    ) -> (Job, ReplyReceiver) {
+        let (reply, receiver) = futures_channel::oneshot::channel();
+        let job = Job {
+            core_id,
+            kind,
+            samples,
+            sample_rate,
+            options,
+            enqueued_at: Instant::now(),
+            reply,
+        };
+        (job, receiver)
+    }
+}
+
+/// The result of a job with its timings.
+#[derive(Debug)]
+pub struct JobOutcome {
+    pub result: Result<Transcript, EngineError>,
+    /// Time from submission until a worker took the job.
+    pub queue_wait: Duration,
+    /// Time the engine spent on the job.
+    pub model_time: Duration,
+}
+
+/// Why a job was not accepted.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The queue is full: answer `overloaded`. The job is handed back.
+    Full(Job),
+    /// The pool has stopped (shutdown).
+    Closed(Job),
+}
+
+/// The submitting side of the pool, cloned into every core.
+#[derive(Clone)]
+pub struct ToPool {
+    sender: Sender<Job>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl ToPool {
+    /// Queue a job without blocking.
+    ///
+    /// # Errors
+    /// [`SubmitError::Full`] when the queue is at capacity,
+    /// [`SubmitError::Closed`] when the pool has stopped.
+    pub fn try_submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.sender.try_send(job).map_err(|error| match error {
+            TrySendError::Full(job) => SubmitError::Full(job),
+            TrySendError::Disconnected(job) => SubmitError::Closed(job),
+        })
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.sender.len()
+    }
+
+    /// The queue's capacity.
+    pub fn queue_capacity(&self) -> usize {
+        self.sender.capacity().unwrap_or(usize::MAX)
+    }
+
+    /// Jobs a worker is running right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new job would be refused right now.
+    pub fn is_full(&self) -> bool {
+        self.sender.is_full()
+    }
+}
+
+/// The pool: owns the worker threads until [`ModelPool::join`].
+pub struct ModelPool {
+    to_pool: ToPool,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ModelPool {
+    /// Start `workers` threads, each with its own engine state from `model`.
+    ///
+    /// # Errors
+    /// When a worker's engine state cannot be created or a thread cannot be
+    /// spawned.
+    pub fn start(
+        model: Arc<dyn SpeechModel>,
+        workers: usize,
+        queue_capacity: usize,
+    ) -> anyhow::Result<ModelPool> {
+        assert!(workers >= 1 && queue_capacity >= 1);
+        let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue_capacity);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let engine = model
+                .new_worker()
+                .map_err(|error| anyhow::anyhow!("model worker {index}: {error}"))?;
+            let receiver = receiver.clone();
+            let in_flight = Arc::clone(&in_flight);
+            let handle = std::thread::Builder::new()
+                .name(format!("model-worker-{index}"))
+                .spawn(move || worker_run(engine, receiver, in_flight))?;
+            handles.push(handle);
+        }
+        Ok(ModelPool {
+            to_pool: ToPool { sender, in_flight },
+            workers: handles,
+        })
+    }
+
+    /// The submitting handle for cores.
+    pub fn to_pool(&self) -> ToPool {
+        self.to_pool.clone()
+    }
+
+    /// Close the queue and wait for the workers to finish the jobs already
+    /// queued. Every other [`ToPool`] clone must be dropped first, or the
+    /// workers never see the queue close.
+    pub fn join(self) {
+        drop(self.to_pool);
+        for handle in self.workers {
+            if handle.join().is_err() {
+                tracing::error!("a model worker thread panicked outside a job");
+            }
+        }
+    }
+}
+
+fn worker_run(mut engine: Box<dyn ModelWorker>, jobs: Receiver<Job>, in_flight: Arc<AtomicUsize>) {
+    while let Ok(job) = jobs.recv() {
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome = worker_run_job(engine.as_mut(), &job);
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        // The submitter may have gone away (client disconnected); then the
+        // outcome is simply dropped.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+fn worker_run_job(engine: &mut dyn ModelWorker, job: &Job) -> JobOutcome {
+    let started = Instant::now();
+    let queue_wait = started.saturating_duration_since(job.enqueued_at);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        engine.transcribe(&job.samples, job.sample_rate, &job.options)
+    }))
+    .unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        tracing::error!(core = job.core_id, %message, "model engine panicked on a job");
+        Err(EngineError::Failed(format!("engine panicked: {message}")))
+    });
+    JobOutcome {
+        result,
+        queue_wait,
+        model_time: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::mock::MockModel;
+
+    fn pool(workers: usize, capacity: usize, latency_ms: u64) -> ModelPool {
+        let model = Arc::new(MockModel {
+            latency: Duration::from_millis(latency_ms),
+            rtf: 0.0,
+        });
+        ModelPool::start(model, workers, capacity).expect("pool starts")
+    }
+
+    #[test]
+    fn a_job_comes_back_with_its_transcript() {
+        let pool = pool(1, 4, 0);
+        let samples: Vec<i16> = (0..16_000).map(|i| (i % 300) as i16).collect();
+        let (job, receiver) = Job::new(
+            0,
+            JobKind::Batch,
+            samples.clone(),
+            16_000,
+            Default::default(),
+        );
+        pool.to_pool().try_submit(job).expect("queued");
+        let outcome = futures_executor_block_on(receiver).expect("answered");
+        let transcript = outcome.result.expect("transcribed");
+        assert_eq!(
+            transcript,
+            crate::model::mock::mock_transcript(&samples, 16_000)
+        );
+        pool.join();
+    }
+
+    #[test]
+    fn a_full_queue_refuses_without_blocking() {
+        // One worker busy for a long time, a queue of one: the third job is refused.
+        let pool = pool(1, 1, 300);
+        let to_pool = pool.to_pool();
+        let mut receivers = Vec::new();
+        let mut refused = 0;
+        for _ in 0..4 {
+            let (job, receiver) =
+                Job::new(0, JobKind::Batch, vec![0; 160], 16_000, Default::default());
+            match to_pool.try_submit(job) {
+                Ok(()) => receivers.push(receiver),
+                Err(SubmitError::Full(_)) => refused += 1,
+                Err(SubmitError::Closed(_)) => panic!("pool closed"),
+            }
+        }
+        assert!(refused >= 2, "refused {refused}");
+        drop(to_pool);
+        pool.join();
+        for receiver in receivers {
+            assert!(futures_executor_block_on(receiver).is_ok());
+        }
+    }
+
+    /// A minimal blocking wait for a oneshot, so the tests need no executor.
+    fn futures_executor_block_on(
+        receiver: ReplyReceiver,
+    ) -> Result<JobOutcome, futures_channel::oneshot::Canceled> {
+        let mut receiver = receiver;
+        loop {
+            match receiver.try_recv() {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(canceled) => return Err(canceled),
+            }
+        }
+    }
+}
