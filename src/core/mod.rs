@@ -198,7 +198,11 @@ impl Drop for ConnectionGuard {
 
 async fn publish_metrics(core: Rc<CoreContext>) {
     loop {
-        monoio::time::sleep(Duration::from_millis(METRICS_PUBLISH_INTERVAL_MS)).await;
-        core.metrics.publish();
+        let interval = monoio::time::sleep(Duration::from_millis(METRICS_PUBLISH_INTERVAL_MS));
+        monoio::select! {
+            _ = interval => core.metrics.publish(),
+            // The core publishes a last time itself once it has drained.
+            _ = core.drain.wait() => return,
+        }
     }
 }

@@ -114,11 +114,15 @@ impl ChunkedDecoder {
                     };
                 }
                 State::DataEnd => {
+                    // Check each byte as it arrives, so a bad one is refused
+                    // at once rather than after the next byte.
+                    if rest.first().is_some_and(|&b| b != b'\r')
+                        || rest.get(1).is_some_and(|&b| b != b'\n')
+                    {
+                        return Err(BodyError::Malformed("chunk data not followed by CRLF"));
+                    }
                     if rest.len() < 2 {
                         return Ok(at);
-                    }
-                    if &rest[..2] != b"\r\n" {
-                        return Err(BodyError::Malformed("chunk data not followed by CRLF"));
                     }
                     at += 2;
                     self.state = State::Size;

@@ -295,7 +295,9 @@ impl Conn {
         route: &'static str,
         received_at: Instant,
     ) -> bool {
-        let close = close || self.core.drain.is_triggered();
+        // While draining, requests already received (pipelined) are still
+        // answered; the connection closes once none is left.
+        let close = close || (self.core.drain.is_triggered() && self.buf.is_empty());
         response.write_to(&mut self.out, !close, head.method == Method::Head);
         let written = self.write_out().await;
         self.core

@@ -202,6 +202,9 @@ pub struct Aggregator {
     sender: Sender<Snapshot>,
     handle: MetricsHandle,
     thread: JoinHandle<()>,
+    /// Dropped by [`Aggregator::join`] to stop the thread even while a core
+    /// still holds a sender.
+    stop: Sender<()>,
 }
 
 impl Aggregator {
@@ -215,13 +218,15 @@ impl Aggregator {
             latest: Arc::new(RwLock::new(Arc::new(MetricsView::default()))),
         };
         let published = handle.clone();
+        let (stop, stopped) = crossbeam_channel::bounded(0);
         let thread = std::thread::Builder::new()
             .name("metrics-aggregator".into())
-            .spawn(move || aggregator_run(receiver, published))?;
+            .spawn(move || aggregator_run(receiver, stopped, published))?;
         Ok(Aggregator {
             sender,
             handle,
             thread,
+            stop,
         })
     }
 
@@ -235,21 +240,28 @@ impl Aggregator {
         self.handle.clone()
     }
 
-    /// Stop after the snapshots already sent are merged. Every other sender
-    /// clone must be dropped first.
+    /// Stop after the snapshots already sent are merged.
     pub fn join(self) {
         drop(self.sender);
+        drop(self.stop);
         if self.thread.join().is_err() {
             tracing::error!("the metrics aggregator panicked");
         }
     }
 }
 
-fn aggregator_run(snapshots: Receiver<Snapshot>, published: MetricsHandle) {
+fn aggregator_run(snapshots: Receiver<Snapshot>, stopped: Receiver<()>, published: MetricsHandle) {
     let mut view = MetricsView::default();
-    while let Ok(first) = snapshots.recv() {
+    loop {
+        let first = crossbeam_channel::select! {
+            recv(snapshots) -> snapshot => snapshot.ok(),
+            recv(stopped) -> _ => None,
+        };
+        let stopping = first.is_none();
+        if let Some(first) = first {
+            merge(&mut view, &first);
+        }
         // Merge everything that is waiting before publishing once.
-        merge(&mut view, &first);
         while let Ok(next) = snapshots.try_recv() {
             merge(&mut view, &next);
         }
@@ -258,6 +270,9 @@ fn aggregator_run(snapshots: Receiver<Snapshot>, published: MetricsHandle) {
         match published.latest.write() {
             Ok(mut guard) => *guard = merged,
             Err(poisoned) => *poisoned.into_inner() = merged,
+        }
+        if stopping {
+            return;
         }
     }
 }

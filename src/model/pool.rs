@@ -133,6 +133,9 @@ impl ToPool {
 pub struct ModelPool {
     to_pool: ToPool,
     workers: Vec<JoinHandle<()>>,
+    /// Dropped by [`ModelPool::join`]: the workers finish the queued jobs and
+    /// exit, even while some core still holds a [`ToPool`] clone.
+    stop: crossbeam_channel::Sender<()>,
 }
 
 impl ModelPool {
@@ -149,21 +152,24 @@ impl ModelPool {
         assert!(workers >= 1 && queue_capacity >= 1);
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue_capacity);
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let mut handles = Vec::with_capacity(workers);
         for index in 0..workers {
             let engine = model
                 .new_worker()
                 .map_err(|error| anyhow::anyhow!("model worker {index}: {error}"))?;
             let receiver = receiver.clone();
+            let stopped = stopped.clone();
             let in_flight = Arc::clone(&in_flight);
             let handle = std::thread::Builder::new()
                 .name(format!("model-worker-{index}"))
-                .spawn(move || worker_run(engine, receiver, in_flight))?;
+                .spawn(move || worker_run(engine, receiver, stopped, in_flight))?;
             handles.push(handle);
         }
         Ok(ModelPool {
             to_pool: ToPool { sender, in_flight },
             workers: handles,
+            stop,
         })
     }
 
@@ -172,11 +178,11 @@ impl ModelPool {
         self.to_pool.clone()
     }
 
-    /// Close the queue and wait for the workers to finish the jobs already
-    /// queued. Every other [`ToPool`] clone must be dropped first, or the
-    /// workers never see the queue close.
+    /// Stop the workers once the jobs already queued are done, and wait for
+    /// them.
     pub fn join(self) {
         drop(self.to_pool);
+        drop(self.stop);
         for handle in self.workers {
             if handle.join().is_err() {
                 tracing::error!("a model worker thread panicked outside a job");
@@ -185,15 +191,36 @@ impl ModelPool {
     }
 }
 
-fn worker_run(mut engine: Box<dyn ModelWorker>, jobs: Receiver<Job>, in_flight: Arc<AtomicUsize>) {
-    while let Ok(job) = jobs.recv() {
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let outcome = worker_run_job(engine.as_mut(), &job);
-        in_flight.fetch_sub(1, Ordering::Relaxed);
-        // The submitter may have gone away (client disconnected); then the
-        // outcome is simply dropped.
-        let _ = job.reply.send(outcome);
+fn worker_run(
+    mut engine: Box<dyn ModelWorker>,
+    jobs: Receiver<Job>,
+    stopped: Receiver<()>,
+    in_flight: Arc<AtomicUsize>,
+) {
+    loop {
+        crossbeam_channel::select! {
+            recv(jobs) -> job => match job {
+                Ok(job) => worker_run_one(engine.as_mut(), job, &in_flight),
+                Err(_) => return,
+            },
+            recv(stopped) -> _ => {
+                // Stopping: finish what is queued, then exit.
+                while let Ok(job) = jobs.try_recv() {
+                    worker_run_one(engine.as_mut(), job, &in_flight);
+                }
+                return;
+            }
+        }
     }
+}
+
+fn worker_run_one(engine: &mut dyn ModelWorker, job: Job, in_flight: &AtomicUsize) {
+    in_flight.fetch_add(1, Ordering::Relaxed);
+    let outcome = worker_run_job(engine, &job);
+    in_flight.fetch_sub(1, Ordering::Relaxed);
+    // The submitter may have gone away (client disconnected); then the
+    // outcome is simply dropped.
+    let _ = job.reply.send(outcome);
 }
 
 fn worker_run_job(engine: &mut dyn ModelWorker, job: &Job) -> JobOutcome {

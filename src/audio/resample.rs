@@ -1,0 +1,244 @@
+//! Sample-rate conversion for decoded audio whose rate the VAD does not accept.
+//!
+//! It owns nothing between calls: [`resample_i16`] receives a whole mono buffer from
+//! [`crate::audio::decode`] and hands back a new buffer at the target rate, aligned
+//! with the input (the resampler's delay is removed) and `round(len × to / from)`
+//! samples long. Rates with a small common divisor (44.1 kHz, 22.05 kHz, 96 kHz, …)
+//! go through rubato's FFT resampler, which is fast and anti-aliased; odd rates whose
+//! FFT would be huge go through its windowed-sinc resampler.
+
+use rubato::{
+    FftFixedIn, Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType,
+    WindowFunction,
+};
+
+/// Input frames handed to the resampler per call.
+const CHUNK_FRAMES: usize = 1024;
+/// Above this many input samples per FFT period (`from_hz / gcd(from_hz, to_hz)`), the
+/// FFT resampler's transform would be too large and the sinc resampler is used.
+const FFT_PERIOD_SAMPLES_MAX: u32 = 4096;
+/// Windowed-sinc filter length; 256 keeps the pass band flat to ~0.95 × Nyquist.
+const SINC_TAPS: usize = 256;
+/// Flush calls allowed after the input ends; the delay of either resampler is far
+/// shorter than this many chunks, so reaching it means a bug, not long audio.
+const FLUSH_CALLS_MAX: usize = 64;
+
+/// Resamples mono PCM16 from `from_hz` to `to_hz`. The output has
+/// `round(len × to_hz / from_hz)` samples. Equal rates or empty input return a copy;
+/// a zero rate (a caller bug) returns an empty buffer.
+pub fn resample_i16(samples: &[i16], from_hz: u32, to_hz: u32) -> Vec<i16> {
+    if from_hz == to_hz || samples.is_empty() {
+        return samples.to_vec();
+    }
+    if from_hz == 0 || to_hz == 0 {
+        debug_assert!(false, "resample_i16 with a zero rate");
+        return Vec::new();
+    }
+    let input: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    resample_f32(&input, from_hz, to_hz)
+        .iter()
+        .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect()
+}
+
+/// Resamples mono f32 samples in [-1, 1]; same contract as [`resample_i16`].
+pub fn resample_f32(samples: &[f32], from_hz: u32, to_hz: u32) -> Vec<f32> {
+    if from_hz == to_hz || samples.is_empty() {
+        return samples.to_vec();
+    }
+    if from_hz == 0 || to_hz == 0 {
+        debug_assert!(false, "resample_f32 with a zero rate");
+        return Vec::new();
+    }
+    let expected_len = resampled_len(samples.len(), from_hz, to_hz);
+    let fft_period_samples = from_hz / gcd(from_hz, to_hz);
+    let output = if fft_period_samples <= FFT_PERIOD_SAMPLES_MAX {
+        // rubato centres its FFT filter on sample fft_size_in / 2, rounded down: with an
+        // odd FFT length (1323 for 44.1 -> 16 kHz) the output lags by half an input
+        // sample. A chunk of an even number of FFT periods keeps the length even.
+        let period_pair = 2 * fft_period_samples as usize;
+        let chunk_frames = period_pair * (CHUNK_FRAMES / period_pair).max(1);
+        FftFixedIn::<f32>::new(from_hz as usize, to_hz as usize, chunk_frames, 1, 1)
+            .map_err(|_| ())
+            .and_then(|resampler| {
+                let delay = resampler.output_delay();
+                resample_f32_run(resampler, samples, expected_len, delay, 0)
+            })
+    } else {
+        let parameters = SincInterpolationParameters {
+            sinc_len: SINC_TAPS,
+            f_cutoff: 0.95,
+            oversampling_factor: 256,
+            interpolation: SincInterpolationType::Linear,
+            window: WindowFunction::BlackmanHarris2,
+        };
+        let ratio = f64::from(to_hz) / f64::from(from_hz);
+        // rubato's sinc resampler has no delay despite its `output_delay()`: it starts
+        // its filter half a window early, and its first output sample is already the
+        // one for time 1 / to_hz. One leading sample of silence lines it up.
+        SincFixedIn::<f32>::new(ratio, 1.0, parameters, CHUNK_FRAMES, 1)
+            .map_err(|_| ())
+            .and_then(|resampler| resample_f32_run(resampler, samples, expected_len, 0, 1))
+    };
+    // Construction and processing only fail on bad rates or buffer sizes, which are
+    // checked above and sized by the resampler itself: a failure is a bug, and
+    // silence of the right length keeps the server going.
+    output.unwrap_or_else(|()| {
+        debug_assert!(false, "rubato failed for {from_hz} -> {to_hz} Hz");
+        vec![0.0; expected_len]
+    })
+}
+
+/// `round(len × to_hz / from_hz)` without overflow.
+pub fn resampled_len(len: usize, from_hz: u32, to_hz: u32) -> usize {
+    let scaled = len as u128 * u128::from(to_hz) + u128::from(from_hz / 2);
+    (scaled / u128::from(from_hz.max(1))) as usize
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Feeds `input` through `resampler` in fixed chunks, flushes the tail with silence,
+/// and lines output sample `n` up with input time `n / to_hz`: the first `delay`
+/// output samples are dropped, and `lead` samples of silence are put first.
+fn resample_f32_run<R: Resampler<f32>>(
+    mut resampler: R,
+    input: &[f32],
+    expected_len: usize,
+    delay: usize,
+    lead: usize,
+) -> Result<Vec<f32>, ()> {
+    let mut chunk_out = resampler.output_buffer_allocate(true);
+    let mut output = Vec::with_capacity(lead + delay + expected_len + chunk_out[0].len());
+    output.resize(lead, 0.0);
+    let mut position = 0;
+    while input.len() - position >= resampler.input_frames_next() {
+        let frames = resampler.input_frames_next();
+        let chunk_in = [&input[position..position + frames]];
+        let (used, produced) = resampler
+            .process_into_buffer(&chunk_in, &mut chunk_out, None)
+            .map_err(|_| ())?;
+        output.extend_from_slice(&chunk_out[0][..produced]);
+        position += used;
+    }
+    // rubato refuses an empty partial chunk; with no tail the flush below suffices.
+    if position < input.len() {
+        let tail = [&input[position..]];
+        let (_, produced) = resampler
+            .process_partial_into_buffer(Some(&tail), &mut chunk_out, None)
+            .map_err(|_| ())?;
+        output.extend_from_slice(&chunk_out[0][..produced]);
+    }
+    let mut flush_calls = 0;
+    while output.len() < delay + expected_len && flush_calls < FLUSH_CALLS_MAX {
+        let (_, produced) = resampler
+            .process_partial_into_buffer(None::<&[&[f32]]>, &mut chunk_out, None)
+            .map_err(|_| ())?;
+        output.extend_from_slice(&chunk_out[0][..produced]);
+        flush_calls += 1;
+    }
+    output.drain(..delay.min(output.len()));
+    output.resize(expected_len, 0.0);
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(frequency_hz: f64, rate_hz: u32, len: usize, amplitude: f64) -> Vec<i16> {
+        (0..len)
+            .map(|n| {
+                let t = n as f64 / f64::from(rate_hz);
+                (amplitude * (2.0 * std::f64::consts::PI * frequency_hz * t).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn rms(samples: &[i16]) -> f64 {
+        let sum: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+        (sum / samples.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn lengths_are_rounded_ratio() {
+        for &(from, to, len) in &[
+            (44_100, 16_000, 44_100),
+            (44_100, 16_000, 12_345),
+            (22_050, 16_000, 1),
+            (11_025, 16_000, 999),
+            (96_000, 16_000, 100_000),
+            (8_000, 16_000, 7_777),
+            (44_101, 16_000, 30_000),
+            (12_345, 16_000, 5),
+        ] {
+            let input = sine(440.0, from, len, 10_000.0);
+            let output = resample_i16(&input, from, to);
+            assert_eq!(
+                output.len(),
+                resampled_len(len, from, to),
+                "{from}->{to} len {len}"
+            );
+        }
+    }
+
+    /// The shift (in output samples, to 0.05) that best aligns `output` with a 1 kHz
+    /// tone of amplitude 10000 at 16 kHz, and the RMS error at that shift.
+    fn tone_alignment(output: &[i16]) -> (f64, f64) {
+        let mut best = (0.0, f64::MAX);
+        for step in -40..=40 {
+            let shift = f64::from(step) * 0.05;
+            let squares: f64 = (1000..15_000)
+                .map(|n| {
+                    let t = (n as f64 - shift) / 16_000.0;
+                    let reference = 10_000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin();
+                    (f64::from(output[n]) - reference).powi(2)
+                })
+                .sum();
+            let error_rms = (squares / 14_000.0).sqrt();
+            if error_rms < best.1 {
+                best = (shift, error_rms);
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn tone_keeps_amplitude_and_phase() {
+        // 1 s of 1 kHz must still be the same tone after resampling to 16 kHz, in
+        // phase (the resampler delay is removed). The FFT path is exact; the sinc path
+        // for odd rates may lag by a fraction of a sample.
+        for &(from, shift_max) in &[
+            (44_100, 0.0),
+            (8_000, 0.0),
+            (96_000, 0.0),
+            (12_345, 0.5),
+            (44_101, 0.5),
+        ] {
+            let input = sine(1000.0, from, from as usize, 10_000.0);
+            let output = resample_i16(&input, from, 16_000);
+            let (shift, error_rms) = tone_alignment(&output);
+            assert!(shift.abs() <= shift_max, "{from}: shifted by {shift}");
+            assert!(error_rms < 50.0, "{from}: error rms {error_rms}");
+        }
+    }
+
+    #[test]
+    fn tone_above_new_nyquist_is_removed() {
+        // 10 kHz cannot exist at 16 kHz; without an anti-alias filter it would fold
+        // to 6 kHz at full strength.
+        let input = sine(10_000.0, 44_100, 44_100, 10_000.0);
+        let output = resample_i16(&input, 44_100, 16_000);
+        assert!(rms(&output[1000..15_000]) < 100.0, "rms {}", rms(&output));
+    }
+
+    #[test]
+    fn equal_rates_and_empty_input_are_copies() {
+        assert_eq!(resample_i16(&[1, 2, 3], 16_000, 16_000), vec![1, 2, 3]);
+        assert!(resample_i16(&[], 44_100, 16_000).is_empty());
+    }
+}

@@ -1,0 +1,17 @@
+//! Integration tests: each test starts the real `transcription-server` binary
+//! on 127.0.0.1 port 0 and talks to it over real sockets.
+//!
+//! - `http_protocol`: framing, keep-alive, pipelining, every error status,
+//!   timeouts, raw malformed input.
+//! - `batch`: `POST /v1/transcribe` with every accepted audio form, segments,
+//!   determinism, overload.
+//! - `openai`: `POST /v1/audio/transcriptions` in every response format.
+//! - `lifecycle`: configuration refusals, port in use, health and readiness,
+//!   the I/O driver, graceful shutdown.
+
+mod support;
+
+mod batch;
+mod http_protocol;
+mod lifecycle;
+mod openai;
