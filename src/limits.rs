@@ -58,6 +58,11 @@ pub const CORE_CONNECTIONS_MAX: usize = 16_384;
 /// whole queue from everybody else.
 pub const BATCH_JOBS_IN_FLIGHT_MAX: usize = 8;
 
+/// Bodies up to this size are decoded and segmented on the core itself (well
+/// under a millisecond); larger ones go to the blocking pool so that a long
+/// upload never stalls the other connections of its core.
+pub const INLINE_DECODE_BYTES_MAX: usize = 128 * 1024;
+
 /// Parts a multipart form may have.
 pub const MULTIPART_PARTS_MAX: usize = 64;
 

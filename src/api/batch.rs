@@ -14,7 +14,8 @@ use crate::audio::{self, AudioError, AudioFormat, Pcm, SegmenterConfig};
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::multipart::{self, Part};
-use crate::limits::BATCH_JOBS_IN_FLIGHT_MAX;
+use crate::http::Request;
+use crate::limits::{BATCH_JOBS_IN_FLIGHT_MAX, INLINE_DECODE_BYTES_MAX};
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, ReplyReceiver, SubmitError};
 use crate::model::{EngineError, TranscribeOptions, Word};
@@ -213,24 +214,67 @@ impl<'a> Form<'a> {
     }
 }
 
-/// Segment `pcm` with the VAD and transcribe every segment on the pool.
+/// Decoded audio and its speech segments, ready for the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedAudio {
+    pub pcm: Pcm,
+    /// Speech segments as `[start, end)` sample ranges, in order.
+    pub segments: Vec<(u64, u64)>,
+}
+
+/// Decode the request's body and find its speech segments. Small bodies are
+/// handled on the core; larger ones on the blocking pool, so the core keeps
+/// serving its other connections meanwhile. The body is taken out of the
+/// request.
+///
+/// # Errors
+/// As [`decode_body`]; `500` if the blocking pool fails.
+pub async fn prepare(
+    core: &CoreContext,
+    request: &mut Request,
+    query_rate: Option<u32>,
+    vad_mode: u8,
+) -> Result<PreparedAudio, ApiError> {
+    let settings = &core.shared.settings;
+    let (hangover_ms, max_segment_ms) = (settings.vad_hangover_ms, settings.max_segment_ms);
+    let content_type = request.head.header("content-type").map(str::to_owned);
+    let body = std::mem::take(&mut request.body);
+    let work = move || {
+        let pcm = decode_body(content_type.as_deref(), &body, query_rate)?;
+        let config = SegmenterConfig::new(pcm.sample_rate, hangover_ms, max_segment_ms);
+        let segments = audio::segment_all(&pcm, config, vad_mode);
+        Ok(PreparedAudio { pcm, segments })
+    };
+    if request_body_len(&request.head) <= INLINE_DECODE_BYTES_MAX {
+        return work();
+    }
+    monoio::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Internal, "the audio decoder failed"))?
+}
+
+/// The announced body size (chunked bodies count as large).
+fn request_body_len(head: &crate::http::RequestHead) -> usize {
+    match head.framing {
+        crate::http::head::BodyFraming::None => 0,
+        crate::http::head::BodyFraming::Length(length) => {
+            usize::try_from(length).unwrap_or(usize::MAX)
+        }
+        crate::http::head::BodyFraming::Chunked => usize::MAX,
+    }
+}
+
+/// Transcribe every segment of prepared audio on the pool.
 ///
 /// # Errors
 /// `503 overloaded` when the model queue is full, `503 shutting_down` when
 /// the pool has stopped, `422`/`500` when the engine refuses or fails.
 pub async fn run_batch(
     core: &CoreContext,
-    pcm: &Pcm,
-    vad_mode: u8,
+    audio: &PreparedAudio,
     options: &TranscribeOptions,
 ) -> Result<BatchTranscript, ApiError> {
-    let settings = &core.shared.settings;
-    let config = SegmenterConfig::new(
-        pcm.sample_rate,
-        settings.vad_hangover_ms,
-        settings.max_segment_ms,
-    );
-    let ranges = audio::segment_all(pcm, config, vad_mode);
+    let (pcm, ranges) = (&audio.pcm, &audio.segments);
     core.metrics.count(|c| {
         c.batch_requests += 1;
         c.batch_audio_seconds += pcm.duration_s();

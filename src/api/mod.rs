@@ -133,7 +133,8 @@ pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result
 }
 
 /// Run the handler of a route.
-pub async fn handle(core: &CoreContext, route: Route, request: &Request) -> Response {
+/// Handlers may take the body out of the request.
+pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> Response {
     let result = match route {
         Route::Health => Ok(health::health(core)),
         Route::Ready => Ok(health::ready(core)),

@@ -47,7 +47,10 @@ impl ResponseFormat {
 /// # Errors
 /// `415` unless the body is `multipart/form-data`; `400` for a missing
 /// `file` or a bad field; otherwise as [`batch::run_batch`].
-pub async fn transcriptions(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
+pub async fn transcriptions(
+    core: &CoreContext,
+    request: &mut Request,
+) -> Result<Response, ApiError> {
     let content_type = request.head.header("content-type").unwrap_or_default();
     if !content_type
         .trim_start()
@@ -83,11 +86,12 @@ pub async fn transcriptions(core: &CoreContext, request: &Request) -> Result<Res
             }
         }
     }
-    let pcm = batch::decode_body(Some(content_type), &request.body, None)?;
+    drop(form);
+    let audio = batch::prepare(core, request, None, core.shared.settings.vad_mode).await?;
     let options = TranscribeOptions {
         language: language.clone(),
     };
-    let transcript = batch::run_batch(core, &pcm, core.shared.settings.vad_mode, &options).await?;
+    let transcript = batch::run_batch(core, &audio, &options).await?;
     Ok(render(&transcript, format, language.as_deref(), words))
 }
 

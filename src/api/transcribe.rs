@@ -88,17 +88,13 @@ struct TranscribeJson<'a> {
 /// # Errors
 /// As [`batch::decode_body`] and [`batch::run_batch`], and `400` for bad
 /// query parameters.
-pub async fn transcribe(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
+pub async fn transcribe(core: &CoreContext, request: &mut Request) -> Result<Response, ApiError> {
     let params = BatchParams::parse(request.head.query.as_deref(), core.shared.settings.vad_mode)?;
-    let pcm = batch::decode_body(
-        request.head.header("content-type"),
-        &request.body,
-        params.sample_rate,
-    )?;
+    let audio = batch::prepare(core, request, params.sample_rate, params.vad_mode).await?;
     let options = TranscribeOptions {
         language: params.language.clone(),
     };
-    let transcript = batch::run_batch(core, &pcm, params.vad_mode, &options).await?;
+    let transcript = batch::run_batch(core, &audio, &options).await?;
     let processing_ms = (request.received_at.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     Ok(Response::json(
         200,

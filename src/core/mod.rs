@@ -60,6 +60,8 @@ pub struct CoreStart {
     pub metrics: crossbeam_channel::Sender<crate::metrics::Snapshot>,
     /// Fires (or is dropped) when the core must drain and stop.
     pub shutdown: futures_channel::oneshot::Receiver<()>,
+    /// The pool that decodes large uploads off the core threads.
+    pub blocking: monoio::blocking::DefaultThreadPool,
     /// Where the core reports its driver once it accepts, or why it failed.
     pub started: std::sync::mpsc::Sender<Result<IoDriver, String>>,
 }
@@ -77,6 +79,7 @@ pub fn run(start: CoreStart) {
     }
     let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .with_entries(URING_ENTRIES)
+        .attach_thread_pool(Box::new(start.blocking.clone()))
         .enable_timer()
         .build();
     let mut runtime = match runtime {

@@ -122,13 +122,13 @@ impl Conn {
                 }
             };
             let keep_alive = head.keep_alive;
-            let request = Request {
+            let mut request = Request {
                 head,
                 body,
                 peer: self.peer,
                 received_at,
             };
-            let response = crate::api::handle(&self.core, route, &request).await;
+            let response = crate::api::handle(&self.core, route, &mut request).await;
             let close = !keep_alive || response.close;
             if !self
                 .respond(&request.head, response, close, route.label(), received_at)

@@ -121,6 +121,8 @@ impl Server {
             );
         }
         let (started_tx, started_rx) = std::sync::mpsc::channel();
+        // Decoding large uploads is CPU work like the model's: one thread per core.
+        let blocking = monoio::blocking::DefaultThreadPool::new(cores);
         for core_id in 0..cores {
             let listener = bind_reuseport(self.local_addr)
                 .with_context(|| format!("core {core_id}: binding {}", self.local_addr))?;
@@ -132,6 +134,7 @@ impl Server {
                 shared: Arc::clone(&self.shared),
                 metrics: self.aggregator.sender(),
                 shutdown: shutdown_rx,
+                blocking: blocking.clone(),
                 started: started_tx.clone(),
             };
             let thread = std::thread::Builder::new()
