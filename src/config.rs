@@ -81,6 +81,22 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_MAX_WS_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_ws_message_bytes: usize,
 
+    /// Messages a streaming session may have queued for a client that reads slowly; interims are shed first.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_WS_OUTBOUND_MESSAGES_MAX",
+        default_value_t = 256
+    )]
+    pub ws_outbound_messages_max: usize,
+
+    /// Milliseconds a client may stay over the outbound bound before it is closed with slow_consumer (1008).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SLOW_CONSUMER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub slow_consumer_timeout_ms: u64,
+
     /// Milliseconds a client has to send a complete request head, and the longest pause allowed while it sends a body (408 after it).
     #[arg(long, env = "TRANSCRIBE_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub read_timeout_ms: u64,
@@ -151,6 +167,8 @@ pub struct Settings {
     pub body_bytes_max: usize,
     pub head_bytes_max: usize,
     pub ws_message_bytes_max: usize,
+    pub ws_outbound_messages_max: usize,
+    pub slow_consumer_timeout: Duration,
     pub read_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub vad_mode: u8,
@@ -228,6 +246,17 @@ impl Config {
             ),
         )?;
         check(
+            (8..=1_000_000).contains(&self.ws_outbound_messages_max),
+            format!(
+                "--ws-outbound-messages-max must be between 8 and 1000000, got {}",
+                self.ws_outbound_messages_max
+            ),
+        )?;
+        check(
+            self.slow_consumer_timeout_ms >= 10,
+            "--slow-consumer-timeout-ms must be at least 10",
+        )?;
+        check(
             self.read_timeout_ms >= 10,
             "--read-timeout-ms must be at least 10",
         )?;
@@ -298,6 +327,8 @@ impl Config {
             body_bytes_max: self.max_body_bytes,
             head_bytes_max: self.max_head_bytes,
             ws_message_bytes_max: self.max_ws_message_bytes,
+            ws_outbound_messages_max: self.ws_outbound_messages_max,
+            slow_consumer_timeout: Duration::from_millis(self.slow_consumer_timeout_ms),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             keepalive_timeout: Duration::from_secs(self.keepalive_timeout_seconds),
             vad_mode: self.vad_mode,

@@ -114,6 +114,44 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The error codes of the streaming protocol and the WebSocket close code
+/// each one is followed by (`None`: the session continues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WsErrorKind {
+    SessionLimitExceeded,
+    InvalidMessage,
+    UnsupportedFormat,
+    MessageTooLarge,
+    SlowConsumer,
+    Overloaded,
+    Internal,
+}
+
+impl WsErrorKind {
+    pub const fn code(self) -> &'static str {
+        match self {
+            WsErrorKind::SessionLimitExceeded => "session_limit_exceeded",
+            WsErrorKind::InvalidMessage => "invalid_message",
+            WsErrorKind::UnsupportedFormat => "unsupported_format",
+            WsErrorKind::MessageTooLarge => "message_too_large",
+            WsErrorKind::SlowConsumer => "slow_consumer",
+            WsErrorKind::Overloaded => "overloaded",
+            WsErrorKind::Internal => "internal",
+        }
+    }
+
+    pub const fn close_code(self) -> Option<u16> {
+        match self {
+            WsErrorKind::SessionLimitExceeded => Some(1013),
+            WsErrorKind::UnsupportedFormat => Some(1003),
+            WsErrorKind::MessageTooLarge => Some(1009),
+            WsErrorKind::SlowConsumer => Some(1008),
+            WsErrorKind::Internal => Some(1011),
+            WsErrorKind::InvalidMessage | WsErrorKind::Overloaded => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +180,34 @@ mod tests {
         for (kind, status, code) in expected {
             assert_eq!(kind.status(), status);
             assert_eq!(kind.code(), code);
+        }
+    }
+
+    #[test]
+    fn websocket_errors_close_with_the_documented_codes() {
+        let expected = [
+            (
+                WsErrorKind::SessionLimitExceeded,
+                "session_limit_exceeded",
+                Some(1013),
+            ),
+            (WsErrorKind::InvalidMessage, "invalid_message", None),
+            (
+                WsErrorKind::UnsupportedFormat,
+                "unsupported_format",
+                Some(1003),
+            ),
+            (
+                WsErrorKind::MessageTooLarge,
+                "message_too_large",
+                Some(1009),
+            ),
+            (WsErrorKind::SlowConsumer, "slow_consumer", Some(1008)),
+            (WsErrorKind::Overloaded, "overloaded", None),
+            (WsErrorKind::Internal, "internal", Some(1011)),
+        ];
+        for (kind, code, close) in expected {
+            assert_eq!((kind.code(), kind.close_code()), (code, close));
         }
     }
 

@@ -14,7 +14,9 @@
 //!   (`Content-Length` and chunked), multipart forms, responses, and the
 //!   connection loop that ties them together.
 //! - [`api`]: the handlers: health, readiness, batch transcription and its
-//!   OpenAI-compatible form.
+//!   OpenAI-compatible form, and the operator endpoints for sessions.
+//! - [`ws`]: streaming over WebSocket: the upgrade, tungstenite over owned
+//!   buffers, the per-session state machine and its driver.
 //! - [`audio`]: decoding, resampling, WebRTC VAD and the segmenter.
 //! - [`model`]: the speech-engine trait, the deterministic mock engine and the
 //!   bounded worker pool that runs it.
@@ -32,6 +34,8 @@ pub mod core;
 pub mod http;
 
 pub mod api;
+
+pub mod ws;
 
 pub mod audio;
 

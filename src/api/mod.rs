@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod health;
 pub mod openai;
+pub mod sessions;
 pub mod transcribe;
 
 use subtle::ConstantTimeEq;
@@ -23,6 +24,12 @@ pub enum Route {
     Ready,
     Transcribe,
     OpenAiTranscriptions,
+    /// `GET /v1/transcribe/stream`: the WebSocket upgrade, done by the connection.
+    Stream,
+    Sessions,
+    /// `/v1/sessions/{id}`: the id is read from the path by the handler.
+    Session,
+    SessionsMetrics,
 }
 
 /// Which key a route needs when keys are configured.
@@ -32,6 +39,8 @@ pub enum Access {
     Open,
     /// The API key.
     Api,
+    /// The admin key when one is configured, else the API key.
+    Admin,
 }
 
 impl Route {
@@ -42,13 +51,18 @@ impl Route {
             Route::Ready => "ready",
             Route::Transcribe => "transcribe",
             Route::OpenAiTranscriptions => "openai_transcriptions",
+            Route::Stream => "stream",
+            Route::Sessions => "sessions",
+            Route::Session => "session",
+            Route::SessionsMetrics => "sessions_metrics",
         }
     }
 
     pub fn access(self) -> Access {
         match self {
             Route::Health | Route::Ready => Access::Open,
-            Route::Transcribe | Route::OpenAiTranscriptions => Access::Api,
+            Route::Transcribe | Route::OpenAiTranscriptions | Route::Stream => Access::Api,
+            Route::Sessions | Route::Session | Route::SessionsMetrics => Access::Admin,
         }
     }
 }
@@ -74,7 +88,23 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         "POST",
         Route::OpenAiTranscriptions,
     ),
+    (
+        "/v1/transcribe/stream",
+        &[Method::Get],
+        "GET",
+        Route::Stream,
+    ),
+    ("/v1/sessions", &[Method::Get], "GET", Route::Sessions),
+    (
+        "/v1/sessions/metrics",
+        &[Method::Get],
+        "GET",
+        Route::SessionsMetrics,
+    ),
 ];
+
+/// `/v1/sessions/{id}` accepts these.
+const SESSION_METHODS: (&[Method], &str) = (&[Method::Get, Method::Delete], "GET, DELETE");
 
 /// Pick the route for a head.
 ///
@@ -82,21 +112,32 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
 /// The finished answer: `404 not_found` for an unknown path, `405
 /// method_not_allowed` with `Allow` for a known path and another method.
 pub fn route(head: &RequestHead) -> Result<Route, Response> {
-    let Some((_, methods, allow, route)) = ROUTES.iter().find(|(path, ..)| *path == head.path)
-    else {
+    let found = ROUTES
+        .iter()
+        .find(|(path, ..)| *path == head.path)
+        .map(|(_, methods, allow, route)| (*methods, *allow, *route))
+        .or_else(|| {
+            let id = head.path.strip_prefix("/v1/sessions/")?;
+            (!id.is_empty() && !id.contains('/')).then_some((
+                SESSION_METHODS.0,
+                SESSION_METHODS.1,
+                Route::Session,
+            ))
+        });
+    let Some((methods, allow, route)) = found else {
         return Err(Response::error(&ApiError::new(
             ErrorKind::NotFound,
             format!("no endpoint at {}", truncate(&head.path, 128)),
         )));
     };
     if methods.contains(&head.method) {
-        Ok(*route)
+        Ok(route)
     } else {
         Err(Response::error(&ApiError::new(
             ErrorKind::MethodNotAllowed,
             format!("{} accepts {allow}", head.path),
         ))
-        .header("Allow", *allow))
+        .header("Allow", allow))
     }
 }
 
@@ -107,32 +148,52 @@ pub fn route(head: &RequestHead) -> Result<Route, Response> {
 /// `401 unauthorized` when a key is configured and the request's is missing
 /// or wrong.
 pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result<(), ApiError> {
+    let settings = &core.shared.settings;
     let required = match route.access() {
         Access::Open => return Ok(()),
-        Access::Api => core.shared.settings.api_key.as_deref(),
+        Access::Api => settings.api_key.as_deref(),
+        Access::Admin => settings
+            .admin_key
+            .as_deref()
+            .or(settings.api_key.as_deref()),
     };
     let Some(required) = required else {
         return Ok(());
     };
-    let presented = head
+    let from_header = head
         .header("authorization")
         .and_then(|value| {
             value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
         })
-        .map(str::trim);
+        .map(|key| key.trim().to_owned());
+    // Browsers cannot set headers on a WebSocket: they pass the key in the query.
+    let presented = from_header.or_else(|| {
+        (route == Route::Stream)
+            .then(|| access_token(head.query.as_deref()))
+            .flatten()
+    });
     match presented {
         Some(key) if bool::from(key.as_bytes().ct_eq(required.as_bytes())) => Ok(()),
-        Some(_) => Err(ApiError::new(ErrorKind::Unauthorized, "invalid API key")),
+        Some(_) => Err(ApiError::new(ErrorKind::Unauthorized, "invalid key")),
         None => Err(ApiError::new(
             ErrorKind::Unauthorized,
-            "missing API key: send Authorization: Bearer <key>",
+            "missing key: send Authorization: Bearer <key>",
         )),
     }
 }
 
-/// Run the handler of a route.
+fn access_token(query: Option<&str>) -> Option<String> {
+    crate::http::query::parse_query(query)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, value)| value)
+}
+
+/// Run the handler of a route. Every answer names the core that served it
+/// (`X-Served-By-Core`), which helps operators follow sharded sessions.
 /// Handlers may take the body out of the request.
 pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> Response {
     let result = match route {
@@ -140,8 +201,20 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::Ready => Ok(health::ready(core)),
         Route::Transcribe => transcribe::transcribe(core, request).await,
         Route::OpenAiTranscriptions => openai::transcriptions(core, request).await,
+        Route::Sessions => sessions::list(core, request).await,
+        Route::Session if request.head.method == Method::Delete => {
+            sessions::delete(core, request).await
+        }
+        Route::Session => sessions::get(core, request).await,
+        Route::SessionsMetrics => Ok(sessions::metrics(core)),
+        // The connection upgrades this route before any handler runs.
+        Route::Stream => Err(ApiError::bad_request(
+            "this endpoint needs a WebSocket upgrade",
+        )),
     };
-    result.unwrap_or_else(|error| Response::error(&error))
+    result
+        .unwrap_or_else(|error| Response::error(&error))
+        .header("X-Served-By-Core", core.core_id.to_string())
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -8,21 +8,25 @@
 //! drains: it stops accepting, fires the [`DrainSignal`] so idle keep-alive
 //! connections close, and waits for in-flight requests up to the grace period.
 
-pub mod drain;
+pub mod signal;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-pub use drain::DrainSignal;
+pub use signal::{DrainSignal, Notify};
 
 use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS, URING_ENTRIES};
 use crate::metrics::CoreMetrics;
 use crate::server::ServerShared;
+use crate::ws::conn::{SessionInfo, StreamCtx};
+use crate::ws::session::{EndReason, SessionState};
 
 /// The I/O driver a core runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,24 @@ impl IoDriver {
     }
 }
 
+/// A request from another core (or the same one) to this core. Answered by
+/// the core that owns the sessions concerned.
+pub enum CoreCommand {
+    /// Describe every session of the core.
+    ListSessions {
+        reply: futures_channel::oneshot::Sender<Vec<SessionInfo>>,
+    },
+    /// Terminate a session if this core owns it; answers its last view.
+    TerminateSession {
+        id: String,
+        reply: futures_channel::oneshot::Sender<Option<SessionInfo>>,
+    },
+}
+
+/// The sending side of a core's inbox. Unbounded because only operator
+/// requests travel on it, each bounded by an HTTP request in flight.
+pub type CoreInbox = futures_channel::mpsc::UnboundedSender<CoreCommand>;
+
 /// Everything a core's tasks share. Lives on the core thread (`Rc`).
 pub struct CoreContext {
     pub core_id: usize,
@@ -49,6 +71,25 @@ pub struct CoreContext {
     pub drain: DrainSignal,
     /// Open connections on this core.
     pub connections: Cell<usize>,
+    /// The core's shard: its live streaming sessions by id.
+    pub sessions: RefCell<HashMap<String, Rc<StreamCtx>>>,
+}
+
+impl CoreContext {
+    /// The operator view of every session of this core.
+    pub fn session_infos(&self) -> Vec<SessionInfo> {
+        let sessions: Vec<Rc<StreamCtx>> = self.sessions.borrow().values().cloned().collect();
+        sessions.iter().map(|ctx| ctx.info()).collect()
+    }
+
+    /// Terminate a session of this core (operator DELETE).
+    pub fn terminate_session(&self, id: &str) -> Option<SessionInfo> {
+        let ctx = self.sessions.borrow().get(id).cloned()?;
+        ctx.end(EndReason::Terminated);
+        let mut info = ctx.info();
+        info.state = SessionState::Closed.name();
+        Some(info)
+    }
 }
 
 /// What a core thread needs to start.
@@ -60,6 +101,8 @@ pub struct CoreStart {
     pub metrics: crossbeam_channel::Sender<crate::metrics::Snapshot>,
     /// Fires (or is dropped) when the core must drain and stop.
     pub shutdown: futures_channel::oneshot::Receiver<()>,
+    /// Requests from other cores.
+    pub inbox: futures_channel::mpsc::UnboundedReceiver<CoreCommand>,
     /// The pool that decodes large uploads off the core threads.
     pub blocking: monoio::blocking::DefaultThreadPool,
     /// Where the core reports its driver once it accepts, or why it failed.
@@ -106,6 +149,7 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
         shared,
         metrics,
         mut shutdown,
+        inbox,
         started,
         ..
     } = start;
@@ -128,8 +172,11 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
         metrics: CoreMetrics::new(core_id, metrics),
         drain: DrainSignal::default(),
         connections: Cell::new(0),
+        sessions: RefCell::new(HashMap::new()),
     });
     monoio::spawn(publish_metrics(Rc::clone(&core)));
+    monoio::spawn(serve_inbox(Rc::clone(&core), inbox));
+    monoio::spawn(sweep_idle_sessions(Rc::clone(&core)));
     let _ = started.send(Ok(driver));
     tracing::info!(core = core_id, io_driver = driver.name(), "core accepting");
 
@@ -149,6 +196,12 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
 
     drop(listener);
     core.drain.trigger();
+    // Every session finishes its segment, gets its finals and
+    // `session_end` `server_shutdown`, then closes 1001.
+    let sessions: Vec<Rc<StreamCtx>> = core.sessions.borrow().values().cloned().collect();
+    for ctx in sessions {
+        ctx.end(EndReason::ServerShutdown);
+    }
     let deadline = Instant::now() + grace;
     while core.connections.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
@@ -196,6 +249,52 @@ impl Drop for ConnectionGuard {
         let open = self.core.connections.get();
         debug_assert!(open > 0);
         self.core.connections.set(open.saturating_sub(1));
+    }
+}
+
+/// Answer other cores' requests until the server stops.
+async fn serve_inbox(
+    core: Rc<CoreContext>,
+    mut inbox: futures_channel::mpsc::UnboundedReceiver<CoreCommand>,
+) {
+    use futures_core::Stream;
+    while let Some(command) = std::future::poll_fn(|cx| Pin::new(&mut inbox).poll_next(cx)).await {
+        match command {
+            CoreCommand::ListSessions { reply } => {
+                let _ = reply.send(core.session_infos());
+            }
+            CoreCommand::TerminateSession { id, reply } => {
+                let _ = reply.send(core.terminate_session(&id));
+            }
+        }
+    }
+}
+
+/// Close sessions idle for longer than the idle timeout, every cleanup interval.
+async fn sweep_idle_sessions(core: Rc<CoreContext>) {
+    let settings = &core.shared.settings;
+    let (interval, idle_timeout) = (
+        settings.session_cleanup_interval,
+        settings.session_idle_timeout,
+    );
+    loop {
+        let tick = monoio::time::sleep(interval);
+        monoio::select! {
+            _ = tick => {},
+            _ = core.drain.wait() => return,
+        }
+        let now = Instant::now();
+        let idle: Vec<Rc<StreamCtx>> = core
+            .sessions
+            .borrow()
+            .values()
+            .filter(|ctx| now.saturating_duration_since(ctx.last_activity()) >= idle_timeout)
+            .cloned()
+            .collect();
+        for ctx in idle {
+            core.metrics.count(|c| c.idle_timeouts += 1);
+            ctx.end(EndReason::IdleTimeout);
+        }
     }
 }
 

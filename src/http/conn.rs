@@ -48,7 +48,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, core: Rc<CoreContext>) {
         buf: Vec::with_capacity(READ_BUFFER_BYTES),
         out: Vec::new(),
     };
-    conn.run().await;
+    if let Some(upgrade) = conn.run().await {
+        // The connection now speaks WebSocket; bytes already read after the
+        // request head go with it.
+        let Conn {
+            stream, buf, core, ..
+        } = conn;
+        crate::ws::conn::serve(stream, buf, peer, core, upgrade.query).await;
+    }
+}
+
+/// A request that switched the connection to WebSocket.
+struct Upgrade {
+    query: Option<String>,
 }
 
 /// What a read brought.
@@ -79,14 +91,16 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(&mut self) {
+    /// Serve HTTP requests until the connection closes, or until one upgrades
+    /// it to WebSocket (the 101 is written; the caller takes over).
+    async fn run(&mut self) -> Option<Upgrade> {
         loop {
             let (head, received_at) = match self.read_head().await {
                 Ok(head) => head,
-                Err(Stop::Quiet) => return,
+                Err(Stop::Quiet) => return None,
                 Err(Stop::Answer(error)) => {
                     self.answer_and_close(&error, "error", Instant::now()).await;
-                    return;
+                    return None;
                 }
             };
             let route = crate::api::route(&head);
@@ -102,7 +116,7 @@ impl Conn {
                         || close
                     {
                         self.linger().await;
-                        return;
+                        return None;
                     }
                     continue;
                 }
@@ -110,15 +124,18 @@ impl Conn {
             if let Err(error) = crate::api::authorize(&self.core, &head, route) {
                 self.answer_and_close(&error, route.label(), received_at)
                     .await;
-                return;
+                return None;
+            }
+            if route == crate::api::Route::Stream {
+                return self.upgrade(head, received_at).await;
             }
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
-                Err(Stop::Quiet) => return,
+                Err(Stop::Quiet) => return None,
                 Err(Stop::Answer(error)) => {
                     self.answer_and_close(&error, route.label(), received_at)
                         .await;
-                    return;
+                    return None;
                 }
             };
             let keep_alive = head.keep_alive;
@@ -136,10 +153,39 @@ impl Conn {
                 || close
             {
                 let _ = self.stream.shutdown().await;
-                return;
+                return None;
             }
             self.recycle_buffer();
         }
+    }
+
+    /// Answer a WebSocket handshake: `101` and hand over, or `400`.
+    async fn upgrade(&mut self, head: RequestHead, received_at: Instant) -> Option<Upgrade> {
+        let accepted = crate::ws::upgrade::accept_key(&head).and_then(|accept| {
+            if head.has_body() {
+                Err(ApiError::bad_request("a WebSocket upgrade carries no body"))
+            } else {
+                Ok(accept)
+            }
+        });
+        let accept = match accepted {
+            Ok(accept) => accept,
+            Err(error) => {
+                let response = crate::ws::upgrade::not_an_upgrade(&error);
+                self.respond(&head, response, true, "stream", received_at)
+                    .await;
+                self.linger().await;
+                return None;
+            }
+        };
+        self.out = crate::ws::upgrade::switching_protocols(&accept);
+        if !self.write_out().await {
+            return None;
+        }
+        self.core
+            .metrics
+            .on_http_response("stream", 101, received_at.elapsed());
+        Some(Upgrade { query: head.query })
     }
 
     /// Read until a complete head is buffered, and consume it.

@@ -33,6 +33,21 @@ pub struct Counters {
     pub model_jobs: u64,
     pub model_job_failures: u64,
     pub model_queue_full: u64,
+    pub sessions_created: u64,
+    /// Sessions refused at the session limit.
+    pub sessions_rejected: u64,
+    /// Closed sessions by `session_end` reason.
+    pub sessions_closed: BTreeMap<&'static str, u64>,
+    pub stream_audio_bytes: u64,
+    pub stream_audio_seconds: f64,
+    pub stream_chunks: u64,
+    pub stream_segments: u64,
+    pub transcripts_interim: u64,
+    pub transcripts_final: u64,
+    /// Interims skipped (queue full) or dropped (slow client).
+    pub interims_shed: u64,
+    pub slow_consumers: u64,
+    pub idle_timeouts: u64,
 }
 
 impl Counters {
@@ -47,6 +62,20 @@ impl Counters {
         self.model_jobs += other.model_jobs;
         self.model_job_failures += other.model_job_failures;
         self.model_queue_full += other.model_queue_full;
+        self.sessions_created += other.sessions_created;
+        self.sessions_rejected += other.sessions_rejected;
+        for (reason, count) in &other.sessions_closed {
+            *self.sessions_closed.entry(reason).or_default() += count;
+        }
+        self.stream_audio_bytes += other.stream_audio_bytes;
+        self.stream_audio_seconds += other.stream_audio_seconds;
+        self.stream_chunks += other.stream_chunks;
+        self.stream_segments += other.stream_segments;
+        self.transcripts_interim += other.transcripts_interim;
+        self.transcripts_final += other.transcripts_final;
+        self.interims_shed += other.interims_shed;
+        self.slow_consumers += other.slow_consumers;
+        self.idle_timeouts += other.idle_timeouts;
     }
 }
 
@@ -59,6 +88,9 @@ pub struct Histograms {
     pub model_latency_us: Histogram<u64>,
     /// Time a job waited in the queue before a worker took it.
     pub queue_wait_us: Histogram<u64>,
+    /// From the end of a segment's audio arriving to its final being queued
+    /// for the client.
+    pub final_latency_us: Histogram<u64>,
 }
 
 impl Default for Histograms {
@@ -67,6 +99,7 @@ impl Default for Histograms {
             http_latency_us: BTreeMap::new(),
             model_latency_us: new_histogram(),
             queue_wait_us: new_histogram(),
+            final_latency_us: new_histogram(),
         }
     }
 }
@@ -83,12 +116,14 @@ impl Histograms {
         }
         let _ = self.model_latency_us.add(&other.model_latency_us);
         let _ = self.queue_wait_us.add(&other.queue_wait_us);
+        let _ = self.final_latency_us.add(&other.final_latency_us);
     }
 
     fn is_empty(&self) -> bool {
         self.http_latency_us.values().all(|h| h.is_empty())
             && self.model_latency_us.is_empty()
             && self.queue_wait_us.is_empty()
+            && self.final_latency_us.is_empty()
     }
 }
 

@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
-use crate::core::{CoreStart, IoDriver};
+use crate::core::{CoreCommand, CoreInbox, CoreStart, IoDriver};
 use crate::limits::LISTEN_BACKLOG;
 use crate::metrics::{Aggregator, MetricsHandle};
 use crate::model::mock::MockModel;
@@ -40,8 +40,12 @@ pub struct ServerShared {
     pub io_driver: OnceLock<&'static str>,
     /// Set once on SIGTERM/SIGINT: readiness is 503 and cores drain.
     pub draining: AtomicBool,
-    /// Live streaming sessions across all cores.
+    /// Live streaming sessions across all cores (the session limit's count).
     pub active_sessions: AtomicUsize,
+    /// Live sessions by state: created, active, closing.
+    pub sessions_by_state: [AtomicUsize; 3],
+    /// Each core's inbox, indexed by core id, for cross-core requests.
+    pub core_inboxes: Vec<CoreInbox>,
     pub metrics: MetricsHandle,
 }
 
@@ -83,6 +87,9 @@ impl Server {
             settings.model_queue_capacity,
         )?;
         let aggregator = Aggregator::start().context("starting the metrics aggregator")?;
+        let (core_inboxes, inbox_receivers): (Vec<_>, Vec<_>) = (0..settings.cores)
+            .map(|_| futures_channel::mpsc::unbounded::<CoreCommand>())
+            .unzip();
         let shared = Arc::new(ServerShared {
             to_pool: pool.to_pool(),
             model_name: model.name(),
@@ -90,6 +97,8 @@ impl Server {
             io_driver: OnceLock::new(),
             draining: AtomicBool::new(false),
             active_sessions: AtomicUsize::new(0),
+            sessions_by_state: Default::default(),
+            core_inboxes,
             metrics: aggregator.handle(),
             settings,
         });
@@ -100,7 +109,7 @@ impl Server {
             pool,
             aggregator,
         };
-        match server.start_cores() {
+        match server.start_cores(inbox_receivers) {
             Ok(()) => Ok(server),
             Err(error) => {
                 server.shutdown();
@@ -109,7 +118,10 @@ impl Server {
         }
     }
 
-    fn start_cores(&mut self) -> anyhow::Result<()> {
+    fn start_cores(
+        &mut self,
+        inboxes: Vec<futures_channel::mpsc::UnboundedReceiver<CoreCommand>>,
+    ) -> anyhow::Result<()> {
         // The calling thread's CPU mask: read before any thread is pinned.
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         let cores = self.shared.settings.cores;
@@ -123,7 +135,7 @@ impl Server {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         // Decoding large uploads is CPU work like the model's: one thread per core.
         let blocking = monoio::blocking::DefaultThreadPool::new(cores);
-        for core_id in 0..cores {
+        for (core_id, inbox) in inboxes.into_iter().enumerate() {
             let listener = bind_reuseport(self.local_addr)
                 .with_context(|| format!("core {core_id}: binding {}", self.local_addr))?;
             let (shutdown_tx, shutdown_rx) = futures_channel::oneshot::channel();
@@ -134,6 +146,7 @@ impl Server {
                 shared: Arc::clone(&self.shared),
                 metrics: self.aggregator.sender(),
                 shutdown: shutdown_rx,
+                inbox,
                 blocking: blocking.clone(),
                 started: started_tx.clone(),
             };

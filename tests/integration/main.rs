@@ -6,6 +6,7 @@
 //! - `batch`: `POST /v1/transcribe` with every accepted audio form, segments,
 //!   determinism, overload.
 //! - `openai`: `POST /v1/audio/transcriptions` in every response format.
+//! - `streaming`: the WebSocket protocol, sessions, limits, operators.
 //! - `lifecycle`: configuration refusals, port in use, health and readiness,
 //!   the I/O driver, graceful shutdown.
 
@@ -15,3 +16,4 @@ mod batch;
 mod http_protocol;
 mod lifecycle;
 mod openai;
+mod streaming;

@@ -390,3 +390,151 @@ fn parse_response(bytes: &[u8]) -> Option<(Reply, usize)> {
         head_len + length,
     ))
 }
+
+/// A WebSocket client (tungstenite) connected to the streaming endpoint.
+pub struct Ws {
+    pub socket: tungstenite::WebSocket<TcpStream>,
+}
+
+/// Why connecting failed: the HTTP status the server answered instead of 101.
+#[derive(Debug)]
+pub struct WsRefused {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Ws {
+    /// Connect to `/v1/transcribe/stream?{query}` (query may be empty).
+    pub fn connect(server: &Server, query: &str) -> Ws {
+        Ws::try_connect(server, query, &[])
+            .unwrap_or_else(|refused| panic!("WebSocket refused: {refused:?}"))
+    }
+
+    pub fn try_connect(
+        server: &Server,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, WsRefused> {
+        use tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{}/v1/transcribe/stream?{query}", server.addr);
+        let mut request = url.into_client_request().expect("request");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        let stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        match tungstenite::client::client(request, stream) {
+            Ok((socket, _)) => Ok(Ws { socket }),
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                Err(WsRefused {
+                    status: response.status().as_u16(),
+                    body: response
+                        .body()
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default(),
+                })
+            }
+            Err(error) => panic!("handshake failed: {error}"),
+        }
+    }
+
+    pub fn send_audio(&mut self, bytes: &[u8]) {
+        self.socket
+            .send(tungstenite::Message::binary(bytes.to_vec()))
+            .expect("send audio");
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(tungstenite::Message::text(text))
+            .expect("send text");
+    }
+
+    /// Send audio in frames of `frame_bytes`.
+    pub fn stream_audio(&mut self, pcm: &[u8], frame_bytes: usize) {
+        for frame in pcm.chunks(frame_bytes) {
+            self.send_audio(frame);
+        }
+    }
+
+    /// The next JSON message; `None` when the server closed. Panics on a
+    /// timeout.
+    pub fn next_json(&mut self) -> Option<serde_json::Value> {
+        loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Text(text)) => {
+                    return Some(serde_json::from_str(text.as_str()).expect("JSON message"));
+                }
+                Ok(tungstenite::Message::Close(_)) => return None,
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return None
+                }
+                Err(error) => panic!("read failed: {error}"),
+            }
+        }
+    }
+
+    /// Read until the server's close: every JSON message and the close code.
+    pub fn read_to_close(&mut self) -> (Vec<serde_json::Value>, Option<u16>) {
+        let mut messages = Vec::new();
+        loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Text(text)) => {
+                    messages.push(serde_json::from_str(text.as_str()).expect("JSON message"));
+                }
+                Ok(tungstenite::Message::Close(frame)) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    // Complete the handshake.
+                    while self.socket.read().is_ok() {}
+                    return (messages, code);
+                }
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return (messages, None)
+                }
+                Err(tungstenite::Error::Io(error)) => {
+                    panic!("read failed: {error}; got {messages:#?}")
+                }
+                Err(error) => {
+                    eprintln!("read error after {} messages: {error}", messages.len());
+                    return (messages, Some(0));
+                }
+            }
+        }
+    }
+}
+
+/// The PCM16 payload of a canonical 44-byte-header WAV fixture.
+pub fn fixture_pcm(name: &str) -> Vec<u8> {
+    let wav = fixture(name);
+    assert_eq!(&wav[36..40], b"data", "{name} has a canonical header");
+    wav[44..].to_vec()
+}
+
+/// Poll `check` until it returns true or `timeout` passes. For eventually
+/// consistent figures (metrics are merged every 250 ms), never for speed.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `DELETE` with a real client.
+pub fn delete(server: &Server, path: &str) -> Reply {
+    request(server, "DELETE", path)
+}

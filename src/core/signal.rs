@@ -1,6 +1,11 @@
-//! A core-local, one-way signal: "stop taking new work". Connections waiting
-//! for their next request await it so that a drain closes idle keep-alive
-//! connections at once instead of after their timeout.
+//! Core-local wake-ups between tasks.
+//!
+//! [`DrainSignal`] is a one-way broadcast: once triggered it stays triggered
+//! and wakes every waiter. The core's drain uses it (connections waiting for
+//! their next request await it, so a drain closes idle keep-alive connections
+//! at once), and so do WebSocket connections for "closing" and "kill".
+//! [`Notify`] wakes one waiting task and remembers a wake-up that came while
+//! nobody waited.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -72,6 +77,36 @@ impl Future for DrainWait {
 impl Drop for DrainWait {
     fn drop(&mut self) {
         self.inner.waiters.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Wakes a single waiting task; a notification sent while nobody waits is
+/// kept for the next wait.
+#[derive(Default)]
+pub struct Notify {
+    notified: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Notify {
+    pub fn notify(&self) {
+        self.notified.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Completes at the next notification (or at once if one is pending).
+    pub async fn notified(&self) {
+        std::future::poll_fn(|cx| {
+            if self.notified.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 

@@ -1,0 +1,345 @@
+//! `tungstenite` over owned buffers.
+//!
+//! tungstenite wants a blocking `Read + Write` stream; monoio hands out owned
+//! buffers. [`MemStream`] bridges them: the reader task appends what the
+//! socket delivered, `Read` returns `WouldBlock` when it is used up (and
+//! `Ok(0)` only after the real end of stream), and `Write` appends to an
+//! output buffer that the writer task sends. [`Link`] is the one WebSocket of
+//! a connection, shared by its reader and writer tasks on one core; its
+//! `RefCell` borrows never cross an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use crate::core::{DrainSignal, Notify};
+
+/// The in-memory stream under tungstenite.
+#[derive(Debug, Default)]
+pub struct MemStream {
+    incoming: Vec<u8>,
+    read_at: usize,
+    eof: bool,
+    outgoing: Vec<u8>,
+}
+
+impl MemStream {
+    /// Add bytes the socket delivered. When everything before was consumed the
+    /// buffers are swapped instead of copied; the spare buffer is returned
+    /// (empty) for the next socket read.
+    pub fn feed(&mut self, mut bytes: Vec<u8>) -> Vec<u8> {
+        if self.read_at == self.incoming.len() {
+            self.incoming.clear();
+            self.read_at = 0;
+            std::mem::swap(&mut self.incoming, &mut bytes);
+            bytes.clear();
+            bytes
+        } else {
+            self.incoming.extend_from_slice(&bytes);
+            bytes.clear();
+            bytes
+        }
+    }
+
+    /// The socket reached its end: reads return `Ok(0)` once the bytes are used.
+    pub fn set_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Move the bytes to send into `out` (swapping buffers).
+    pub fn take_outgoing(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        std::mem::swap(&mut self.outgoing, out);
+    }
+
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+}
+
+impl Read for MemStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = &self.incoming[self.read_at..];
+        if available.is_empty() {
+            return if self.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.read_at += n;
+        if self.read_at == self.incoming.len() {
+            self.incoming.clear();
+            self.read_at = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outgoing.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The WebSocket settings, every field spelled out.
+pub fn ws_config(message_bytes_max: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        // Small: an idle session holds this much (4 KiB costs ~19 kB per idle
+        // connection in all; the default 128 KiB costs ~149 kB).
+        .read_buffer_size(4 * 1024)
+        // MemStream writes never block, so tungstenite need not batch.
+        .write_buffer_size(0)
+        // Bounded by the session's outbound queue instead.
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(Some(message_bytes_max))
+        .max_frame_size(Some(message_bytes_max))
+        // RFC 6455: clients must mask.
+        .accept_unmasked_frames(false)
+}
+
+/// What waits to be written.
+#[derive(Debug)]
+enum Outbound {
+    Text { json: String, sheddable: bool },
+    Close(u16),
+}
+
+/// Why pushing to the outbound queue went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// Under the bound (after shedding interims if needed).
+    Fine,
+    /// Over the bound: the client reads too slowly. Since when.
+    Over(Instant),
+    /// Over the hard cap: close the client now.
+    Overflow,
+}
+
+/// A connection's WebSocket, shared by its reader and writer tasks.
+pub struct Link {
+    ws: RefCell<WebSocket<MemStream>>,
+    outbound: RefCell<VecDeque<Outbound>>,
+    outbound_max: usize,
+    over_since: Cell<Option<Instant>>,
+    /// Wakes the writer when there is something to send.
+    pub writer_wake: Notify,
+    /// Fired when our close frame is queued: the reader stops waiting for
+    /// audio and waits for the close handshake instead.
+    pub closing: DrainSignal,
+    /// Fired to abandon the connection at once (dead or hopelessly slow peer).
+    pub kill: DrainSignal,
+    /// Set by the reader when it is done; the writer flushes and stops.
+    pub reader_done: Cell<bool>,
+    /// Interims dropped because the client read too slowly.
+    pub shed: Cell<u64>,
+}
+
+impl Link {
+    /// A server-side WebSocket that starts with `leftover`, the bytes that
+    /// came after the upgrade request's head.
+    pub fn new(leftover: Vec<u8>, message_bytes_max: usize, outbound_max: usize) -> Link {
+        let mut stream = MemStream::default();
+        let _ = stream.feed(leftover);
+        Link {
+            ws: RefCell::new(WebSocket::from_raw_socket(
+                stream,
+                Role::Server,
+                Some(ws_config(message_bytes_max)),
+            )),
+            outbound: RefCell::new(VecDeque::new()),
+            outbound_max,
+            over_since: Cell::new(None),
+            writer_wake: Notify::default(),
+            closing: DrainSignal::default(),
+            kill: DrainSignal::default(),
+            reader_done: Cell::new(false),
+            shed: Cell::new(0),
+        }
+    }
+
+    /// Give the WebSocket what the socket delivered; returns the spare buffer.
+    pub fn feed(&self, bytes: Vec<u8>) -> Vec<u8> {
+        self.ws.borrow_mut().get_mut().feed(bytes)
+    }
+
+    pub fn set_eof(&self) {
+        self.ws.borrow_mut().get_mut().set_eof();
+    }
+
+    /// The next complete message, `WouldBlock` when more bytes are needed.
+    /// Control frames are answered (pong, close reply) into the output buffer;
+    /// the writer is woken for them.
+    pub fn read_message(&self) -> Result<Message, tungstenite::Error> {
+        let mut ws = self.ws.borrow_mut();
+        let result = ws.read();
+        if ws.get_ref().has_outgoing() {
+            self.writer_wake.notify();
+        }
+        result
+    }
+
+    /// Queue a JSON text message. Returns how far behind the client is.
+    pub fn push_text(&self, json: String, sheddable: bool) -> Backlog {
+        let mut queue = self.outbound.borrow_mut();
+        queue.push_back(Outbound::Text { json, sheddable });
+        self.writer_wake.notify();
+        if queue.len() <= self.outbound_max {
+            self.over_since.set(None);
+            return Backlog::Fine;
+        }
+        // Interims are best effort: drop the queued ones first.
+        let before = queue.len();
+        queue.retain(|item| {
+            !matches!(
+                item,
+                Outbound::Text {
+                    sheddable: true,
+                    ..
+                }
+            )
+        });
+        self.shed
+            .set(self.shed.get() + (before - queue.len()) as u64);
+        if queue.len() <= self.outbound_max {
+            return Backlog::Fine;
+        }
+        if queue.len() > self.outbound_max.saturating_mul(4) {
+            return Backlog::Overflow;
+        }
+        let since = self.over_since.get().unwrap_or_else(Instant::now);
+        self.over_since.set(Some(since));
+        Backlog::Over(since)
+    }
+
+    /// Whether the queue has been over its bound continuously since `since`.
+    pub fn still_over_since(&self, since: Instant) -> bool {
+        self.over_since.get() == Some(since) && self.outbound.borrow().len() > self.outbound_max
+    }
+
+    /// Drop everything not yet written (the session is being closed for
+    /// reading too slowly; its error and close frame go next).
+    pub fn discard_outbound(&self) {
+        self.outbound.borrow_mut().clear();
+        self.over_since.set(None);
+    }
+
+    /// Queue a close frame; nothing queued after it is sent.
+    pub fn push_close(&self, code: u16) {
+        self.outbound.borrow_mut().push_back(Outbound::Close(code));
+        self.writer_wake.notify();
+        self.closing.trigger();
+    }
+
+    /// Encode everything queued into `out` for the socket. Returns false when
+    /// there is nothing to write.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> bool {
+        let mut ws = self.ws.borrow_mut();
+        let mut queue = self.outbound.borrow_mut();
+        for item in queue.drain(..) {
+            // Errors here mean the socket is already closing (our close frame
+            // went out): what follows it is dropped, as RFC 6455 requires.
+            let _ = match item {
+                Outbound::Text { json, .. } => ws.write(Message::text(json)),
+                Outbound::Close(code) => ws.close(Some(CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: "".into(),
+                })),
+            };
+        }
+        let _ = ws.flush();
+        self.over_since.set(None);
+        ws.get_mut().take_outgoing(out);
+        !out.is_empty()
+    }
+
+    /// Whether tungstenite considers the connection closed on both sides.
+    pub fn is_closed(&self) -> bool {
+        !self.ws.borrow().can_read()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame, as a browser would send it.
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x80 | opcode];
+        assert!(payload.len() < 126);
+        frame.push(0x80 | payload.len() as u8);
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+
+    #[test]
+    fn frames_split_anywhere_give_the_same_messages() {
+        let mut bytes = client_frame(0x2, &[1, 2, 3, 4, 5]);
+        bytes.extend(client_frame(0x1, br#"{"type":"end"}"#));
+        for split in 0..bytes.len() {
+            let link = Link::new(bytes[..split].to_vec(), 1024, 8);
+            let mut messages = Vec::new();
+            let mut drain = |link: &Link| loop {
+                match link.read_message() {
+                    Ok(message) => messages.push(message),
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        break
+                    }
+                    Err(error) => panic!("{error}"),
+                }
+            };
+            drain(&link);
+            let _ = link.feed(bytes[split..].to_vec());
+            drain(&link);
+            assert_eq!(messages.len(), 2, "split at {split}");
+            assert_eq!(messages[0], Message::binary(vec![1, 2, 3, 4, 5]));
+            assert_eq!(messages[1], Message::text(r#"{"type":"end"}"#));
+        }
+    }
+
+    #[test]
+    fn oversized_messages_are_a_capacity_error() {
+        let link = Link::new(client_frame(0x2, &[0u8; 100]), 64, 8);
+        assert!(matches!(
+            link.read_message(),
+            Err(tungstenite::Error::Capacity(_))
+        ));
+    }
+
+    #[test]
+    fn the_outbound_queue_sheds_interims_then_reports_the_backlog() {
+        let link = Link::new(Vec::new(), 1024, 2);
+        assert_eq!(link.push_text("a".into(), true), Backlog::Fine);
+        assert_eq!(link.push_text("b".into(), true), Backlog::Fine);
+        // Over the bound: the interims go, the final stays.
+        assert_eq!(link.push_text("final".into(), false), Backlog::Fine);
+        assert_eq!(link.shed.get(), 2);
+        link.push_text("final 2".into(), false);
+        let since = match link.push_text("final 3".into(), false) {
+            Backlog::Over(since) => since,
+            other => panic!("{other:?}"),
+        };
+        assert!(link.still_over_since(since));
+        for _ in 0..5 {
+            link.push_text("more".into(), false);
+        }
+        assert_eq!(link.push_text("too many".into(), false), Backlog::Overflow);
+        let mut out = Vec::new();
+        assert!(link.encode_into(&mut out));
+        assert!(!link.still_over_since(since));
+    }
+}
