@@ -37,6 +37,12 @@ fn main() -> ExitCode {
 }
 
 fn run(settings: Settings) -> anyhow::Result<()> {
+    // Every session and connection is a descriptor: allow as many as the
+    // hard limit does (the soft default, often 1024, is far too few).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     // Register the handlers before any thread starts, so a signal that arrives
     // during start-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT])?;

@@ -134,14 +134,14 @@ pub async fn serve(
             WsErrorKind::SessionLimitExceeded,
             "the server is at its session limit; retry later".into(),
         );
-        finish(&link, reader, &core).await;
+        finish(&link, reader).await;
         let _ = writer.await;
         return;
     };
     let mut params = StreamParams::new(settings.vad_mode);
     if let Err(message) = params.apply_query(query.as_deref()) {
         refuse(&link, WsErrorKind::UnsupportedFormat, message);
-        finish(&link, reader, &core).await;
+        finish(&link, reader).await;
         let _ = writer.await;
         return;
     }
@@ -209,8 +209,7 @@ fn refuse(link: &Link, kind: WsErrorKind, message: String) {
 }
 
 /// Wait for the close handshake of a connection we are closing, then stop.
-async fn finish(link: &Rc<Link>, mut reader: OwnedReadHalf<TcpStream>, core: &CoreContext) {
-    let _ = core;
+async fn finish(link: &Rc<Link>, mut reader: OwnedReadHalf<TcpStream>) {
     let deadline = Instant::now() + Duration::from_millis(CLOSE_HANDSHAKE_MS);
     let mut buf = Vec::with_capacity(READ_BYTES);
     while !link.is_closed() && !link.kill.is_triggered() {
@@ -243,7 +242,7 @@ async fn read_loop(ctx: &Rc<StreamCtx>, mut reader: OwnedReadHalf<TcpStream>) {
         }
         pump(ctx);
         if ctx.link.closing.is_triggered() {
-            finish(&ctx.link, reader, &ctx.core).await;
+            finish(&ctx.link, reader).await;
             return;
         }
         while ctx.session.borrow().is_backpressured() && !ctx.link.closing.is_triggered() {
@@ -420,12 +419,10 @@ fn submit_jobs(ctx: &Rc<StreamCtx>) {
     }
 }
 
-/// Offer waiting finals again shortly, until the queue takes them.
+/// Offer waiting finals again shortly, until the queue takes them. One
+/// retry task per session at most.
 fn schedule_retry(ctx: &Rc<StreamCtx>) {
-    if ctx.retry_scheduled.replace(true) || !ctx.session.borrow().has_finals_waiting() {
-        if !ctx.session.borrow().has_finals_waiting() {
-            ctx.retry_scheduled.set(false);
-        }
+    if !ctx.session.borrow().has_finals_waiting() || ctx.retry_scheduled.replace(true) {
         return;
     }
     let ctx = Rc::clone(ctx);
