@@ -546,7 +546,10 @@ impl Session {
             .push_back(Output::Message(ServerMessage::SessionEnd {
                 session_id: self.id.clone(),
                 reason: reason.name(),
-                metrics: self.figures,
+                metrics: SessionFigures {
+                    audio_seconds: round_ms(self.figures.audio_seconds),
+                    ..self.figures
+                },
             }));
         self.outputs.push_back(Output::Close(reason.close_code()));
         self.close(reason);
