@@ -209,13 +209,12 @@ fn decode_wav(bytes: &[u8]) -> Result<(Vec<i16>, u32), AudioError> {
                 mono.push(i32::from(i16::from_le_bytes([sample[0], sample[1]])));
             }
         }
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+        (hound::SampleFormat::Int, bits @ (8 | 24 | 32)) => {
             // hound returns integers at their own width; shift them to 16 bits.
             for sample in reader.into_samples::<i32>() {
                 let Ok(sample) = sample else { break };
                 let sample_i16 = match bits {
                     8 => sample << 8,
-                    16 => sample,
                     24 => sample >> 8,
                     _ => sample >> 16,
                 };
