@@ -63,6 +63,12 @@ pub const BATCH_JOBS_IN_FLIGHT_MAX: usize = 8;
 /// upload never stalls the other connections of its core.
 pub const INLINE_DECODE_BYTES_MAX: usize = 128 * 1024;
 
+/// A task poll that holds its core longer than this is a stall: counted
+/// (`transcribe_reactor_stalls_total`) and logged with the task's name. A
+/// 20 ms audio frame's work is ~2 µs of VAD, so 10 ms is far beyond any
+/// healthy poll.
+pub const STALL_BUDGET_MS: u64 = 10;
+
 /// Parts a multipart form may have.
 pub const MULTIPART_PARTS_MAX: usize = 64;
 

@@ -8,10 +8,21 @@
 //! * [`runner`] — one thread per connection, closed- or open-loop pacing,
 //!   warm-up, time and request bounds;
 //! * [`stats`] — histograms, counters, the human summary and the JSON line;
-//! * [`scenarios`] — what each run sends (`health`, `transcribe`, …).
+//! * [`scenarios`] — what each run sends (`health`, `transcribe`, `stream`,
+//!   `idle`);
+//! * [`ws`] — blocking WebSocket connections (tungstenite) for `stream` and
+//!   `idle`;
+//! * [`streaming`] — the pure parts of `stream`: chunk schedule, stream time →
+//!   chunk mapping, server messages, the ordering checker;
+//! * [`wav`] — finding the PCM16 mono `data` chunk of a WAV file;
+//! * [`sys`] — `RLIMIT_NOFILE` and a process's `VmRSS`.
 
 pub mod http;
 pub mod runner;
 pub mod scenarios;
 pub mod stats;
+pub mod streaming;
+pub mod sys;
 pub mod target;
+pub mod wav;
+pub mod ws;

@@ -3,19 +3,25 @@
 //! Parses arguments, enforces the loopback-only rule on `--url`, builds the
 //! chosen scenario, runs it once or at each `--sweep` level, and prints for
 //! every run a human summary followed by exactly one JSON line on stdout.
+//! `health` and `transcribe` go through the generic runner; the WebSocket
+//! scenarios `stream` and `idle` have their own drivers and reports.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use loadtests::runner::{self, RunConfig, Scenario};
+use loadtests::scenarios::idle::IdleOptions;
+use loadtests::scenarios::stream::{StreamOptions, StreamReport};
 use loadtests::scenarios::{self, transcribe::TranscribeOptions, HttpOptions};
 use loadtests::stats::Report;
 use loadtests::target::Target;
+use loadtests::wav;
 
 /// Load generator for transcription-server. Targets only this machine
 /// (127.0.0.0/8, localhost, `[::1]`).
@@ -69,6 +75,100 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// WebSocket streaming sessions (/v1/transcribe/stream) sending a WAV in
+    /// real time; measures transcript lag and checks message ordering.
+    Stream(StreamArgs),
+    /// Many idle WebSocket sessions: server RSS per session and its
+    /// active_sessions count.
+    Idle(IdleArgs),
+}
+
+/// Options of the `stream` scenario.
+#[derive(Debug, Args)]
+struct StreamArgs {
+    /// WAV file (PCM 16-bit mono) whose audio each session streams, looped.
+    #[arg(long, short = 'f')]
+    file: PathBuf,
+
+    /// Concurrent sessions (one thread each).
+    #[arg(long, short = 's', default_value_t = 10)]
+    sessions: usize,
+
+    /// Start the sessions evenly over this time.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    ramp: Duration,
+
+    /// Audio each session streams (wall time with --no-pace), rounded up to
+    /// whole loops of the file.
+    #[arg(long, short = 'd', default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
+
+    /// Milliseconds of audio per binary frame.
+    #[arg(long, default_value_t = 20)]
+    chunk_ms: u32,
+
+    /// Send as fast as possible instead of in real time (reports audio
+    /// seconds processed per wall second).
+    #[arg(long)]
+    no_pace: bool,
+
+    /// Ask for interim transcripts (`interim_results`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    interim: bool,
+
+    /// Extra query parameters for the upgrade, e.g. `vad_mode=3`.
+    #[arg(long)]
+    query: Option<String>,
+
+    /// Run once per session count in this list, e.g. `10,50,100,200`
+    /// (replaces --sessions); one JSON line per level.
+    #[arg(long, value_delimiter = ',', conflicts_with = "sessions")]
+    sweep: Option<Vec<usize>>,
+
+    /// Interim-lag p99 target (ms) for the sweep summary.
+    #[arg(long, default_value_t = 50.0)]
+    lag_target_ms: f64,
+
+    /// Bound on connecting, the handshake, each write, and the wait for
+    /// session_end and the close after `end`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// Options of the `idle` scenario.
+#[derive(Debug, Args)]
+struct IdleArgs {
+    /// Sessions to open and hold.
+    #[arg(long, short = 's', default_value_t = 100)]
+    sessions: usize,
+
+    /// Open the sessions evenly over this time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    ramp: Duration,
+
+    /// How long to hold them all open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    hold: Duration,
+
+    /// The server's process id: its VmRSS is read before and after opening.
+    #[arg(long)]
+    server_pid: Option<u32>,
+
+    /// Interval between `{"type":"keepalive"}` messages on each session.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    keepalive: Duration,
+
+    /// Threads that open and hold the sockets.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+
+    /// Extra query parameters for the upgrade.
+    #[arg(long)]
+    query: Option<String>,
+
+    /// Bound on each connect, handshake, read and write.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 /// Options shared by every scenario.
@@ -141,8 +241,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    // The loopback-only check comes first, for every scenario.
     let target = Target::parse(&cli.url)?;
     let (scenario, args): (Box<dyn Scenario>, &RunArgs) = match &cli.scenario {
+        Command::Stream(args) => return run_stream(cli, target, args),
+        Command::Idle(args) => return run_idle(cli, target, args),
         Command::Health { run } => {
             let opts = HttpOptions::new(target, run.timeout, cli.api_key.as_deref());
             (Box::new(scenarios::health::scenario(&opts)), run)
@@ -206,6 +309,148 @@ fn run(cli: &Cli) -> Result<()> {
         write_sweep_table(&mut io::stdout().lock(), &reports).context("writing to stdout")?;
     }
     Ok(())
+}
+
+/// Largest audio file `stream` loads into memory.
+const MAX_WAV_BYTES: u64 = 512 * 1024 * 1024;
+
+fn read_wav(path: &Path) -> Result<wav::Pcm16> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read audio file {}", path.display()))?;
+    if meta.len() > MAX_WAV_BYTES {
+        bail!("{} is larger than {MAX_WAV_BYTES} bytes", path.display());
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read audio file {}", path.display()))?;
+    wav::parse_pcm16_mono(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Prints a report: the human summary (unless `--json`), then its JSON line.
+fn print_report(
+    json_only: bool,
+    human: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+    json: &str,
+) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if !json_only {
+        human(&mut out).context("writing to stdout")?;
+    }
+    writeln!(out, "{json}").context("writing to stdout")?;
+    out.flush().context("writing to stdout")
+}
+
+fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
+    let headers = HttpOptions::new(target.clone(), args.timeout, cli.api_key.as_deref()).headers;
+    let audio = Arc::new(read_wav(&args.file)?);
+    let levels = match &args.sweep {
+        Some(levels) if levels.is_empty() => bail!("--sweep needs at least one level"),
+        Some(levels) => levels.clone(),
+        None => vec![args.sessions],
+    };
+    let base = StreamOptions {
+        target,
+        headers,
+        timeout: args.timeout,
+        audio,
+        sessions: args.sessions,
+        ramp: args.ramp,
+        duration: args.duration,
+        chunk_ms: args.chunk_ms,
+        pace: !args.no_pace,
+        interim: args.interim,
+        query: args.query.clone(),
+    };
+    // Check every level before running any, so a typo fails fast.
+    for &sessions in &levels {
+        StreamOptions {
+            sessions,
+            ..base.clone()
+        }
+        .validate()?;
+    }
+    let mut reports = Vec::new();
+    for &sessions in &levels {
+        let report = scenarios::stream::run(&StreamOptions {
+            sessions,
+            ..base.clone()
+        })?;
+        print_report(cli.json, |out| report.write_human(out), &report.json_line())?;
+        reports.push(report);
+    }
+    if levels.len() > 1 && !cli.json {
+        write_stream_sweep_table(&mut io::stdout().lock(), &reports, args.lag_target_ms)
+            .context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// A compact table of a `stream` sweep, and the largest level that met the
+/// interim-lag target with no failed session.
+fn write_stream_sweep_table<W: Write>(
+    out: &mut W,
+    reports: &[StreamReport],
+    target_ms: f64,
+) -> io::Result<()> {
+    writeln!(out, "sweep summary")?;
+    writeln!(
+        out,
+        "{:>8} {:>9} {:>6} {:>10} {:>11} {:>11} {:>11} {:>9}",
+        "sessions",
+        "completed",
+        "failed",
+        "violations",
+        "interim p99",
+        "final p99",
+        "final max",
+        "x realtime"
+    )?;
+    let mut best = None;
+    for r in reports {
+        let (i, f) = (r.interim_lag(), r.final_lag());
+        writeln!(
+            out,
+            "{:>8} {:>9} {:>6} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>9.2}",
+            r.sessions,
+            r.stats.completed,
+            r.stats.failed,
+            r.stats.violations,
+            i.p99,
+            f.p99,
+            f.max,
+            r.audio_x_realtime()
+        )?;
+        if r.stats.failed == 0 && i.count > 0 && i.p99 < target_ms {
+            best = best.max(Some(r.sessions));
+        }
+    }
+    match best {
+        Some(n) => writeln!(
+            out,
+            "largest level with interim-lag p99 < {target_ms} ms and no failed session: {n}"
+        ),
+        None => writeln!(
+            out,
+            "no level had interim-lag p99 < {target_ms} ms without failed sessions"
+        ),
+    }
+}
+
+fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<()> {
+    let headers = HttpOptions::new(target.clone(), args.timeout, cli.api_key.as_deref()).headers;
+    let opts = IdleOptions {
+        target,
+        headers,
+        timeout: args.timeout,
+        sessions: args.sessions,
+        ramp: args.ramp,
+        hold: args.hold,
+        server_pid: args.server_pid,
+        keepalive: args.keepalive,
+        threads: args.threads,
+        query: args.query.clone(),
+    };
+    let report = scenarios::idle::run(&opts)?;
+    print_report(cli.json, |out| report.write_human(out), &report.json_line())
 }
 
 /// A compact table of a sweep: throughput and tail latency per level.
@@ -288,5 +533,69 @@ mod tests {
             }
             _ => panic!("expected transcribe"),
         }
+    }
+
+    #[test]
+    fn parses_the_websocket_scenarios() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "stream",
+            "--file",
+            "a.wav",
+            "--sessions",
+            "20",
+            "--duration",
+            "10s",
+            "--no-pace",
+            "--interim",
+            "false",
+            "--chunk-ms",
+            "40",
+            "--ramp",
+            "0s",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Command::Stream(a) => {
+                assert_eq!(a.sessions, 20);
+                assert!(a.no_pace);
+                assert!(!a.interim);
+                assert_eq!(a.chunk_ms, 40);
+                assert_eq!(a.duration, Duration::from_secs(10));
+                assert_eq!(a.ramp, Duration::ZERO);
+            }
+            _ => panic!("expected stream"),
+        }
+        let cli =
+            Cli::try_parse_from(["loadgen", "stream", "-f", "a.wav", "--sweep", "10,50"]).unwrap();
+        match cli.scenario {
+            Command::Stream(a) => {
+                assert_eq!(a.sweep, Some(vec![10, 50]));
+                assert!(a.interim);
+                assert_eq!(a.ramp, Duration::from_secs(5));
+            }
+            _ => panic!("expected stream"),
+        }
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "idle",
+            "--sessions",
+            "1000",
+            "--server-pid",
+            "42",
+            "--hold",
+            "5s",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Command::Idle(a) => {
+                assert_eq!(a.sessions, 1000);
+                assert_eq!(a.server_pid, Some(42));
+                assert_eq!(a.keepalive, Duration::from_secs(20));
+                assert_eq!(a.threads, 4);
+            }
+            _ => panic!("expected idle"),
+        }
+        assert!(Cli::try_parse_from(["loadgen", "stream", "--sessions", "3"]).is_err());
     }
 }

@@ -491,7 +491,11 @@ mod tests {
     #[test]
     fn bad_sequences_are_counted() {
         let cases: Vec<(Vec<ServerMsg>, u64, &str)> = vec![
-            (vec![sp(0), fin(0), end("client_end")], 1, "before session_start"),
+            (
+                vec![sp(0), fin(0), end("client_end")],
+                1,
+                "before session_start",
+            ),
             (
                 vec![ss(), ss(), end("client_end")],
                 1,

@@ -31,6 +31,8 @@ pub fn raise_nofile_limit() -> Result<u64> {
         }
         lim = raised;
     }
+    // `rlim_t` is `u64` on 64-bit Linux but not on every target.
+    #[allow(clippy::unnecessary_cast)]
     Ok(lim.rlim_cur as u64)
 }
 
@@ -58,7 +60,8 @@ mod tests {
 
     #[test]
     fn parses_vm_rss() {
-        let status = "Name:\ttranscription-se\nVmPeak:\t  123456 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
+        let status =
+            "Name:\ttranscription-se\nVmPeak:\t  123456 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss_kb(status), Some(20480));
         assert_eq!(parse_vm_rss_kb("Name:\tx\n"), None);
         assert_eq!(parse_vm_rss_kb("VmRSS:\t  12 MB\n"), None);

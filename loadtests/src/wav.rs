@@ -190,7 +190,10 @@ mod tests {
         let pcm = vec![0u8; 8];
         for (wav, why) in [
             (b"RIFX....WAVE".to_vec(), "not a RIFF/WAVE"),
-            (riff(&[chunk(b"fmt ", &fmt_body(1, 1, 16000, 16))]), "no data"),
+            (
+                riff(&[chunk(b"fmt ", &fmt_body(1, 1, 16000, 16))]),
+                "no data",
+            ),
             (riff(&[chunk(b"data", &pcm)]), "before any fmt"),
             (
                 riff(&[
@@ -214,7 +217,10 @@ mod tests {
                 "8-bit",
             ),
             (
-                riff(&[chunk(b"fmt ", &fmt_body(1, 1, 16000, 16)), chunk(b"data", &[])]),
+                riff(&[
+                    chunk(b"fmt ", &fmt_body(1, 1, 16000, 16)),
+                    chunk(b"data", &[]),
+                ]),
                 "empty",
             ),
         ] {

@@ -68,7 +68,9 @@ pub fn classify(err: &WsError) -> WsFailure {
         WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
             "reset"
         }
-        WsError::Http(resp) => return WsFailure::new(format!("http_{}", resp.status().as_u16()), err.to_string()),
+        WsError::Http(resp) => {
+            return WsFailure::new(format!("http_{}", resp.status().as_u16()), err.to_string())
+        }
         _ => "protocol",
     };
     WsFailure::new(key, err.to_string())
@@ -100,11 +102,7 @@ pub fn connect(
     timeout: Duration,
     config: Option<WebSocketConfig>,
 ) -> Result<Socket, WsFailure> {
-    let url = format!(
-        "ws://{}{}",
-        target.host_header,
-        target.path(path_and_query)
-    );
+    let url = format!("ws://{}{}", target.host_header, target.path(path_and_query));
     let mut request = url
         .as_str()
         .into_client_request()

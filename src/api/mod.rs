@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod health;
+pub mod metrics;
 pub mod openai;
 pub mod sessions;
 pub mod transcribe;
@@ -30,6 +31,8 @@ pub enum Route {
     /// `/v1/sessions/{id}`: the id is read from the path by the handler.
     Session,
     SessionsMetrics,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
 }
 
 /// Which key a route needs when keys are configured.
@@ -55,6 +58,7 @@ impl Route {
             Route::Sessions => "sessions",
             Route::Session => "session",
             Route::SessionsMetrics => "sessions_metrics",
+            Route::Metrics => "metrics",
         }
     }
 
@@ -62,7 +66,9 @@ impl Route {
         match self {
             Route::Health | Route::Ready => Access::Open,
             Route::Transcribe | Route::OpenAiTranscriptions | Route::Stream => Access::Api,
-            Route::Sessions | Route::Session | Route::SessionsMetrics => Access::Admin,
+            Route::Sessions | Route::Session | Route::SessionsMetrics | Route::Metrics => {
+                Access::Admin
+            }
         }
     }
 }
@@ -100,6 +106,12 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         &[Method::Get],
         "GET",
         Route::SessionsMetrics,
+    ),
+    (
+        "/metrics",
+        &[Method::Get, Method::Head],
+        "GET, HEAD",
+        Route::Metrics,
     ),
 ];
 
@@ -207,6 +219,7 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         }
         Route::Session => sessions::get(core, request).await,
         Route::SessionsMetrics => Ok(sessions::metrics(core)),
+        Route::Metrics => Ok(metrics::prometheus(core)),
         // The connection upgrades this route before any handler runs.
         Route::Stream => Err(ApiError::bad_request(
             "this endpoint needs a WebSocket upgrade",

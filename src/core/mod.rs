@@ -9,6 +9,7 @@
 //! connections close, and waits for in-flight requests up to the grace period.
 
 pub mod signal;
+pub mod stall;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use monoio::net::TcpStream;
 pub use signal::{DrainSignal, Notify};
 
 use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS, URING_ENTRIES};
-use crate::metrics::CoreMetrics;
+use crate::metrics::{CoreGauges, CoreMetrics};
 use crate::server::ServerShared;
 use crate::ws::conn::{SessionInfo, StreamCtx};
 use crate::ws::session::{EndReason, SessionState};
@@ -76,6 +77,20 @@ pub struct CoreContext {
 }
 
 impl CoreContext {
+    /// The core's current levels, for the metrics.
+    pub fn gauges(&self) -> CoreGauges {
+        let mut sessions = [0; 3];
+        for ctx in self.sessions.borrow().values() {
+            if let Some(index) = ctx.state_index() {
+                sessions[index] += 1;
+            }
+        }
+        CoreGauges {
+            connections: self.connections.get(),
+            sessions,
+        }
+    }
+
     /// The operator view of every session of this core.
     pub fn session_infos(&self) -> Vec<SessionInfo> {
         let sessions: Vec<Rc<StreamCtx>> = self.sessions.borrow().values().cloned().collect();
@@ -213,7 +228,7 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
             "grace period over: closing connections still open"
         );
     }
-    core.metrics.publish();
+    core.metrics.publish(core.gauges());
     tracing::info!(core = core_id, "core stopped");
 }
 
@@ -226,10 +241,11 @@ fn on_accept(core: &Rc<CoreContext>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     core.metrics.count(|c| c.connections_accepted += 1);
     let guard = ConnectionGuard::new(Rc::clone(core));
-    monoio::spawn(async move {
+    let task = async move {
         let guard = guard;
         crate::http::conn::serve(stream, peer, Rc::clone(&guard.core)).await;
-    });
+    };
+    monoio::spawn(stall::watched(core, "connection", task));
 }
 
 /// Counts a connection as open for exactly as long as it lives.
@@ -302,7 +318,7 @@ async fn publish_metrics(core: Rc<CoreContext>) {
     loop {
         let interval = monoio::time::sleep(Duration::from_millis(METRICS_PUBLISH_INTERVAL_MS));
         monoio::select! {
-            _ = interval => core.metrics.publish(),
+            _ = interval => core.metrics.publish(core.gauges()),
             // The core publishes a last time itself once it has drained.
             _ = core.drain.wait() => return,
         }

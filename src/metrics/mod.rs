@@ -9,7 +9,7 @@
 //! serves the latest one through a [`MetricsHandle`]; readers (the JSON and
 //! Prometheus endpoints) clone an `Arc` and never wait on a core.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -19,6 +19,8 @@ use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 
 use crate::limits::{HISTOGRAM_MAX_US, METRICS_CHANNEL_CAPACITY};
+
+pub mod prometheus;
 
 /// Monotonic counters. Every field is a count since start (in a view) or since
 /// the previous publish (in a snapshot).
@@ -48,6 +50,8 @@ pub struct Counters {
     pub interims_shed: u64,
     pub slow_consumers: u64,
     pub idle_timeouts: u64,
+    /// Polls that held a core longer than the stall budget.
+    pub reactor_stalls: u64,
 }
 
 impl Counters {
@@ -76,6 +80,7 @@ impl Counters {
         self.interims_shed += other.interims_shed;
         self.slow_consumers += other.slow_consumers;
         self.idle_timeouts += other.idle_timeouts;
+        self.reactor_stalls += other.reactor_stalls;
     }
 }
 
@@ -91,6 +96,8 @@ pub struct Histograms {
     /// From the end of a segment's audio arriving to its final being queued
     /// for the client.
     pub final_latency_us: Histogram<u64>,
+    /// From an interim's job submission to its transcript being queued.
+    pub interim_latency_us: Histogram<u64>,
 }
 
 impl Default for Histograms {
@@ -100,6 +107,7 @@ impl Default for Histograms {
             model_latency_us: new_histogram(),
             queue_wait_us: new_histogram(),
             final_latency_us: new_histogram(),
+            interim_latency_us: new_histogram(),
         }
     }
 }
@@ -117,6 +125,7 @@ impl Histograms {
         let _ = self.model_latency_us.add(&other.model_latency_us);
         let _ = self.queue_wait_us.add(&other.queue_wait_us);
         let _ = self.final_latency_us.add(&other.final_latency_us);
+        let _ = self.interim_latency_us.add(&other.interim_latency_us);
     }
 
     fn is_empty(&self) -> bool {
@@ -124,6 +133,7 @@ impl Histograms {
             && self.model_latency_us.is_empty()
             && self.queue_wait_us.is_empty()
             && self.final_latency_us.is_empty()
+            && self.interim_latency_us.is_empty()
     }
 }
 
@@ -139,12 +149,22 @@ pub fn record_duration(histogram: &mut Histogram<u64>, duration: Duration) {
     histogram.saturating_record(micros.clamp(1, HISTOGRAM_MAX_US));
 }
 
+/// A core's current levels (not deltas), sent with each snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreGauges {
+    /// Open connections (HTTP and WebSocket).
+    pub connections: usize,
+    /// Live sessions by state: created, active, closing.
+    pub sessions: [usize; 3],
+}
+
 /// One core's delta since its previous publish.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub core_id: usize,
     pub counters: Counters,
     pub histograms: Histograms,
+    pub gauges: CoreGauges,
 }
 
 /// A core's own metrics. Lives on the core thread only.
@@ -152,6 +172,7 @@ pub struct CoreMetrics {
     core_id: usize,
     counters: RefCell<Counters>,
     histograms: RefCell<Histograms>,
+    gauges_sent: Cell<Option<CoreGauges>>,
     to_aggregator: Sender<Snapshot>,
 }
 
@@ -161,6 +182,7 @@ impl CoreMetrics {
             core_id,
             counters: RefCell::new(Counters::default()),
             histograms: RefCell::new(Histograms::default()),
+            gauges_sent: Cell::new(None),
             to_aggregator,
         }
     }
@@ -188,21 +210,28 @@ impl CoreMetrics {
     /// Send the delta since the previous publish to the aggregator. When the
     /// aggregator's channel is full the delta is kept and sent next time, so no
     /// count is lost.
-    pub fn publish(&self) {
-        let counters = std::mem::take(&mut *self.counters.borrow_mut());
-        let histograms = std::mem::take(&mut *self.histograms.borrow_mut());
-        if counters == Counters::default() && histograms.is_empty() {
+    pub fn publish(&self, gauges: CoreGauges) {
+        let unchanged = *self.counters.borrow() == Counters::default()
+            && self.histograms.borrow().is_empty()
+            && self.gauges_sent.get() == Some(gauges);
+        if unchanged {
             return;
         }
+        let counters = std::mem::take(&mut *self.counters.borrow_mut());
+        let histograms = std::mem::take(&mut *self.histograms.borrow_mut());
         let snapshot = Snapshot {
             core_id: self.core_id,
             counters,
             histograms,
+            gauges,
         };
-        if let Err(error) = self.to_aggregator.try_send(snapshot) {
-            let snapshot = error.into_inner();
-            self.counters.borrow_mut().add(&snapshot.counters);
-            self.histograms.borrow_mut().add(&snapshot.histograms);
+        match self.to_aggregator.try_send(snapshot) {
+            Ok(()) => self.gauges_sent.set(Some(gauges)),
+            Err(error) => {
+                let snapshot = error.into_inner();
+                self.counters.borrow_mut().add(&snapshot.counters);
+                self.histograms.borrow_mut().add(&snapshot.histograms);
+            }
         }
     }
 }
@@ -212,6 +241,8 @@ impl CoreMetrics {
 pub struct MetricsView {
     pub counters: Counters,
     pub histograms: Histograms,
+    /// Each core's latest levels.
+    pub core_gauges: BTreeMap<usize, CoreGauges>,
     /// When the view was last merged.
     pub updated_at: Option<Instant>,
 }
@@ -315,6 +346,7 @@ fn aggregator_run(snapshots: Receiver<Snapshot>, stopped: Receiver<()>, publishe
 fn merge(view: &mut MetricsView, snapshot: &Snapshot) {
     view.counters.add(&snapshot.counters);
     view.histograms.add(&snapshot.histograms);
+    view.core_gauges.insert(snapshot.core_id, snapshot.gauges);
 }
 
 #[cfg(test)]
@@ -332,9 +364,13 @@ mod tests {
                 core.on_http_response("health", 200, Duration::from_micros(100));
             }
             core.count(|c| c.model_jobs += 10);
-            core.publish();
+            let gauges = CoreGauges {
+                connections: index,
+                sessions: [0, index, 0],
+            };
+            core.publish(gauges);
             // Nothing new: publishing again sends nothing and loses nothing.
-            core.publish();
+            core.publish(gauges);
         }
         let handle = aggregator.handle();
         drop(cores);
@@ -343,5 +379,6 @@ mod tests {
         assert_eq!(view.counters.http_responses.get(&("health", 200)), Some(&3));
         assert_eq!(view.counters.model_jobs, 20);
         assert_eq!(view.histograms.http_latency_us["health"].len(), 3);
+        assert_eq!(view.core_gauges[&1].sessions, [0, 1, 0]);
     }
 }

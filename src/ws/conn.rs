@@ -27,7 +27,7 @@ use super::transport::{Backlog, Link};
 use crate::core::{CoreContext, Notify};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
-use crate::model::pool::{Job, SubmitError};
+use crate::model::pool::{Job, JobKind, SubmitError};
 use crate::model::TranscribeOptions;
 
 /// Bytes read from the socket at a time.
@@ -96,6 +96,11 @@ impl StreamCtx {
             transcripts: figures.transcripts,
             peer: self.peer.to_string(),
         }
+    }
+
+    /// The index of the session's state in the per-state gauges.
+    pub fn state_index(&self) -> Option<usize> {
+        gauge_index(self.session.borrow().state())
     }
 
     pub fn last_activity(&self) -> Instant {
@@ -376,32 +381,43 @@ fn submit_jobs(ctx: &Rc<StreamCtx>) {
             Ok(()) => {
                 ctx.core.metrics.count(|c| c.model_jobs += 1);
                 let ctx = Rc::clone(ctx);
-                monoio::spawn(async move {
-                    let result = match receiver.await {
-                        Ok(outcome) => {
-                            ctx.core.metrics.record(|h| {
-                                record_duration(&mut h.model_latency_us, outcome.model_time);
-                                record_duration(&mut h.queue_wait_us, outcome.queue_wait);
-                            });
-                            outcome.result
+                let submitted_at = Instant::now();
+                let core = Rc::clone(&ctx.core);
+                monoio::spawn(crate::core::stall::watched(
+                    &core,
+                    "session job result",
+                    async move {
+                        let result = match receiver.await {
+                            Ok(outcome) => {
+                                ctx.core.metrics.record(|h| {
+                                    record_duration(&mut h.model_latency_us, outcome.model_time);
+                                    record_duration(&mut h.queue_wait_us, outcome.queue_wait);
+                                });
+                                outcome.result
+                            }
+                            Err(_) => Err(crate::model::EngineError::Failed(
+                                "the model worker dropped the job".into(),
+                            )),
+                        };
+                        if result.is_err() {
+                            ctx.core.metrics.count(|c| c.model_job_failures += 1);
                         }
-                        Err(_) => Err(crate::model::EngineError::Failed(
-                            "the model worker dropped the job".into(),
-                        )),
-                    };
-                    if result.is_err() {
-                        ctx.core.metrics.count(|c| c.model_job_failures += 1);
-                    }
-                    ctx.session.borrow_mut().on_result(
-                        kind,
-                        segment_id,
-                        start_sample,
-                        end_sample,
-                        result,
-                        Instant::now(),
-                    );
-                    pump(&ctx);
-                });
+                        ctx.session.borrow_mut().on_result(
+                            kind,
+                            segment_id,
+                            start_sample,
+                            end_sample,
+                            result,
+                            Instant::now(),
+                        );
+                        if kind == JobKind::Interim {
+                            ctx.core.metrics.record(|h| {
+                                record_duration(&mut h.interim_latency_us, submitted_at.elapsed())
+                            });
+                        }
+                        pump(&ctx);
+                    },
+                ));
             }
             Err(SubmitError::Full(job) | SubmitError::Closed(job)) => {
                 ctx.core.metrics.count(|c| c.model_queue_full += 1);

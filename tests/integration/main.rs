@@ -6,6 +6,7 @@
 //! - `batch`: `POST /v1/transcribe` with every accepted audio form, segments,
 //!   determinism, overload.
 //! - `openai`: `POST /v1/audio/transcriptions` in every response format.
+//! - `observability`: the Prometheus exposition, parsed strictly.
 //! - `streaming`: the WebSocket protocol, sessions, limits, operators.
 //! - `lifecycle`: configuration refusals, port in use, health and readiness,
 //!   the I/O driver, graceful shutdown.
@@ -15,5 +16,6 @@ mod support;
 mod batch;
 mod http_protocol;
 mod lifecycle;
+mod observability;
 mod openai;
 mod streaming;

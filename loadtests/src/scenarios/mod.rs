@@ -7,14 +7,14 @@
 //! they share [`HttpScenario`]/[`HttpWorker`] and only differ in how they
 //! build the request.
 //!
-//! A WebSocket `stream` scenario fits as another module here: its worker
-//! would send the upgrade request and read the `101` with
-//! [`ResponseReader`](crate::http::ResponseReader) (its `take_leftover` gives
-//! the bytes that follow), stream a WAV's PCM in real-time-sized chunks,
-//! and return one [`Outcome`] per session; `main.rs` then gains one more
-//! subcommand that builds it.
+//! The WebSocket scenarios ([`stream`], [`idle`]) hold long-lived sessions
+//! rather than repeating requests, so they have their own small drivers
+//! (`stream::run`, `idle::run`) instead of the [`runner`](crate::runner), and
+//! their own reports.
 
 pub mod health;
+pub mod idle;
+pub mod stream;
 pub mod transcribe;
 
 use std::sync::Arc;

@@ -1,0 +1,947 @@
+//! `stream`: concurrent WebSocket streaming sessions
+//! (`/v1/transcribe/stream`), each sending a WAV file's PCM in real time.
+//!
+//! Unlike the request/response scenarios this one does not use the
+//! [`runner`](crate::runner): its unit of work is a whole session lasting
+//! `duration`, so it has its own small driver. There is one OS thread per
+//! session (256 KiB stack); session `i` of `N` starts at `ramp·i/N`. Each
+//! session:
+//!
+//! 1. opens the WebSocket (`sample_rate` from the WAV, `interim_results`,
+//!    plus `--query`);
+//! 2. sends the PCM in `chunk_ms` binary frames, chunk `k` due at
+//!    `session start + stream time of chunk k` (an absolute schedule, so
+//!    pacing never drifts), looping the file on whole-file boundaries until
+//!    `duration` of audio has been sent (`--no-pace`: as fast as possible,
+//!    until `duration` of wall time has passed);
+//! 3. between sends, reads whatever the server sent (a blocking read with a
+//!    timeout up to the next due chunk; with `--no-pace` a non-blocking
+//!    drain after each chunk, so neither side can stall on a full socket);
+//! 4. sends `{"type":"end"}` and reads until the server closes.
+//!
+//! For each transcript it records the **lag**: receive time minus the send
+//! time of the chunk holding the audio at the transcript's `end` (see
+//! [`ChunkMap::chunk_of_time`]), in separate histograms for interim and final
+//! transcripts; and the time from sending `end` to receiving `session_end`.
+//! An [`OrderChecker`] counts protocol-order violations per session.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Bytes, Message};
+
+use crate::streaming::{ChunkMap, OrderChecker, ServerMsg, MAX_EXAMPLES};
+use crate::target::Target;
+use crate::wav::Pcm16;
+use crate::ws::{self, Socket, WsFailure};
+
+/// The path exercised.
+pub const PATH: &str = "/v1/transcribe/stream";
+
+/// Largest number of concurrent sessions (one thread each).
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// Highest value the histograms track (one hour in µs); larger ones are clamped.
+const MAX_US: u64 = 3_600_000_000;
+
+/// Longest a paced session blocks in one read, so it notices its deadlines.
+const MAX_READ_WAIT: Duration = Duration::from_millis(50);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Where (already checked to be loopback).
+    pub target: Target,
+    /// Extra upgrade request headers (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
+    /// Bound on connecting, the handshake, each blocking write, and the wait
+    /// for `session_end` and the close after `end`.
+    pub timeout: Duration,
+    /// The audio, PCM16 mono.
+    pub audio: Arc<Pcm16>,
+    /// Concurrent sessions.
+    pub sessions: usize,
+    /// Sessions start evenly spread over this time.
+    pub ramp: Duration,
+    /// Audio time (wall time with `pace == false`) each session streams for,
+    /// rounded up to whole loops of the file.
+    pub duration: Duration,
+    /// Chunk length in milliseconds of audio.
+    pub chunk_ms: u32,
+    /// Send in real time (`false`: as fast as possible).
+    pub pace: bool,
+    /// `interim_results` query parameter.
+    pub interim: bool,
+    /// Extra query parameters (URL-encoded, without `?`).
+    pub query: Option<String>,
+}
+
+impl StreamOptions {
+    /// Checks the settings are within sane bounds.
+    pub fn validate(&self) -> Result<()> {
+        if self.sessions == 0 || self.sessions > MAX_SESSIONS {
+            bail!("--sessions must be between 1 and {MAX_SESSIONS}");
+        }
+        if self.duration.is_zero() || self.duration > Duration::from_secs(24 * 3600) {
+            bail!("--duration must be more than 0 and at most 24h");
+        }
+        if self.ramp > Duration::from_secs(3600) {
+            bail!("--ramp must be at most 1h");
+        }
+        if self.chunk_ms == 0 || self.chunk_ms > 10_000 {
+            bail!("--chunk-ms must be between 1 and 10000");
+        }
+        if self.timeout.is_zero() {
+            bail!("--timeout must be more than 0");
+        }
+        if let Some(q) = &self.query {
+            if q.contains([' ', '\r', '\n', '#']) {
+                bail!("--query must be a URL-encoded query string");
+            }
+        }
+        Ok(())
+    }
+
+    /// The request path with its query string.
+    pub fn path_and_query(&self) -> String {
+        let mut p = format!(
+            "{PATH}?sample_rate={}&interim_results={}",
+            self.audio.sample_rate, self.interim
+        );
+        if let Some(q) = self
+            .query
+            .as_deref()
+            .map(|q| q.trim_start_matches(['?', '&']))
+        {
+            if !q.is_empty() {
+                p.push('&');
+                p.push_str(q);
+            }
+        }
+        p
+    }
+
+    /// How the file is cut into chunks.
+    pub fn chunk_map(&self) -> ChunkMap {
+        ChunkMap::new(self.audio.samples(), self.audio.sample_rate, self.chunk_ms)
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Constant, valid bounds: this cannot fail.
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    h.saturating_record((d.as_micros().min(u128::from(MAX_US)) as u64).max(1));
+}
+
+/// What one session (or, merged, a whole run) measured.
+#[derive(Debug, Clone)]
+pub struct StreamStats {
+    /// Sessions that ended cleanly (session_end seen or not, close 1000, no
+    /// error message, no I/O failure).
+    pub completed: u64,
+    /// Sessions that did not.
+    pub failed: u64,
+    /// Protocol-order violations (see [`OrderChecker`]) plus malformed messages.
+    pub violations: u64,
+    /// A few violation descriptions.
+    pub violation_examples: Vec<String>,
+    /// Interim-transcript lag, µs.
+    pub interim_lag: Histogram<u64>,
+    /// Final-transcript lag, µs.
+    pub final_lag: Histogram<u64>,
+    /// From sending `end` to receiving `session_end`, µs.
+    pub end_to_session_end: Histogram<u64>,
+    /// Audio sent, in seconds.
+    pub audio_seconds: f64,
+    /// Server messages received (text frames).
+    pub messages: u64,
+    /// `speech_start` messages.
+    pub segments: u64,
+    /// Transcripts whose `end` lies beyond the audio sent so far (lag then
+    /// counted from the last chunk sent).
+    pub end_beyond_sent: u64,
+    /// Failures and error messages by kind (`http_503`, `close_1013`,
+    /// `error_overloaded`, `timeout`, …).
+    pub errors: BTreeMap<String, u64>,
+    /// The first failure's description.
+    pub first_failure: Option<String>,
+    /// When the first chunk of any session was sent.
+    pub first_send: Option<Instant>,
+    /// When the last session finished (its `session_end`, or its end).
+    pub last_end: Option<Instant>,
+}
+
+impl Default for StreamStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamStats {
+    /// Empty.
+    pub fn new() -> Self {
+        StreamStats {
+            completed: 0,
+            failed: 0,
+            violations: 0,
+            violation_examples: Vec::new(),
+            interim_lag: new_histogram(),
+            final_lag: new_histogram(),
+            end_to_session_end: new_histogram(),
+            audio_seconds: 0.0,
+            messages: 0,
+            segments: 0,
+            end_beyond_sent: 0,
+            errors: BTreeMap::new(),
+            first_failure: None,
+            first_send: None,
+            last_end: None,
+        }
+    }
+
+    fn count_error(&mut self, key: &str) {
+        *self.errors.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &StreamStats) {
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.violations += other.violations;
+        for e in &other.violation_examples {
+            if self.violation_examples.len() < MAX_EXAMPLES {
+                self.violation_examples.push(e.clone());
+            }
+        }
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.interim_lag.add(&other.interim_lag);
+        let _ = self.final_lag.add(&other.final_lag);
+        let _ = self.end_to_session_end.add(&other.end_to_session_end);
+        self.audio_seconds += other.audio_seconds;
+        self.messages += other.messages;
+        self.segments += other.segments;
+        self.end_beyond_sent += other.end_beyond_sent;
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_insert(0) += v;
+        }
+        if self.first_failure.is_none() {
+            self.first_failure.clone_from(&other.first_failure);
+        }
+        self.first_send = min_opt(self.first_send, other.first_send);
+        self.last_end = match (self.last_end, other.last_end) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Runs the scenario once and returns the merged report.
+pub fn run(opts: &StreamOptions) -> Result<StreamReport> {
+    opts.validate()?;
+    let map = opts.chunk_map();
+    let audio = Bytes::from(opts.audio.data.clone());
+    let path = opts.path_and_query();
+    let t0 = Instant::now();
+    let n = opts.sessions as u32;
+    let mut stats = StreamStats::new();
+    thread::scope(|s| -> Result<()> {
+        let mut handles = Vec::with_capacity(opts.sessions);
+        for i in 0..opts.sessions {
+            let start_at = t0 + opts.ramp * i as u32 / n;
+            let (audio, path) = (audio.clone(), path.as_str());
+            let spawned = thread::Builder::new()
+                .name(format!("stream-{i}"))
+                .stack_size(256 * 1024)
+                .spawn_scoped(s, move || {
+                    Session::new(opts, map, audio).run(path, start_at)
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // Sessions already started finish on their own (bounded).
+                    stats.failed += (opts.sessions - i) as u64;
+                    *stats.errors.entry("spawn".into()).or_insert(0) += (opts.sessions - i) as u64;
+                    stats
+                        .first_failure
+                        .get_or_insert(format!("cannot start thread {i}: {e}"));
+                    break;
+                }
+            }
+        }
+        for h in handles {
+            match h.join() {
+                Ok(st) => stats.merge(&st),
+                Err(_) => bail!("a session thread panicked"),
+            }
+        }
+        Ok(())
+    })?;
+    let wall = match (stats.first_send, stats.last_end) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a),
+        _ => Duration::ZERO,
+    };
+    Ok(StreamReport {
+        sessions: opts.sessions,
+        pace: opts.pace,
+        chunk_ms: opts.chunk_ms,
+        duration: opts.duration,
+        ramp: opts.ramp,
+        interim: opts.interim,
+        wall,
+        stats,
+    })
+}
+
+/// What a read produced.
+enum Read {
+    /// A message, and when it arrived.
+    Msg(Message, Instant),
+    /// Nothing yet (timeout / would block).
+    Nothing,
+    /// The connection is over (after a close handshake or not).
+    Gone,
+}
+
+/// One streaming session, driven on its own thread.
+struct Session<'a> {
+    opts: &'a StreamOptions,
+    map: ChunkMap,
+    audio: Bytes,
+    st: StreamStats,
+    checker: OrderChecker,
+    /// Send time of every chunk sent, by chunk index.
+    sent: Vec<Instant>,
+    /// Next chunk to send.
+    next: u64,
+    /// Still sending audio.
+    sending: bool,
+    end_sent_at: Option<Instant>,
+    session_end_seen: bool,
+    /// Close code received (1005 for a close frame without a code).
+    close_code: Option<u16>,
+    close_received_at: Option<Instant>,
+    failure: Option<WsFailure>,
+    error_messages: u64,
+    samples_sent: u64,
+}
+
+impl<'a> Session<'a> {
+    fn new(opts: &'a StreamOptions, map: ChunkMap, audio: Bytes) -> Self {
+        Session {
+            opts,
+            map,
+            audio,
+            st: StreamStats::new(),
+            checker: OrderChecker::new(),
+            sent: Vec::new(),
+            next: 0,
+            sending: true,
+            end_sent_at: None,
+            session_end_seen: false,
+            close_code: None,
+            close_received_at: None,
+            failure: None,
+            error_messages: 0,
+            samples_sent: 0,
+        }
+    }
+
+    fn fail(&mut self, f: WsFailure) {
+        if self.failure.is_none() {
+            self.failure = Some(f);
+        }
+    }
+
+    /// Runs the whole session and returns its measurements.
+    fn run(mut self, path: &str, start_at: Instant) -> StreamStats {
+        let now = Instant::now();
+        if start_at > now {
+            thread::sleep(start_at - now);
+        }
+        let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0);
+        match ws::connect(
+            &self.opts.target,
+            path,
+            &self.opts.headers,
+            self.opts.timeout,
+            Some(config),
+        ) {
+            Ok(mut socket) => {
+                self.drive(&mut socket);
+            }
+            Err(f) => self.fail(f),
+        }
+        self.finish()
+    }
+
+    /// Sends the audio and `end`, reads until the connection is over.
+    fn drive(&mut self, socket: &mut Socket) {
+        let t0 = Instant::now();
+        let file_secs = Duration::from_secs_f64(self.opts.audio.seconds());
+        // Safety net far beyond any healthy session.
+        let hard_deadline =
+            t0 + self.opts.duration + file_secs + self.opts.timeout * 3 + Duration::from_secs(5);
+        self.st.first_send = Some(t0);
+        loop {
+            if self.failure.is_some() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= hard_deadline {
+                self.fail(WsFailure::new("timeout", "session did not finish in time"));
+                return;
+            }
+            if self.sending && self.close_code.is_none() {
+                if self.opts.pace {
+                    while self.sending && t0 + self.map.due(self.next) <= now {
+                        if !self.send_next(socket, t0, now) {
+                            return;
+                        }
+                    }
+                } else if !self.send_next(socket, t0, now) {
+                    return;
+                }
+            }
+            if let Some(closed_at) = self.close_received_at {
+                // The server closed first; give it --timeout to end the TCP
+                // connection after our close reply.
+                if now >= closed_at + self.opts.timeout {
+                    return;
+                }
+            }
+            if let Some(end_at) = self.end_sent_at {
+                if now >= end_at + self.opts.timeout {
+                    let what = if self.session_end_seen {
+                        "no close within --timeout after session_end"
+                    } else {
+                        "no session_end within --timeout after end"
+                    };
+                    self.fail(WsFailure::new("timeout", what));
+                    return;
+                }
+            }
+            let gone = if self.sending && !self.opts.pace && self.close_code.is_none() {
+                self.drain_nonblocking(socket)
+            } else {
+                let wait = if self.sending && self.close_code.is_none() {
+                    (t0 + self.map.due(self.next)).saturating_duration_since(Instant::now())
+                } else {
+                    MAX_READ_WAIT
+                };
+                let wait = wait.clamp(Duration::from_millis(1), MAX_READ_WAIT);
+                if let Err(e) = socket.get_mut().set_read_timeout(Some(wait)) {
+                    self.fail(WsFailure::new("io", format!("set_read_timeout: {e}")));
+                    return;
+                }
+                match self.read(socket) {
+                    Read::Msg(m, at) => {
+                        self.on_message(m, at);
+                        false
+                    }
+                    Read::Nothing => false,
+                    Read::Gone => true,
+                }
+            };
+            if gone {
+                return;
+            }
+        }
+    }
+
+    /// Sends chunk `self.next`, or `end` at a loop boundary once enough has
+    /// been sent. False when the session failed.
+    fn send_next(&mut self, socket: &mut Socket, t0: Instant, now: Instant) -> bool {
+        let k = self.next;
+        if k > 0 && self.map.starts_loop(k) {
+            let done = if self.opts.pace {
+                self.map.due(k) >= self.opts.duration
+            } else {
+                now.saturating_duration_since(t0) >= self.opts.duration
+            };
+            if done {
+                self.sending = false;
+                if let Err(e) = socket.send(Message::text(r#"{"type":"end"}"#)) {
+                    self.fail(ws::classify(&e));
+                    return false;
+                }
+                self.end_sent_at = Some(Instant::now());
+                return true;
+            }
+        }
+        let r = self.map.chunk_in_file(k);
+        let chunk = self
+            .audio
+            .slice((r.start * 2) as usize..(r.end * 2) as usize);
+        if let Err(e) = socket.send(Message::Binary(chunk)) {
+            let mut f = ws::classify(&e);
+            f.detail = format!("sending chunk {k}: {}", f.detail);
+            self.fail(f);
+            return false;
+        }
+        self.sent.push(Instant::now());
+        self.samples_sent += r.end - r.start;
+        self.next += 1;
+        true
+    }
+
+    /// `--no-pace`: reads everything already there without blocking. True
+    /// when the connection is over.
+    fn drain_nonblocking(&mut self, socket: &mut Socket) -> bool {
+        if let Err(e) = socket.get_mut().set_nonblocking(true) {
+            self.fail(WsFailure::new("io", format!("set_nonblocking: {e}")));
+            return true;
+        }
+        let gone = loop {
+            match self.read(socket) {
+                Read::Msg(m, at) => self.on_message(m, at),
+                Read::Nothing => break false,
+                Read::Gone => break true,
+            }
+        };
+        if let Err(e) = socket.get_mut().set_nonblocking(false) {
+            self.fail(WsFailure::new("io", format!("set_nonblocking: {e}")));
+            return true;
+        }
+        gone
+    }
+
+    fn read(&mut self, socket: &mut Socket) -> Read {
+        match socket.read() {
+            Ok(m) => Read::Msg(m, Instant::now()),
+            Err(e) if ws::is_would_block(&e) => Read::Nothing,
+            Err(tungstenite::Error::ConnectionClosed) if self.close_code.is_some() => Read::Gone,
+            Err(e) => {
+                let mut f = ws::classify(&e);
+                if self.close_code.is_none() {
+                    f.detail = format!("connection lost without a close frame: {}", f.detail);
+                }
+                self.fail(f);
+                Read::Gone
+            }
+        }
+    }
+
+    fn on_message(&mut self, m: Message, at: Instant) {
+        match m {
+            Message::Text(text) => {
+                self.st.messages += 1;
+                match ServerMsg::parse(text.as_str()) {
+                    Ok(msg) => self.on_server_msg(&msg, at),
+                    Err(why) => {
+                        self.st.violations += 1;
+                        self.st.count_error("bad_message");
+                        if self.st.violation_examples.len() < MAX_EXAMPLES {
+                            self.st
+                                .violation_examples
+                                .push(format!("malformed message ({why})"));
+                        }
+                    }
+                }
+            }
+            Message::Binary(_) => {
+                self.st.messages += 1;
+                self.st.count_error("unexpected_binary");
+            }
+            Message::Close(frame) => {
+                self.close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                self.close_received_at = Some(at);
+                self.sending = false;
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+
+    fn on_server_msg(&mut self, msg: &ServerMsg, at: Instant) {
+        self.checker.on_message(msg);
+        match msg {
+            ServerMsg::SpeechStart { .. } => self.st.segments += 1,
+            ServerMsg::Transcript { is_final, end, .. } => {
+                let chunk = self.map.chunk_of_time(*end);
+                let sent_at = match self.sent.get(chunk as usize) {
+                    Some(t) => *t,
+                    None => {
+                        self.st.end_beyond_sent += 1;
+                        match self.sent.last() {
+                            Some(t) => *t,
+                            None => return,
+                        }
+                    }
+                };
+                let lag = at.saturating_duration_since(sent_at);
+                if *is_final {
+                    record(&mut self.st.final_lag, lag);
+                } else {
+                    record(&mut self.st.interim_lag, lag);
+                }
+            }
+            ServerMsg::SessionEnd { .. } => {
+                self.session_end_seen = true;
+                self.st.last_end = Some(at);
+                if let Some(end_at) = self.end_sent_at {
+                    record(
+                        &mut self.st.end_to_session_end,
+                        at.saturating_duration_since(end_at),
+                    );
+                }
+            }
+            ServerMsg::Error { code } => {
+                self.error_messages += 1;
+                self.st.count_error(&format!("error_{code}"));
+                if self.st.first_failure.is_none() {
+                    self.st.first_failure = Some(format!("server error message `{code}`"));
+                }
+            }
+            ServerMsg::SessionStart | ServerMsg::Other(_) => {}
+        }
+    }
+
+    /// Classifies the session and returns its measurements.
+    fn finish(mut self) -> StreamStats {
+        self.st.audio_seconds = self.samples_sent as f64 / f64::from(self.map.sample_rate);
+        if self.st.last_end.is_none() && self.st.first_send.is_some() {
+            self.st.last_end = Some(Instant::now());
+        }
+        let mut failed = false;
+        if let Some(f) = self.failure.take() {
+            failed = true;
+            self.st.count_error(&f.key);
+            if self.st.first_failure.is_none() {
+                self.st.first_failure = Some(format!("{}: {}", f.key, f.detail));
+            }
+        } else if let Some(code) = self.close_code.filter(|&c| c != 1000) {
+            failed = true;
+            self.st.count_error(&format!("close_{code}"));
+            if self.st.first_failure.is_none() {
+                self.st.first_failure = Some(format!("closed with code {code}"));
+            }
+        }
+        if self.error_messages > 0 {
+            failed = true;
+        }
+        self.checker.finish(!failed);
+        self.st.violations += self.checker.violations();
+        for e in self.checker.examples() {
+            if self.st.violation_examples.len() < MAX_EXAMPLES {
+                self.st.violation_examples.push(e.clone());
+            }
+        }
+        if failed {
+            self.st.failed = 1;
+        } else {
+            self.st.completed = 1;
+        }
+        self.st
+    }
+}
+
+/// Percentiles of a lag histogram in milliseconds, and its sample count.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct LagSummary {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub count: u64,
+}
+
+impl LagSummary {
+    /// Reads the summary off a µs histogram (zeros when empty).
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| (us as f64).round() / 1000.0;
+        if h.is_empty() {
+            return LagSummary {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                max: 0.0,
+                count: 0,
+            };
+        }
+        LagSummary {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+            count: h.len(),
+        }
+    }
+}
+
+/// One finished `stream` run.
+#[derive(Debug, Clone)]
+pub struct StreamReport {
+    pub sessions: usize,
+    pub pace: bool,
+    pub chunk_ms: u32,
+    pub duration: Duration,
+    pub ramp: Duration,
+    pub interim: bool,
+    /// From the first chunk sent to the last session's end.
+    pub wall: Duration,
+    pub stats: StreamStats,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    scenario: &'static str,
+    sessions: usize,
+    completed: u64,
+    failed: u64,
+    violations: u64,
+    audio_seconds: f64,
+    audio_x_realtime: f64,
+    interim_lag_ms: LagSummary,
+    final_lag_ms: LagSummary,
+    end_to_session_end_ms: LagSummary,
+    messages: u64,
+    errors: &'a BTreeMap<String, u64>,
+    mode: &'static str,
+    chunk_ms: u32,
+    duration_s: f64,
+    ramp_s: f64,
+    interim_results: bool,
+    wall_s: f64,
+    segments: u64,
+    end_beyond_sent: u64,
+    first_failure: Option<&'a str>,
+    violation_examples: &'a [String],
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+impl StreamReport {
+    /// Total audio seconds sent per wall second (0 when nothing was sent).
+    pub fn audio_x_realtime(&self) -> f64 {
+        let w = self.wall.as_secs_f64();
+        if w > 0.0 {
+            self.stats.audio_seconds / w
+        } else {
+            0.0
+        }
+    }
+
+    /// Interim-lag summary.
+    pub fn interim_lag(&self) -> LagSummary {
+        LagSummary::from_histogram(&self.stats.interim_lag)
+    }
+
+    /// Final-lag summary.
+    pub fn final_lag(&self) -> LagSummary {
+        LagSummary::from_histogram(&self.stats.final_lag)
+    }
+
+    /// The report as one line of JSON (no trailing newline).
+    pub fn json_line(&self) -> String {
+        let r = JsonReport {
+            scenario: "stream",
+            sessions: self.sessions,
+            completed: self.stats.completed,
+            failed: self.stats.failed,
+            violations: self.stats.violations,
+            audio_seconds: round(self.stats.audio_seconds, 3),
+            audio_x_realtime: round(self.audio_x_realtime(), 2),
+            interim_lag_ms: self.interim_lag(),
+            final_lag_ms: self.final_lag(),
+            end_to_session_end_ms: LagSummary::from_histogram(&self.stats.end_to_session_end),
+            messages: self.stats.messages,
+            errors: &self.stats.errors,
+            mode: if self.pace { "paced" } else { "no_pace" },
+            chunk_ms: self.chunk_ms,
+            duration_s: round(self.duration.as_secs_f64(), 3),
+            ramp_s: round(self.ramp.as_secs_f64(), 3),
+            interim_results: self.interim,
+            wall_s: round(self.wall.as_secs_f64(), 3),
+            segments: self.stats.segments,
+            end_beyond_sent: self.stats.end_beyond_sent,
+            first_failure: self.stats.first_failure.as_deref(),
+            violation_examples: &self.stats.violation_examples,
+        };
+        // Plain numbers, strings and string-keyed maps: cannot fail.
+        serde_json::to_string(&r).expect("report serializes")
+    }
+
+    /// Writes the human summary (several lines, none starting with `{`).
+    pub fn write_human<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        let mode = if self.pace { "paced" } else { "no pace" };
+        writeln!(
+            out,
+            "scenario    stream  ({} sessions, {mode}, {} ms chunks, {:.1}s each, ramp {:.1}s, {:.2}s wall)",
+            self.sessions,
+            self.chunk_ms,
+            self.duration.as_secs_f64(),
+            self.ramp.as_secs_f64(),
+            self.wall.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "sessions    {} completed, {} failed, {} ordering violations",
+            self.stats.completed, self.stats.failed, self.stats.violations
+        )?;
+        writeln!(
+            out,
+            "audio       {:.1} s sent, {:.2}x real time; {} messages, {} segments",
+            self.stats.audio_seconds,
+            self.audio_x_realtime(),
+            self.stats.messages,
+            self.stats.segments
+        )?;
+        let line = |out: &mut W, name: &str, l: LagSummary| {
+            writeln!(
+                out,
+                "{name:<11} p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  (n={})",
+                l.p50, l.p90, l.p99, l.max, l.count
+            )
+        };
+        line(out, "interim ms", self.interim_lag())?;
+        line(out, "final ms", self.final_lag())?;
+        line(
+            out,
+            "end→end ms",
+            LagSummary::from_histogram(&self.stats.end_to_session_end),
+        )?;
+        if !self.stats.errors.is_empty() {
+            let e: Vec<String> = self
+                .stats
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            writeln!(out, "errors      {}", e.join(", "))?;
+        }
+        if let Some(f) = &self.stats.first_failure {
+            writeln!(out, "first fail  {f}")?;
+        }
+        for v in &self.stats.violation_examples {
+            writeln!(out, "violation   {v}")?;
+        }
+        if self.stats.end_beyond_sent > 0 {
+            writeln!(
+                out,
+                "note        {} transcripts ended beyond the audio sent",
+                self.stats.end_beyond_sent
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> StreamOptions {
+        StreamOptions {
+            target: Target::parse("http://127.0.0.1:8000").unwrap(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(5),
+            audio: Arc::new(Pcm16 {
+                sample_rate: 16000,
+                data: vec![0; 32000],
+            }),
+            sessions: 2,
+            ramp: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            chunk_ms: 20,
+            pace: true,
+            interim: true,
+            query: None,
+        }
+    }
+
+    #[test]
+    fn builds_the_path_and_validates() {
+        let mut o = opts();
+        assert_eq!(
+            o.path_and_query(),
+            "/v1/transcribe/stream?sample_rate=16000&interim_results=true"
+        );
+        o.query = Some("?vad_mode=3".into());
+        o.interim = false;
+        assert_eq!(
+            o.path_and_query(),
+            "/v1/transcribe/stream?sample_rate=16000&interim_results=false&vad_mode=3"
+        );
+        assert!(o.validate().is_ok());
+        o.query = Some("a b".into());
+        assert!(o.validate().is_err());
+        let mut o = opts();
+        o.sessions = 0;
+        assert!(o.validate().is_err());
+        let mut o = opts();
+        o.chunk_ms = 0;
+        assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn report_json_has_the_documented_fields() {
+        let mut st = StreamStats::new();
+        st.completed = 2;
+        st.audio_seconds = 20.0;
+        for ms in 1..=100 {
+            record(&mut st.interim_lag, Duration::from_millis(ms));
+        }
+        record(&mut st.final_lag, Duration::from_millis(40));
+        st.count_error("http_503");
+        let r = StreamReport {
+            sessions: 2,
+            pace: true,
+            chunk_ms: 20,
+            duration: Duration::from_secs(10),
+            ramp: Duration::ZERO,
+            interim: true,
+            wall: Duration::from_secs(10),
+            stats: st,
+        };
+        let line = r.json_line();
+        assert!(line.starts_with(r#"{"scenario":"stream","sessions":2,"completed":2,"failed":0,"violations":0,"audio_seconds":20.0,"audio_x_realtime":2.0,"interim_lag_ms":{"#));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["interim_lag_ms"]["count"], 100);
+        assert_eq!(v["final_lag_ms"]["count"], 1);
+        assert_eq!(v["end_to_session_end_ms"]["count"], 0);
+        assert_eq!(v["errors"]["http_503"], 1);
+        let p99 = v["interim_lag_ms"]["p99"].as_f64().unwrap();
+        assert!((98.9..=99.1).contains(&p99), "{p99}");
+        let mut human = Vec::new();
+        r.write_human(&mut human).unwrap();
+        let human = String::from_utf8(human).unwrap();
+        assert!(human.lines().all(|l| !l.starts_with('{')));
+        assert!(human.contains("http_503: 1"));
+    }
+
+    #[test]
+    fn refused_connections_are_failed_sessions() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut o = opts();
+        o.target = Target::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let r = run(&o).unwrap();
+        assert_eq!(r.stats.failed, 2);
+        assert_eq!(r.stats.completed, 0);
+        assert_eq!(r.stats.errors.get("connect"), Some(&2));
+        assert_eq!(r.stats.violations, 0);
+    }
+}
