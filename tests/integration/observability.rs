@@ -142,11 +142,14 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|s| s.value)
 }
 
+/// A series' labels other than `le`.
+type LabelSet = Vec<(String, String)>;
+
 /// Buckets ascend in `le`, counts never fall, `+Inf` equals `_count`.
 fn assert_histograms_consistent(types: &HashMap<String, String>, samples: &[Sample]) {
     for (family, _) in types.iter().filter(|(_, kind)| *kind == "histogram") {
         let bucket_name = format!("{family}_bucket");
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<LabelSet, Vec<(f64, f64)>> = BTreeMap::new();
         for sample in samples.iter().filter(|s| s.name == bucket_name) {
             let le = sample.labels.get("le").expect("le label");
             let le = if le == "+Inf" {
@@ -154,7 +157,7 @@ fn assert_histograms_consistent(types: &HashMap<String, String>, samples: &[Samp
             } else {
                 le.parse().expect("numeric le")
             };
-            let key: Vec<(String, String)> = sample
+            let key: LabelSet = sample
                 .labels
                 .iter()
                 .filter(|(k, _)| *k != "le")
