@@ -47,7 +47,7 @@ pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
 pub const URING_ENTRIES: u32 = 1024;
 
 /// The listen backlog of each core's socket.
-pub const LISTEN_BACKLOG: i32 = 1024;
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Connections a single core serves at once; beyond it the core stops
 /// accepting until one closes, and the kernel queues (then refuses) the rest.
