@@ -394,7 +394,7 @@ fn write_stream_sweep_table<W: Write>(
     writeln!(out, "sweep summary")?;
     writeln!(
         out,
-        "{:>8} {:>9} {:>6} {:>10} {:>11} {:>11} {:>11} {:>9}",
+        "{:>8} {:>9} {:>6} {:>10} {:>11} {:>11} {:>11} {:>10}",
         "sessions",
         "completed",
         "failed",
@@ -409,7 +409,7 @@ fn write_stream_sweep_table<W: Write>(
         let (i, f) = (r.interim_lag(), r.final_lag());
         writeln!(
             out,
-            "{:>8} {:>9} {:>6} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>9.2}",
+            "{:>8} {:>9} {:>6} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>10.2}",
             r.sessions,
             r.stats.completed,
             r.stats.failed,

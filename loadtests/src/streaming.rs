@@ -69,8 +69,13 @@ impl ChunkMap {
     }
 
     /// The chunk holding the audio that ends at stream time `end_s` (seconds),
-    /// i.e. the chunk of the last sample before `end_s`. Times are rounded to
-    /// whole samples (the wire carries milliseconds).
+    /// i.e. the chunk of the last sample before `end_s`.
+    ///
+    /// Times on the wire are rounded to milliseconds, so an `end` up to half a
+    /// millisecond past a chunk boundary may really be the end of the chunk
+    /// before it (e.g. the end of the audio sent so far, rounded up); such
+    /// times are attributed to the earlier chunk, which can only make the
+    /// measured lag larger, never smaller.
     pub fn chunk_of_time(&self, end_s: f64) -> u64 {
         let end_sample = if end_s.is_finite() && end_s > 0.0 {
             (end_s * f64::from(self.sample_rate)).round() as u64
@@ -79,7 +84,14 @@ impl ChunkMap {
         };
         let last = end_sample.saturating_sub(1);
         let per = self.chunks_per_loop();
-        (last / self.file_samples) * per + (last % self.file_samples) / self.chunk_samples
+        let chunk =
+            (last / self.file_samples) * per + (last % self.file_samples) / self.chunk_samples;
+        let tolerance = u64::from(self.sample_rate) / 2000; // half a millisecond
+        if chunk > 0 && end_sample - self.chunk_start(chunk) <= tolerance {
+            chunk - 1
+        } else {
+            chunk
+        }
     }
 }
 
@@ -364,17 +376,26 @@ mod tests {
         assert_eq!(m.chunk_of_time(0.0), 0);
         assert_eq!(m.chunk_of_time(t(1)), 0);
         assert_eq!(m.chunk_of_time(t(320)), 0); // ends exactly at a chunk edge
-        assert_eq!(m.chunk_of_time(t(321)), 1);
+        assert_eq!(m.chunk_of_time(t(328)), 0); // within the 0.5 ms wire rounding
+        assert_eq!(m.chunk_of_time(t(329)), 1);
         assert_eq!(m.chunk_of_time(t(1000)), 3); // end of loop 0: the short chunk
-        assert_eq!(m.chunk_of_time(t(1001)), 4); // first sample of loop 1
+        assert_eq!(m.chunk_of_time(t(1008)), 3); // rounded-up end of loop 0
+        assert_eq!(m.chunk_of_time(t(1009)), 4); // audio of loop 1
         assert_eq!(m.chunk_of_time(t(1320)), 4);
+        assert_eq!(m.chunk_of_time(t(1329)), 5);
         assert_eq!(m.chunk_of_time(t(2999)), 11);
         assert_eq!(m.chunk_of_time(t(3000)), 11);
-        assert_eq!(m.chunk_of_time(t(3001)), 12);
+        assert_eq!(m.chunk_of_time(t(3009)), 12);
         // Millisecond-rounded wire times land on the right chunk.
         let m = ChunkMap::new(5 * 16000, 16000, 20);
         assert_eq!(m.chunk_of_time(1.2), 59);
         assert_eq!(m.chunk_of_time(1.201), 60);
+        // A file of 79875 samples (4.9921875 s): the end of its 4th loop is
+        // 19.96875 s, sent as 19.969; that is still the last chunk of loop 3.
+        let odd = ChunkMap::new(79_875, 16000, 20);
+        assert_eq!(odd.chunks_per_loop(), 250);
+        assert_eq!(odd.chunk_of_time(19.969), 4 * 250 - 1);
+        assert_eq!(odd.chunk_of_time(19.970), 4 * 250);
         // 6.2 s into the stream = 1.2 s into the second loop (250 chunks/loop).
         assert_eq!(m.chunk_of_time(6.2), 250 + 59);
         // Nonsense times map to chunk 0 rather than panicking.

@@ -152,7 +152,11 @@ impl Link {
     /// came after the upgrade request's head.
     pub fn new(leftover: Vec<u8>, message_bytes_max: usize, outbound_max: usize) -> Link {
         let mut stream = MemStream::default();
-        let _ = stream.feed(leftover);
+        // The HTTP read buffer that carried the upgrade is 8 KiB; an idle
+        // session should not keep it for the bytes (usually none) after the head.
+        if !leftover.is_empty() {
+            let _ = stream.feed(leftover.as_slice().to_vec());
+        }
         Link {
             ws: RefCell::new(WebSocket::from_raw_socket(
                 stream,

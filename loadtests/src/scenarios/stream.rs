@@ -51,6 +51,11 @@ pub const MAX_SESSIONS: usize = 10_000;
 /// Highest value the histograms track (one hour in µs); larger ones are clamped.
 const MAX_US: u64 = 3_600_000_000;
 
+/// Error codes that are warnings: the session goes on and is not counted as
+/// failed (`overloaded`: the model queue is full, finals are delayed and
+/// interims skipped). They are still counted in `errors`.
+const NON_FATAL_ERRORS: &[&str] = &["overloaded"];
+
 /// Longest a paced session blocks in one read, so it notices its deadlines.
 const MAX_READ_WAIT: Duration = Duration::from_millis(50);
 
@@ -146,8 +151,8 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
 /// What one session (or, merged, a whole run) measured.
 #[derive(Debug, Clone)]
 pub struct StreamStats {
-    /// Sessions that ended cleanly (session_end seen or not, close 1000, no
-    /// error message, no I/O failure).
+    /// Sessions that ended cleanly: close 1000, no I/O failure or timeout, no
+    /// error message other than the `overloaded` warning.
     pub completed: u64,
     /// Sessions that did not.
     pub failed: u64,
@@ -170,6 +175,8 @@ pub struct StreamStats {
     /// Transcripts whose `end` lies beyond the audio sent so far (lag then
     /// counted from the last chunk sent).
     pub end_beyond_sent: u64,
+    /// The first such transcript, described.
+    pub end_beyond_sent_example: Option<String>,
     /// Failures and error messages by kind (`http_503`, `close_1013`,
     /// `error_overloaded`, `timeout`, …).
     pub errors: BTreeMap<String, u64>,
@@ -202,6 +209,7 @@ impl StreamStats {
             messages: 0,
             segments: 0,
             end_beyond_sent: 0,
+            end_beyond_sent_example: None,
             errors: BTreeMap::new(),
             first_failure: None,
             first_send: None,
@@ -231,6 +239,10 @@ impl StreamStats {
         self.messages += other.messages;
         self.segments += other.segments;
         self.end_beyond_sent += other.end_beyond_sent;
+        if self.end_beyond_sent_example.is_none() {
+            self.end_beyond_sent_example
+                .clone_from(&other.end_beyond_sent_example);
+        }
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_insert(0) += v;
         }
@@ -338,7 +350,7 @@ struct Session<'a> {
     close_code: Option<u16>,
     close_received_at: Option<Instant>,
     failure: Option<WsFailure>,
-    error_messages: u64,
+    fatal_errors: u64,
     samples_sent: u64,
 }
 
@@ -358,7 +370,7 @@ impl<'a> Session<'a> {
             close_code: None,
             close_received_at: None,
             failure: None,
-            error_messages: 0,
+            fatal_errors: 0,
             samples_sent: 0,
         }
     }
@@ -580,6 +592,15 @@ impl<'a> Session<'a> {
                     Some(t) => *t,
                     None => {
                         self.st.end_beyond_sent += 1;
+                        if self.st.end_beyond_sent_example.is_none() {
+                            let sent_s = self.samples_sent as f64 / f64::from(self.map.sample_rate);
+                            self.st.end_beyond_sent_example = Some(format!(
+                                "{} transcript with end {end} s (chunk {chunk}) when {} chunks \
+                                 ({sent_s:.4} s of audio) had been sent",
+                                if *is_final { "final" } else { "interim" },
+                                self.sent.len()
+                            ));
+                        }
                         match self.sent.last() {
                             Some(t) => *t,
                             None => return,
@@ -604,10 +625,12 @@ impl<'a> Session<'a> {
                 }
             }
             ServerMsg::Error { code } => {
-                self.error_messages += 1;
                 self.st.count_error(&format!("error_{code}"));
-                if self.st.first_failure.is_none() {
-                    self.st.first_failure = Some(format!("server error message `{code}`"));
+                if !NON_FATAL_ERRORS.contains(&code.as_str()) {
+                    self.fatal_errors += 1;
+                    if self.st.first_failure.is_none() {
+                        self.st.first_failure = Some(format!("server error message `{code}`"));
+                    }
                 }
             }
             ServerMsg::SessionStart | ServerMsg::Other(_) => {}
@@ -634,7 +657,7 @@ impl<'a> Session<'a> {
                 self.st.first_failure = Some(format!("closed with code {code}"));
             }
         }
-        if self.error_messages > 0 {
+        if self.fatal_errors > 0 {
             failed = true;
         }
         self.checker.finish(!failed);
@@ -722,6 +745,7 @@ struct JsonReport<'a> {
     wall_s: f64,
     segments: u64,
     end_beyond_sent: u64,
+    end_beyond_sent_example: Option<&'a str>,
     first_failure: Option<&'a str>,
     violation_examples: &'a [String],
 }
@@ -775,6 +799,7 @@ impl StreamReport {
             wall_s: round(self.wall.as_secs_f64(), 3),
             segments: self.stats.segments,
             end_beyond_sent: self.stats.end_beyond_sent,
+            end_beyond_sent_example: self.stats.end_beyond_sent_example.as_deref(),
             first_failure: self.stats.first_failure.as_deref(),
             violation_examples: &self.stats.violation_examples,
         };
@@ -839,8 +864,9 @@ impl StreamReport {
         if self.stats.end_beyond_sent > 0 {
             writeln!(
                 out,
-                "note        {} transcripts ended beyond the audio sent",
-                self.stats.end_beyond_sent
+                "note        {} transcripts ended beyond the audio sent, e.g. {}",
+                self.stats.end_beyond_sent,
+                self.stats.end_beyond_sent_example.as_deref().unwrap_or("-")
             )?;
         }
         Ok(())
