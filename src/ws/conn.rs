@@ -231,7 +231,7 @@ async fn finish(link: &Rc<Link>, mut reader: OwnedReadHalf<TcpStream>) {
         if n == 0 {
             return;
         }
-        buf = link.feed(spare);
+        buf = link.feed(spare, READ_BYTES);
         // Drain frames: we only wait for the peer's close.
         while link.read_message().is_ok() {}
     }
@@ -280,7 +280,7 @@ async fn read_loop(ctx: &Rc<StreamCtx>, mut reader: OwnedReadHalf<TcpStream>) {
                 let _ = on_frames(ctx);
                 return;
             }
-            Ok(_) => buf = ctx.link.feed(spare),
+            Ok(_) => buf = ctx.link.feed(spare, READ_BYTES),
         }
     }
 }

@@ -30,20 +30,22 @@ pub struct MemStream {
 
 impl MemStream {
     /// Add bytes the socket delivered. When everything before was consumed the
-    /// buffers are swapped instead of copied; the spare buffer is returned
-    /// (empty) for the next socket read.
-    pub fn feed(&mut self, mut bytes: Vec<u8>) -> Vec<u8> {
+    /// buffers are swapped instead of copied. The returned buffer is empty and
+    /// has room for at least `spare_bytes_min`: a zero-capacity buffer would
+    /// read `Ok(0)`, which looks exactly like the end of the stream.
+    pub fn feed(&mut self, mut bytes: Vec<u8>, spare_bytes_min: usize) -> Vec<u8> {
         if self.read_at == self.incoming.len() {
             self.incoming.clear();
             self.read_at = 0;
             std::mem::swap(&mut self.incoming, &mut bytes);
-            bytes.clear();
-            bytes
         } else {
             self.incoming.extend_from_slice(&bytes);
-            bytes.clear();
-            bytes
         }
+        bytes.clear();
+        if bytes.capacity() < spare_bytes_min {
+            bytes.reserve(spare_bytes_min);
+        }
+        bytes
     }
 
     /// The socket reached its end: reads return `Ok(0)` once the bytes are used.
@@ -155,7 +157,7 @@ impl Link {
         // The HTTP read buffer that carried the upgrade is 8 KiB; an idle
         // session should not keep it for the bytes (usually none) after the head.
         if !leftover.is_empty() {
-            let _ = stream.feed(leftover.as_slice().to_vec());
+            let _ = stream.feed(leftover.as_slice().to_vec(), 0);
         }
         Link {
             ws: RefCell::new(WebSocket::from_raw_socket(
@@ -174,9 +176,10 @@ impl Link {
         }
     }
 
-    /// Give the WebSocket what the socket delivered; returns the spare buffer.
-    pub fn feed(&self, bytes: Vec<u8>) -> Vec<u8> {
-        self.ws.borrow_mut().get_mut().feed(bytes)
+    /// Give the WebSocket what the socket delivered; returns the buffer for
+    /// the next read, with room for at least `spare_bytes_min`.
+    pub fn feed(&self, bytes: Vec<u8>, spare_bytes_min: usize) -> Vec<u8> {
+        self.ws.borrow_mut().get_mut().feed(bytes, spare_bytes_min)
     }
 
     pub fn set_eof(&self) {
@@ -307,7 +310,8 @@ mod tests {
                 }
             };
             drain(&link);
-            let _ = link.feed(bytes[split..].to_vec());
+            let spare = link.feed(bytes[split..].to_vec(), 64);
+            assert!(spare.is_empty() && spare.capacity() >= 64);
             drain(&link);
             assert_eq!(messages.len(), 2, "split at {split}");
             assert_eq!(messages[0], Message::binary(vec![1, 2, 3, 4, 5]));
