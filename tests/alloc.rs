@@ -82,7 +82,7 @@ fn audio_frames_do_not_allocate_each() {
     let counted = || ALLOCATIONS.load(Ordering::Relaxed);
     // (allocations on the frame path, allocations for jobs and their
     // results, jobs); the engine's own allocations are not counted.
-    let mut run = |frames: &[Vec<u8>], session: &mut Session, read_buffer: &mut Vec<u8>| {
+    let run = |frames: &[Vec<u8>], session: &mut Session, read_buffer: &mut Vec<u8>| {
         let (mut frame_path, mut job_path, mut jobs) = (0, 0, 0);
         for frame in frames {
             let start = counted();
