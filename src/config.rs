@@ -149,6 +149,18 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// io_uring submission queue entries per core.
+    #[arg(long, env = "TRANSCRIBE_URING_ENTRIES", default_value_t = 1024)]
+    pub uring_entries: u32,
+
+    /// Set IORING_SETUP_COOP_TASKRUN on each core's ring (fewer inter-processor interrupts; Linux 5.19+).
+    #[arg(long, env = "TRANSCRIBE_URING_COOP_TASKRUN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub uring_coop_taskrun: bool,
+
+    /// Give each core's ring a kernel submission-polling thread that sleeps after this many idle milliseconds [default: off]. Costs a busy kernel thread per core.
+    #[arg(long, env = "TRANSCRIBE_URING_SQPOLL_IDLE_MS")]
+    pub uring_sqpoll_idle_ms: Option<u32>,
+
     /// Seconds in-flight work may take to finish after SIGTERM/SIGINT before the server exits.
     #[arg(long, env = "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -182,6 +194,15 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace: Duration,
+    pub uring: UringSettings,
+}
+
+/// How each core's io_uring is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringSettings {
+    pub entries: u32,
+    pub coop_taskrun: bool,
+    pub sqpoll_idle_ms: Option<u32>,
 }
 
 impl Config {
@@ -313,6 +334,17 @@ impl Config {
             }
         }
         check(
+            self.uring_entries.is_power_of_two() && (64..=32_768).contains(&self.uring_entries),
+            format!(
+                "--uring-entries must be a power of two between 64 and 32768, got {}",
+                self.uring_entries
+            ),
+        )?;
+        check(
+            self.uring_sqpoll_idle_ms.is_none_or(|idle| idle <= 60_000),
+            "--uring-sqpoll-idle-ms must be at most 60000",
+        )?;
+        check(
             self.shutdown_grace_seconds <= 3600,
             "--shutdown-grace-seconds must be at most 3600",
         )?;
@@ -343,6 +375,11 @@ impl Config {
             log_format: self.log_format,
             log_level: self.log_level.clone(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            uring: UringSettings {
+                entries: self.uring_entries,
+                coop_taskrun: self.uring_coop_taskrun,
+                sqpoll_idle_ms: self.uring_sqpoll_idle_ms,
+            },
         })
     }
 }

@@ -43,9 +43,6 @@ pub const METRICS_CHANNEL_CAPACITY: usize = 1024;
 /// three significant digits.
 pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
 
-/// io_uring submission queue entries per core.
-pub const URING_ENTRIES: u32 = 1024;
-
 /// The listen backlog of each core's socket.
 pub const LISTEN_BACKLOG: i32 = 4096;
 

@@ -23,7 +23,8 @@ use monoio::net::TcpStream;
 
 pub use signal::{DrainSignal, Notify};
 
-use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS, URING_ENTRIES};
+use crate::config::UringSettings;
+use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS};
 use crate::metrics::{CoreGauges, CoreMetrics};
 use crate::server::ServerShared;
 use crate::ws::conn::{SessionInfo, StreamCtx};
@@ -135,11 +136,20 @@ pub fn run(start: CoreStart) {
             );
         }
     }
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(URING_ENTRIES)
-        .attach_thread_pool(Box::new(start.blocking.clone()))
-        .enable_timer()
-        .build();
+    let uring = start.shared.settings.uring;
+    let runtime = build_runtime(&start, uring).or_else(|error| {
+        // Setup flags an older kernel refuses: try the plain ring (and,
+        // failing that, epoll) rather than not starting.
+        tracing::warn!(core = start.core_id, %error, ?uring, "io_uring setup flags refused: building a plain runtime");
+        build_runtime(
+            &start,
+            UringSettings {
+                coop_taskrun: false,
+                sqpoll_idle_ms: None,
+                ..uring
+            },
+        )
+    });
     let mut runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -155,6 +165,30 @@ pub fn run(start: CoreStart) {
         monoio::FusionRuntime::Legacy(_) => IoDriver::Epoll,
     };
     runtime.block_on(core_main(start, driver));
+}
+
+/// A core's runtime type: io_uring or epoll, each with the timer.
+type CoreRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// The core's runtime: io_uring with the configured setup, or epoll where
+/// io_uring cannot start.
+fn build_runtime(start: &CoreStart, uring: UringSettings) -> std::io::Result<CoreRuntime> {
+    let mut ring = io_uring::IoUring::builder();
+    if uring.coop_taskrun {
+        ring.setup_coop_taskrun();
+    }
+    if let Some(idle_ms) = uring.sqpoll_idle_ms {
+        ring.setup_sqpoll(idle_ms);
+    }
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(uring.entries)
+        .uring_builder(ring)
+        .attach_thread_pool(Box::new(start.blocking.clone()))
+        .enable_timer()
+        .build()
 }
 
 async fn core_main(start: CoreStart, driver: IoDriver) {

@@ -21,6 +21,12 @@ fn bad_settings_are_refused_at_start_with_the_flag_named() {
         ),
         (&["--port", "99999"], &[], "--port"),
         (&["--log-format", "xml"], &[], "--log-format"),
+        (&["--uring-entries", "100"], &[], "--uring-entries"),
+        (
+            &["--uring-coop-taskrun", "maybe"],
+            &[],
+            "--uring-coop-taskrun",
+        ),
         (&[], &[("TRANSCRIBE_VAD_MODE", "7")], "--vad-mode"),
         (&[], &[("TRANSCRIBE_CORES", "many")], "--cores"),
     ];
@@ -113,6 +119,25 @@ fn health_reports_the_contract_fields() {
     let ready = get(&server, "/v1/ready");
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json(), serde_json::json!({"ready": true}));
+}
+
+#[test]
+fn every_io_uring_setup_serves() {
+    for args in [
+        &["--uring-coop-taskrun", "false"][..],
+        &["--uring-sqpoll-idle-ms", "50", "--uring-entries", "256"][..],
+    ] {
+        let server = Server::start(args);
+        assert_eq!(get(&server, "/v1/health").status, 200, "{args:?}");
+        let reply = crate::support::post(
+            &server,
+            "/v1/transcribe",
+            "audio/wav",
+            &fixture("hello.wav"),
+            &[],
+        );
+        assert_eq!(reply.status, 200, "{args:?}");
+    }
 }
 
 #[test]
