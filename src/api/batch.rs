@@ -414,11 +414,7 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
 /// # Errors
 /// `400` for anything else.
 pub fn parse_language(value: &str) -> Result<String, ApiError> {
-    if (1..=16).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
-    {
+    if crate::model::is_language_tag(value) {
         Ok(value.to_string())
     } else {
         Err(ApiError::bad_request(format!("invalid language {value:?}")))

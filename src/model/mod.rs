@@ -18,6 +18,16 @@ pub struct TranscribeOptions {
     pub language: Option<String>,
 }
 
+/// Whether `value` looks like a language hint (`en`, `en-US`, `zh_Hant`): 1 to
+/// 16 ASCII letters, dashes and underscores. Batch and streaming requests
+/// both check their `language` with it.
+pub fn is_language_tag(value: &str) -> bool {
+    (1..=16).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+}
+
 /// One recognised word. Times are seconds from the start of the audio handed
 /// to the engine (the segment), not of the stream.
 #[derive(Debug, Clone, PartialEq)]

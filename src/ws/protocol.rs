@@ -117,11 +117,7 @@ fn check_encoding(value: &str) -> Result<(), String> {
 }
 
 fn check_language(value: &str) -> Result<String, String> {
-    if (1..=16).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
-    {
+    if crate::model::is_language_tag(value) {
         Ok(value.to_string())
     } else {
         Err(format!("invalid language {value:?}"))
