@@ -11,11 +11,13 @@
 //! * [`scenarios`] — what each run sends (`health`, `transcribe`, `stream`,
 //!   `idle`);
 //! * [`ws`] — blocking WebSocket connections (tungstenite) for `stream` and
-//!   `idle`;
+//!   `idle`, and a hand-made upgrade returning the raw socket;
+//! * [`wsframe`] — WebSocket frame encoder (masked client frames) and
+//!   incremental server-frame decoder for the multiplexed `stream` driver;
 //! * [`streaming`] — the pure parts of `stream`: chunk schedule, stream time →
 //!   chunk mapping, server messages, the ordering checker;
 //! * [`wav`] — finding the PCM16 mono `data` chunk of a WAV file;
-//! * [`sys`] — `RLIMIT_NOFILE` and a process's `VmRSS`.
+//! * [`sys`] — `RLIMIT_NOFILE`, a process's `VmRSS` and CPU time.
 
 pub mod http;
 pub mod runner;
@@ -26,3 +28,4 @@ pub mod sys;
 pub mod target;
 pub mod wav;
 pub mod ws;
+pub mod wsframe;

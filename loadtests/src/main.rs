@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use loadtests::runner::{self, RunConfig, Scenario};
 use loadtests::scenarios::idle::IdleOptions;
-use loadtests::scenarios::stream::{StreamOptions, StreamReport};
+use loadtests::scenarios::stream::{Driver, StreamOptions, StreamReport};
 use loadtests::scenarios::{self, transcribe::TranscribeOptions, HttpOptions};
 use loadtests::stats::Report;
 use loadtests::target::Target;
@@ -90,9 +90,23 @@ struct StreamArgs {
     #[arg(long, short = 'f')]
     file: PathBuf,
 
-    /// Concurrent sessions (one thread each).
+    /// Concurrent sessions.
     #[arg(long, short = 's', default_value_t = 10)]
     sessions: usize,
+
+    /// How sessions are driven: `mux` = --threads workers multiplexing
+    /// non-blocking sockets; `threads` = one OS thread per session.
+    #[arg(long, value_enum, default_value_t = Driver::Mux)]
+    driver: Driver,
+
+    /// Worker threads of the mux driver (each owns about sessions/threads).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+
+    /// The server's process id: its CPU time over each run is reported
+    /// (`server_cpu_s`).
+    #[arg(long)]
+    server_pid: Option<u32>,
 
     /// Start the sessions evenly over this time.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -359,6 +373,9 @@ fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
         pace: !args.no_pace,
         interim: args.interim,
         query: args.query.clone(),
+        driver: args.driver,
+        threads: args.threads,
+        server_pid: args.server_pid,
     };
     // Check every level before running any, so a typo fails fast.
     for &sessions in &levels {
@@ -394,7 +411,7 @@ fn write_stream_sweep_table<W: Write>(
     writeln!(out, "sweep summary")?;
     writeln!(
         out,
-        "{:>8} {:>9} {:>6} {:>10} {:>11} {:>11} {:>11} {:>10}",
+        "{:>8} {:>9} {:>6} {:>10} {:>11} {:>11} {:>11} {:>10} {:>9} {:>11}",
         "sessions",
         "completed",
         "failed",
@@ -402,14 +419,16 @@ fn write_stream_sweep_table<W: Write>(
         "interim p99",
         "final p99",
         "final max",
-        "x realtime"
+        "x realtime",
+        "send late",
+        "loadgen cpu"
     )?;
     let mut best = None;
     for r in reports {
         let (i, f) = (r.interim_lag(), r.final_lag());
         writeln!(
             out,
-            "{:>8} {:>9} {:>6} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>10.2}",
+            "{:>8} {:>9} {:>6} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>10.2} {:>9.3} {:>11.2}",
             r.sessions,
             r.stats.completed,
             r.stats.failed,
@@ -417,7 +436,9 @@ fn write_stream_sweep_table<W: Write>(
             i.p99,
             f.p99,
             f.max,
-            r.audio_x_realtime()
+            r.audio_x_realtime(),
+            r.send_late().p99,
+            r.loadgen_cpu.unwrap_or(f64::NAN)
         )?;
         if r.stats.failed == 0 && i.count > 0 && i.p99 < target_ms {
             best = best.max(Some(r.sessions));
@@ -573,6 +594,9 @@ mod tests {
                 assert_eq!(a.sweep, Some(vec![10, 50]));
                 assert!(a.interim);
                 assert_eq!(a.ramp, Duration::from_secs(5));
+                assert_eq!(a.driver, Driver::Mux);
+                assert_eq!(a.threads, 2);
+                assert_eq!(a.server_pid, None);
             }
             _ => panic!("expected stream"),
         }
@@ -596,6 +620,30 @@ mod tests {
             }
             _ => panic!("expected idle"),
         }
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "stream",
+            "-f",
+            "a.wav",
+            "--driver",
+            "threads",
+            "--threads",
+            "4",
+            "--server-pid",
+            "7",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Command::Stream(a) => {
+                assert_eq!(a.driver, Driver::Threads);
+                assert_eq!(a.threads, 4);
+                assert_eq!(a.server_pid, Some(7));
+            }
+            _ => panic!("expected stream"),
+        }
+        assert!(
+            Cli::try_parse_from(["loadgen", "stream", "-f", "a.wav", "--driver", "x"]).is_err()
+        );
         assert!(Cli::try_parse_from(["loadgen", "stream", "--sessions", "3"]).is_err());
     }
 }

@@ -91,12 +91,14 @@ fn fixture(name: &str) -> String {
     format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn stream_sessions_complete_in_order() {
-    let Some(server) = start_server("stream_sessions_complete_in_order") else {
+/// Runs 3 sessions of one loop (~5 s) with `driver` and checks the result.
+fn stream_with_driver(driver: &str) {
+    let test = format!("stream_sessions_complete_in_order ({driver})");
+    let Some(server) = start_server(&test) else {
         return;
     };
     let wav = fixture("two_utterances.wav");
+    let pid = server.child.id().to_string();
     let v = loadgen(
         server.port,
         &[
@@ -111,20 +113,78 @@ fn stream_sessions_complete_in_order() {
             "0s",
             "--timeout",
             "10s",
+            "--driver",
+            driver,
+            "--server-pid",
+            &pid,
         ],
     );
     assert_eq!(v["scenario"], "stream");
+    assert_eq!(v["driver"], driver);
     assert_eq!(v["sessions"], 3);
     assert_eq!(v["completed"], 3, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
     assert_eq!(v["violations"], 0, "{v}");
+    assert_eq!(v["end_beyond_sent"], 0, "{v}");
     assert!(v["final_lag_ms"]["count"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["interim_lag_ms"]["count"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(v["end_to_session_end_ms"]["count"], 3, "{v}");
     let audio = v["audio_seconds"].as_f64().unwrap();
     assert!(
         audio > 3.0 * 4.9 && audio < 3.0 * 5.1,
         "one loop of ~5 s each: {v}"
     );
+    // Paced: one loop takes ~5 s of wall time.
+    let wall = v["wall_s"].as_f64().unwrap();
+    assert!(wall > 4.8 && wall < 15.0, "{v}");
+    assert!(v["loadgen_cpu_s"].as_f64().is_some(), "{v}");
+    assert!(v["server_cpu_s"].as_f64().is_some(), "{v}");
+}
+
+#[test]
+fn stream_sessions_complete_in_order() {
+    stream_with_driver("mux");
+}
+
+#[test]
+fn stream_sessions_complete_in_order_threads_driver() {
+    stream_with_driver("threads");
+}
+
+#[test]
+fn stream_no_pace_with_the_mux_driver() {
+    let Some(server) = start_server("stream_no_pace_with_the_mux_driver") else {
+        return;
+    };
+    let wav = fixture("two_utterances.wav");
+    let v = loadgen(
+        server.port,
+        &[
+            "stream",
+            "--file",
+            &wav,
+            "--sessions",
+            "4",
+            "--threads",
+            "3",
+            "--duration",
+            "1s",
+            "--ramp",
+            "0s",
+            "--no-pace",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(v["driver"], "mux");
+    assert_eq!(v["mode"], "no_pace");
+    assert_eq!(v["threads"], 3);
+    assert_eq!(v["completed"], 4, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["violations"], 0, "{v}");
+    assert_eq!(v["end_to_session_end_ms"]["count"], 4, "{v}");
+    // At least one whole loop (~5 s of audio) per session.
+    assert!(v["audio_seconds"].as_f64().unwrap() > 4.0 * 4.9, "{v}");
 }
 
 #[test]

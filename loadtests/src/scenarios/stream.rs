@@ -3,8 +3,16 @@
 //!
 //! Unlike the request/response scenarios this one does not use the
 //! [`runner`](crate::runner): its unit of work is a whole session lasting
-//! `duration`, so it has its own small driver. There is one OS thread per
-//! session (256 KiB stack); session `i` of `N` starts at `ramp·i/N`. Each
+//! `duration`, so it has its own drivers. Session `i` of `N` starts at
+//! `ramp·i/N`. Two drivers run the sessions ([`Driver`]):
+//!
+//! * `mux` (default, [`mux`]): `--threads` worker threads, each multiplexing
+//!   its share of the sessions on non-blocking sockets with `mio`, timers in
+//!   a heap; connector threads open the sessions on the ramp's schedule;
+//! * `threads`: one OS thread per session (256 KiB stack), blocking
+//!   tungstenite sockets with read timeouts (kept for comparison).
+//!
+//! Both share [`SessionCore`] (schedule, send times, checks, lags). Each
 //! session:
 //!
 //! 1. opens the WebSocket (`sample_rate` from the WAV, `interim_results`,
@@ -14,9 +22,9 @@
 //!    pacing never drifts), looping the file on whole-file boundaries until
 //!    `duration` of audio has been sent (`--no-pace`: as fast as possible,
 //!    until `duration` of wall time has passed);
-//! 3. between sends, reads whatever the server sent (a blocking read with a
-//!    timeout up to the next due chunk; with `--no-pace` a non-blocking
-//!    drain after each chunk, so neither side can stall on a full socket);
+//! 3. between sends, reads whatever the server sent (`threads`: a blocking
+//!    read with a timeout up to the next due chunk, with `--no-pace` a
+//!    non-blocking drain after each chunk; `mux`: on readiness);
 //! 4. sends `{"type":"end"}` and reads until the server closes.
 //!
 //! For each transcript it records the **lag**: receive time minus the send
@@ -38,15 +46,40 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message};
 
 use crate::streaming::{ChunkMap, OrderChecker, ServerMsg, MAX_EXAMPLES};
+use crate::sys;
 use crate::target::Target;
 use crate::wav::Pcm16;
 use crate::ws::{self, Socket, WsFailure};
 
+pub mod mux;
+
 /// The path exercised.
 pub const PATH: &str = "/v1/transcribe/stream";
 
-/// Largest number of concurrent sessions (one thread each).
+/// Largest number of concurrent sessions.
 pub const MAX_SESSIONS: usize = 10_000;
+
+/// Largest `--threads` of the `mux` driver.
+pub const MAX_THREADS: usize = 64;
+
+/// How the sessions are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// `--threads` worker threads multiplexing non-blocking sockets (mio).
+    Mux,
+    /// One OS thread per session, blocking sockets.
+    Threads,
+}
+
+impl Driver {
+    /// The name used on the command line and in the JSON line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Mux => "mux",
+            Driver::Threads => "threads",
+        }
+    }
+}
 
 /// Highest value the histograms track (one hour in µs); larger ones are clamped.
 const MAX_US: u64 = 3_600_000_000;
@@ -86,6 +119,12 @@ pub struct StreamOptions {
     pub interim: bool,
     /// Extra query parameters (URL-encoded, without `?`).
     pub query: Option<String>,
+    /// How the sessions are driven.
+    pub driver: Driver,
+    /// Worker threads of the `mux` driver.
+    pub threads: usize,
+    /// The server's process id, to report its CPU time over the run.
+    pub server_pid: Option<u32>,
 }
 
 impl StreamOptions {
@@ -105,6 +144,9 @@ impl StreamOptions {
         }
         if self.timeout.is_zero() {
             bail!("--timeout must be more than 0");
+        }
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            bail!("--threads must be between 1 and {MAX_THREADS}");
         }
         if let Some(q) = &self.query {
             if q.contains([' ', '\r', '\n', '#']) {
@@ -166,6 +208,11 @@ pub struct StreamStats {
     pub final_lag: Histogram<u64>,
     /// From sending `end` to receiving `session_end`, µs.
     pub end_to_session_end: Histogram<u64>,
+    /// Paced chunks: how late each was written (written − due), µs. The
+    /// load generator's own scheduling delay (plus socket back-pressure).
+    pub send_late: Histogram<u64>,
+    /// How late each session's upgrade completed after its ramp slot, µs.
+    pub start_late: Histogram<u64>,
     /// Audio sent, in seconds.
     pub audio_seconds: f64,
     /// Server messages received (text frames).
@@ -205,6 +252,8 @@ impl StreamStats {
             interim_lag: new_histogram(),
             final_lag: new_histogram(),
             end_to_session_end: new_histogram(),
+            send_late: new_histogram(),
+            start_late: new_histogram(),
             audio_seconds: 0.0,
             messages: 0,
             segments: 0,
@@ -217,7 +266,8 @@ impl StreamStats {
         }
     }
 
-    fn count_error(&mut self, key: &str) {
+    /// Counts one error of kind `key`.
+    pub fn count_error(&mut self, key: &str) {
         *self.errors.entry(key.to_string()).or_insert(0) += 1;
     }
 
@@ -235,6 +285,8 @@ impl StreamStats {
         let _ = self.interim_lag.add(&other.interim_lag);
         let _ = self.final_lag.add(&other.final_lag);
         let _ = self.end_to_session_end.add(&other.end_to_session_end);
+        let _ = self.send_late.add(&other.send_late);
+        let _ = self.start_late.add(&other.start_late);
         self.audio_seconds += other.audio_seconds;
         self.messages += other.messages;
         self.segments += other.segments;
@@ -267,6 +319,55 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// Runs the scenario once and returns the merged report.
 pub fn run(opts: &StreamOptions) -> Result<StreamReport> {
     opts.validate()?;
+    match sys::raise_nofile_limit() {
+        Ok(n) if opts.sessions as u64 + SPARE_FDS > n => bail!(
+            "{} sessions need more file descriptors than RLIMIT_NOFILE allows ({n})",
+            opts.sessions
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: {e:#}"),
+    }
+    let cpu = |pid: Option<u32>| sys::cpu_seconds(pid).ok();
+    let own_before = cpu(None);
+    let server_before = opts.server_pid.and_then(|p| cpu(Some(p)));
+    let stats = match opts.driver {
+        Driver::Threads => run_threads(opts)?,
+        Driver::Mux => mux::run(opts)?,
+    };
+    let delta = |before: Option<f64>, after: Option<f64>| match (before, after) {
+        (Some(b), Some(a)) => Some((a - b).max(0.0)),
+        _ => None,
+    };
+    let loadgen_cpu = delta(own_before, cpu(None));
+    let server_cpu = delta(server_before, opts.server_pid.and_then(|p| cpu(Some(p))));
+    let wall = match (stats.first_send, stats.last_end) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a),
+        _ => Duration::ZERO,
+    };
+    Ok(StreamReport {
+        sessions: opts.sessions,
+        pace: opts.pace,
+        chunk_ms: opts.chunk_ms,
+        duration: opts.duration,
+        ramp: opts.ramp,
+        interim: opts.interim,
+        driver: opts.driver,
+        threads: match opts.driver {
+            Driver::Threads => opts.sessions,
+            Driver::Mux => opts.threads.min(opts.sessions),
+        },
+        wall,
+        loadgen_cpu,
+        server_cpu,
+        stats,
+    })
+}
+
+/// Descriptors kept free beside one per session.
+const SPARE_FDS: u64 = 64;
+
+/// `--driver threads`: one OS thread per session.
+fn run_threads(opts: &StreamOptions) -> Result<StreamStats> {
     let map = opts.chunk_map();
     let audio = Bytes::from(opts.audio.data.clone());
     let path = opts.path_and_query();
@@ -305,20 +406,7 @@ pub fn run(opts: &StreamOptions) -> Result<StreamReport> {
         }
         Ok(())
     })?;
-    let wall = match (stats.first_send, stats.last_end) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a),
-        _ => Duration::ZERO,
-    };
-    Ok(StreamReport {
-        sessions: opts.sessions,
-        pace: opts.pace,
-        chunk_ms: opts.chunk_ms,
-        duration: opts.duration,
-        ramp: opts.ramp,
-        interim: opts.interim,
-        wall,
-        stats,
-    })
+    Ok(stats)
 }
 
 /// What a read produced.
@@ -331,36 +419,54 @@ enum Read {
     Gone,
 }
 
-/// One streaming session, driven on its own thread.
-struct Session<'a> {
-    opts: &'a StreamOptions,
-    map: ChunkMap,
-    audio: Bytes,
-    st: StreamStats,
+/// What a session sends next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// Chunk `k`: these bytes of the PCM data, holding `samples` samples.
+    Chunk {
+        k: u64,
+        bytes: std::ops::Range<usize>,
+        samples: u64,
+    },
+    /// `{"type":"end"}` (sending is over).
+    End,
+}
+
+/// The end-of-audio message.
+pub(crate) const END_MESSAGE: &str = r#"{"type":"end"}"#;
+
+/// The socket-independent state of one session, shared by both drivers:
+/// the chunk schedule, send times, message checks, lags, and the final
+/// classification.
+pub(crate) struct SessionCore<'a> {
+    pub(crate) opts: &'a StreamOptions,
+    pub(crate) map: ChunkMap,
+    st: Tally,
     checker: OrderChecker,
     /// Send time of every chunk sent, by chunk index.
     sent: Vec<Instant>,
     /// Next chunk to send.
     next: u64,
     /// Still sending audio.
-    sending: bool,
-    end_sent_at: Option<Instant>,
-    session_end_seen: bool,
+    pub(crate) sending: bool,
+    pub(crate) end_sent_at: Option<Instant>,
+    pub(crate) session_end_seen: bool,
     /// Close code received (1005 for a close frame without a code).
-    close_code: Option<u16>,
-    close_received_at: Option<Instant>,
+    pub(crate) close_code: Option<u16>,
+    pub(crate) close_received_at: Option<Instant>,
     failure: Option<WsFailure>,
     fatal_errors: u64,
     samples_sent: u64,
+    /// Session start (chunk `k` due at `t0 + map.due(k)`).
+    t0: Option<Instant>,
 }
 
-impl<'a> Session<'a> {
-    fn new(opts: &'a StreamOptions, map: ChunkMap, audio: Bytes) -> Self {
-        Session {
+impl<'a> SessionCore<'a> {
+    pub(crate) fn new(opts: &'a StreamOptions, map: ChunkMap) -> Self {
+        SessionCore {
             opts,
             map,
-            audio,
-            st: StreamStats::new(),
+            st: Tally::default(),
             checker: OrderChecker::new(),
             sent: Vec::new(),
             next: 0,
@@ -372,116 +478,40 @@ impl<'a> Session<'a> {
             failure: None,
             fatal_errors: 0,
             samples_sent: 0,
+            t0: None,
         }
     }
 
-    fn fail(&mut self, f: WsFailure) {
+    /// Records the first failure (later ones are ignored).
+    pub(crate) fn fail(&mut self, f: WsFailure) {
         if self.failure.is_none() {
             self.failure = Some(f);
         }
     }
 
-    /// Runs the whole session and returns its measurements.
-    fn run(mut self, path: &str, start_at: Instant) -> StreamStats {
-        let now = Instant::now();
-        if start_at > now {
-            thread::sleep(start_at - now);
-        }
-        let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .write_buffer_size(0);
-        match ws::connect(
-            &self.opts.target,
-            path,
-            &self.opts.headers,
-            self.opts.timeout,
-            Some(config),
-        ) {
-            Ok(mut socket) => {
-                self.drive(&mut socket);
-            }
-            Err(f) => self.fail(f),
-        }
-        self.finish()
+    pub(crate) fn failed(&self) -> bool {
+        self.failure.is_some()
     }
 
-    /// Sends the audio and `end`, reads until the connection is over.
-    fn drive(&mut self, socket: &mut Socket) {
-        let t0 = Instant::now();
-        let file_secs = Duration::from_secs_f64(self.opts.audio.seconds());
-        // Safety net far beyond any healthy session.
-        let hard_deadline =
-            t0 + self.opts.duration + file_secs + self.opts.timeout * 3 + Duration::from_secs(5);
+    /// Marks the session as started at `t0` (its first chunk is due then);
+    /// its ramp slot was `planned`.
+    pub(crate) fn started(&mut self, t0: Instant, planned: Instant) {
         self.st.first_send = Some(t0);
-        loop {
-            if self.failure.is_some() {
-                return;
-            }
-            let now = Instant::now();
-            if now >= hard_deadline {
-                self.fail(WsFailure::new("timeout", "session did not finish in time"));
-                return;
-            }
-            if self.sending && self.close_code.is_none() {
-                if self.opts.pace {
-                    while self.sending && t0 + self.map.due(self.next) <= now {
-                        if !self.send_next(socket, t0, now) {
-                            return;
-                        }
-                    }
-                } else if !self.send_next(socket, t0, now) {
-                    return;
-                }
-            }
-            if let Some(closed_at) = self.close_received_at {
-                // The server closed first; give it --timeout to end the TCP
-                // connection after our close reply.
-                if now >= closed_at + self.opts.timeout {
-                    return;
-                }
-            }
-            if let Some(end_at) = self.end_sent_at {
-                if now >= end_at + self.opts.timeout {
-                    let what = if self.session_end_seen {
-                        "no close within --timeout after session_end"
-                    } else {
-                        "no session_end within --timeout after end"
-                    };
-                    self.fail(WsFailure::new("timeout", what));
-                    return;
-                }
-            }
-            let gone = if self.sending && !self.opts.pace && self.close_code.is_none() {
-                self.drain_nonblocking(socket)
-            } else {
-                let wait = if self.sending && self.close_code.is_none() {
-                    (t0 + self.map.due(self.next)).saturating_duration_since(Instant::now())
-                } else {
-                    MAX_READ_WAIT
-                };
-                let wait = wait.clamp(Duration::from_millis(1), MAX_READ_WAIT);
-                if let Err(e) = socket.get_mut().set_read_timeout(Some(wait)) {
-                    self.fail(WsFailure::new("io", format!("set_read_timeout: {e}")));
-                    return;
-                }
-                match self.read(socket) {
-                    Read::Msg(m, at) => {
-                        self.on_message(m, at);
-                        false
-                    }
-                    Read::Nothing => false,
-                    Read::Gone => true,
-                }
-            };
-            if gone {
-                return;
-            }
-        }
+        self.t0 = Some(t0);
+        self.st.start_late = Some(t0.saturating_duration_since(planned));
     }
 
-    /// Sends chunk `self.next`, or `end` at a loop boundary once enough has
-    /// been sent. False when the session failed.
-    fn send_next(&mut self, socket: &mut Socket, t0: Instant, now: Instant) -> bool {
+    /// When the next chunk is due (paced sessions still sending).
+    pub(crate) fn next_due(&self, t0: Instant) -> Option<Instant> {
+        (self.opts.pace && self.sending && self.close_code.is_none())
+            .then(|| t0 + self.map.due(self.next))
+    }
+
+    /// The next thing to send: chunk `next`, or `end` at a loop boundary once
+    /// enough has been sent (then `sending` turns false). Advances `next`;
+    /// the caller reports the chunk with [`chunk_sent`](Self::chunk_sent)
+    /// once it is written.
+    pub(crate) fn next_outgoing(&mut self, t0: Instant, now: Instant) -> Outgoing {
         let k = self.next;
         if k > 0 && self.map.starts_loop(k) {
             let done = if self.opts.pace {
@@ -491,95 +521,64 @@ impl<'a> Session<'a> {
             };
             if done {
                 self.sending = false;
-                if let Err(e) = socket.send(Message::text(r#"{"type":"end"}"#)) {
-                    self.fail(ws::classify(&e));
-                    return false;
-                }
-                self.end_sent_at = Some(Instant::now());
-                return true;
+                return Outgoing::End;
             }
         }
         let r = self.map.chunk_in_file(k);
-        let chunk = self
-            .audio
-            .slice((r.start * 2) as usize..(r.end * 2) as usize);
-        if let Err(e) = socket.send(Message::Binary(chunk)) {
-            let mut f = ws::classify(&e);
-            f.detail = format!("sending chunk {k}: {}", f.detail);
-            self.fail(f);
-            return false;
-        }
-        self.sent.push(Instant::now());
-        self.samples_sent += r.end - r.start;
         self.next += 1;
-        true
-    }
-
-    /// `--no-pace`: reads everything already there without blocking. True
-    /// when the connection is over.
-    fn drain_nonblocking(&mut self, socket: &mut Socket) -> bool {
-        if let Err(e) = socket.get_mut().set_nonblocking(true) {
-            self.fail(WsFailure::new("io", format!("set_nonblocking: {e}")));
-            return true;
-        }
-        let gone = loop {
-            match self.read(socket) {
-                Read::Msg(m, at) => self.on_message(m, at),
-                Read::Nothing => break false,
-                Read::Gone => break true,
-            }
-        };
-        if let Err(e) = socket.get_mut().set_nonblocking(false) {
-            self.fail(WsFailure::new("io", format!("set_nonblocking: {e}")));
-            return true;
-        }
-        gone
-    }
-
-    fn read(&mut self, socket: &mut Socket) -> Read {
-        match socket.read() {
-            Ok(m) => Read::Msg(m, Instant::now()),
-            Err(e) if ws::is_would_block(&e) => Read::Nothing,
-            Err(tungstenite::Error::ConnectionClosed) if self.close_code.is_some() => Read::Gone,
-            Err(e) => {
-                let mut f = ws::classify(&e);
-                if self.close_code.is_none() {
-                    f.detail = format!("connection lost without a close frame: {}", f.detail);
-                }
-                self.fail(f);
-                Read::Gone
-            }
+        Outgoing::Chunk {
+            k,
+            bytes: (r.start * 2) as usize..(r.end * 2) as usize,
+            samples: r.end - r.start,
         }
     }
 
-    fn on_message(&mut self, m: Message, at: Instant) {
-        match m {
-            Message::Text(text) => {
-                self.st.messages += 1;
-                match ServerMsg::parse(text.as_str()) {
-                    Ok(msg) => self.on_server_msg(&msg, at),
-                    Err(why) => {
-                        self.st.violations += 1;
-                        self.st.count_error("bad_message");
-                        if self.st.violation_examples.len() < MAX_EXAMPLES {
-                            self.st
-                                .violation_examples
-                                .push(format!("malformed message ({why})"));
-                        }
-                    }
+    /// The next chunk (in order) was written at `at`.
+    pub(crate) fn chunk_sent(&mut self, samples: u64, at: Instant) {
+        if let (true, Some(t0)) = (self.opts.pace, self.t0) {
+            let due = t0 + self.map.due(self.sent.len() as u64);
+            let late = at.saturating_duration_since(due).as_micros();
+            self.st
+                .send_late
+                .push(late.min(u128::from(u32::MAX)) as u32);
+        }
+        self.sent.push(at);
+        self.samples_sent += samples;
+    }
+
+    /// `end` was written at `at`.
+    pub(crate) fn end_sent(&mut self, at: Instant) {
+        self.end_sent_at = Some(at);
+    }
+
+    /// A text message arrived at `at`.
+    pub(crate) fn on_text(&mut self, text: &str, at: Instant) {
+        self.st.messages += 1;
+        match ServerMsg::parse(text) {
+            Ok(msg) => self.on_server_msg(&msg, at),
+            Err(why) => {
+                self.st.violations += 1;
+                self.st.count_error("bad_message");
+                if self.st.violation_examples.len() < MAX_EXAMPLES {
+                    self.st
+                        .violation_examples
+                        .push(format!("malformed message ({why})"));
                 }
             }
-            Message::Binary(_) => {
-                self.st.messages += 1;
-                self.st.count_error("unexpected_binary");
-            }
-            Message::Close(frame) => {
-                self.close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
-                self.close_received_at = Some(at);
-                self.sending = false;
-            }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
+    }
+
+    /// A binary message arrived (the server never sends one).
+    pub(crate) fn on_binary(&mut self) {
+        self.st.messages += 1;
+        self.st.count_error("unexpected_binary");
+    }
+
+    /// A close frame arrived at `at` (code 1005 when it had none).
+    pub(crate) fn on_close(&mut self, code: u16, at: Instant) {
+        self.close_code = Some(code);
+        self.close_received_at = Some(at);
+        self.sending = false;
     }
 
     fn on_server_msg(&mut self, msg: &ServerMsg, at: Instant) {
@@ -609,19 +608,18 @@ impl<'a> Session<'a> {
                 };
                 let lag = at.saturating_duration_since(sent_at);
                 if *is_final {
-                    record(&mut self.st.final_lag, lag);
+                    self.st.final_lag.push(lag);
                 } else {
-                    record(&mut self.st.interim_lag, lag);
+                    self.st.interim_lag.push(lag);
                 }
             }
             ServerMsg::SessionEnd { .. } => {
                 self.session_end_seen = true;
                 self.st.last_end = Some(at);
                 if let Some(end_at) = self.end_sent_at {
-                    record(
-                        &mut self.st.end_to_session_end,
-                        at.saturating_duration_since(end_at),
-                    );
+                    self.st
+                        .end_to_session_end
+                        .push(at.saturating_duration_since(end_at));
                 }
             }
             ServerMsg::Error { code } => {
@@ -637,9 +635,49 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Classifies the session and returns its measurements.
-    fn finish(mut self) -> StreamStats {
-        self.st.audio_seconds = self.samples_sent as f64 / f64::from(self.map.sample_rate);
+    /// The `--timeout` wait after `end` (or after the server's close) is
+    /// over at `now`: `Some(true)` = give up with a failure, `Some(false)` =
+    /// stop without one (the server closed first), `None` = keep waiting.
+    pub(crate) fn wait_expired(&mut self, now: Instant) -> Option<bool> {
+        if let Some(closed_at) = self.close_received_at {
+            // The server closed first; give it --timeout to end the TCP
+            // connection after our close reply.
+            if now >= closed_at + self.opts.timeout {
+                return Some(false);
+            }
+        }
+        if let Some(end_at) = self.end_sent_at {
+            if now >= end_at + self.opts.timeout {
+                let what = if self.session_end_seen {
+                    "no close within --timeout after session_end"
+                } else {
+                    "no session_end within --timeout after end"
+                };
+                self.fail(WsFailure::new("timeout", what));
+                return Some(true);
+            }
+        }
+        None
+    }
+
+    /// The earliest moment [`wait_expired`](Self::wait_expired) can fire.
+    pub(crate) fn wait_deadline(&self) -> Option<Instant> {
+        let a = self.close_received_at.map(|t| t + self.opts.timeout);
+        let b = self.end_sent_at.map(|t| t + self.opts.timeout);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A safety net far beyond any healthy session started at `t0`.
+    pub(crate) fn hard_deadline(&self, t0: Instant) -> Instant {
+        let file_secs = Duration::from_secs_f64(self.opts.audio.seconds());
+        t0 + self.opts.duration + file_secs + self.opts.timeout * 3 + Duration::from_secs(5)
+    }
+
+    /// Classifies the session and adds its measurements to `into`.
+    pub(crate) fn finish(mut self, into: &mut StreamStats) {
         if self.st.last_end.is_none() && self.st.first_send.is_some() {
             self.st.last_end = Some(Instant::now());
         }
@@ -668,11 +706,257 @@ impl<'a> Session<'a> {
             }
         }
         if failed {
-            self.st.failed = 1;
+            into.failed += 1;
         } else {
-            self.st.completed = 1;
+            into.completed += 1;
         }
-        self.st
+        let st = self.st;
+        into.violations += st.violations;
+        for e in st.violation_examples {
+            if into.violation_examples.len() < MAX_EXAMPLES {
+                into.violation_examples.push(e);
+            }
+        }
+        for d in st.interim_lag {
+            record(&mut into.interim_lag, d);
+        }
+        for d in st.final_lag {
+            record(&mut into.final_lag, d);
+        }
+        for d in st.end_to_session_end {
+            record(&mut into.end_to_session_end, d);
+        }
+        for us in st.send_late {
+            record(&mut into.send_late, Duration::from_micros(u64::from(us)));
+        }
+        if let Some(d) = st.start_late {
+            record(&mut into.start_late, d);
+        }
+        into.audio_seconds += self.samples_sent as f64 / f64::from(self.map.sample_rate);
+        into.messages += st.messages;
+        into.segments += st.segments;
+        into.end_beyond_sent += st.end_beyond_sent;
+        if into.end_beyond_sent_example.is_none() {
+            into.end_beyond_sent_example = st.end_beyond_sent_example;
+        }
+        for (k, v) in st.errors {
+            *into.errors.entry(k).or_insert(0) += v;
+        }
+        if into.first_failure.is_none() {
+            into.first_failure = st.first_failure;
+        }
+        into.first_send = min_opt(into.first_send, st.first_send);
+        into.last_end = match (into.last_end, st.last_end) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// What one session measured, before it is folded into a [`StreamStats`]
+/// (lags as plain lists: a session records a few hundred at most, and three
+/// full histograms per session would cost ~0.5 MB each).
+#[derive(Debug, Default)]
+struct Tally {
+    violations: u64,
+    violation_examples: Vec<String>,
+    interim_lag: Vec<Duration>,
+    final_lag: Vec<Duration>,
+    end_to_session_end: Vec<Duration>,
+    /// Paced chunks: written − due, µs.
+    send_late: Vec<u32>,
+    start_late: Option<Duration>,
+    messages: u64,
+    segments: u64,
+    end_beyond_sent: u64,
+    end_beyond_sent_example: Option<String>,
+    errors: BTreeMap<String, u64>,
+    first_failure: Option<String>,
+    first_send: Option<Instant>,
+    last_end: Option<Instant>,
+}
+
+impl Tally {
+    fn count_error(&mut self, key: &str) {
+        *self.errors.entry(key.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// One streaming session of `--driver threads`, driven on its own thread
+/// with a blocking tungstenite socket.
+struct Session<'a> {
+    core: SessionCore<'a>,
+    audio: Bytes,
+}
+
+impl<'a> Session<'a> {
+    fn new(opts: &'a StreamOptions, map: ChunkMap, audio: Bytes) -> Self {
+        Session {
+            core: SessionCore::new(opts, map),
+            audio,
+        }
+    }
+
+    /// Runs the whole session and returns its measurements.
+    fn run(mut self, path: &str, start_at: Instant) -> StreamStats {
+        let now = Instant::now();
+        if start_at > now {
+            thread::sleep(start_at - now);
+        }
+        let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0);
+        let opts = self.core.opts;
+        match ws::connect(
+            &opts.target,
+            path,
+            &opts.headers,
+            opts.timeout,
+            Some(config),
+        ) {
+            Ok(mut socket) => {
+                self.drive(&mut socket, start_at);
+            }
+            Err(f) => self.core.fail(f),
+        }
+        let mut st = StreamStats::new();
+        self.core.finish(&mut st);
+        st
+    }
+
+    /// Sends the audio and `end`, reads until the connection is over.
+    fn drive(&mut self, socket: &mut Socket, start_at: Instant) {
+        let t0 = Instant::now();
+        let hard_deadline = self.core.hard_deadline(t0);
+        self.core.started(t0, start_at);
+        let pace = self.core.opts.pace;
+        loop {
+            if self.core.failed() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= hard_deadline {
+                self.core
+                    .fail(WsFailure::new("timeout", "session did not finish in time"));
+                return;
+            }
+            if self.core.sending && self.core.close_code.is_none() {
+                if pace {
+                    while self.core.next_due(t0).is_some_and(|due| due <= now) {
+                        if !self.send_next(socket, t0, now) {
+                            return;
+                        }
+                    }
+                } else if !self.send_next(socket, t0, now) {
+                    return;
+                }
+            }
+            if self.core.wait_expired(now).is_some() {
+                return;
+            }
+            let gone = if self.core.sending && !pace && self.core.close_code.is_none() {
+                self.drain_nonblocking(socket)
+            } else {
+                let wait = match self.core.next_due(t0) {
+                    Some(due) => due.saturating_duration_since(Instant::now()),
+                    None => MAX_READ_WAIT,
+                };
+                let wait = wait.clamp(Duration::from_millis(1), MAX_READ_WAIT);
+                if let Err(e) = socket.get_mut().set_read_timeout(Some(wait)) {
+                    self.core
+                        .fail(WsFailure::new("io", format!("set_read_timeout: {e}")));
+                    return;
+                }
+                match self.read(socket) {
+                    Read::Msg(m, at) => {
+                        self.on_message(m, at);
+                        false
+                    }
+                    Read::Nothing => false,
+                    Read::Gone => true,
+                }
+            };
+            if gone {
+                return;
+            }
+        }
+    }
+
+    /// Sends chunk `next`, or `end` at a loop boundary once enough has been
+    /// sent. False when the session failed.
+    fn send_next(&mut self, socket: &mut Socket, t0: Instant, now: Instant) -> bool {
+        match self.core.next_outgoing(t0, now) {
+            Outgoing::End => {
+                if let Err(e) = socket.send(Message::text(END_MESSAGE)) {
+                    self.core.fail(ws::classify(&e));
+                    return false;
+                }
+                self.core.end_sent(Instant::now());
+            }
+            Outgoing::Chunk { k, bytes, samples } => {
+                if let Err(e) = socket.send(Message::Binary(self.audio.slice(bytes))) {
+                    let mut f = ws::classify(&e);
+                    f.detail = format!("sending chunk {k}: {}", f.detail);
+                    self.core.fail(f);
+                    return false;
+                }
+                self.core.chunk_sent(samples, Instant::now());
+            }
+        }
+        true
+    }
+
+    /// `--no-pace`: reads everything already there without blocking. True
+    /// when the connection is over.
+    fn drain_nonblocking(&mut self, socket: &mut Socket) -> bool {
+        if let Err(e) = socket.get_mut().set_nonblocking(true) {
+            self.core
+                .fail(WsFailure::new("io", format!("set_nonblocking: {e}")));
+            return true;
+        }
+        let gone = loop {
+            match self.read(socket) {
+                Read::Msg(m, at) => self.on_message(m, at),
+                Read::Nothing => break false,
+                Read::Gone => break true,
+            }
+        };
+        if let Err(e) = socket.get_mut().set_nonblocking(false) {
+            self.core
+                .fail(WsFailure::new("io", format!("set_nonblocking: {e}")));
+            return true;
+        }
+        gone
+    }
+
+    fn read(&mut self, socket: &mut Socket) -> Read {
+        match socket.read() {
+            Ok(m) => Read::Msg(m, Instant::now()),
+            Err(e) if ws::is_would_block(&e) => Read::Nothing,
+            Err(tungstenite::Error::ConnectionClosed) if self.core.close_code.is_some() => {
+                Read::Gone
+            }
+            Err(e) => {
+                let mut f = ws::classify(&e);
+                if self.core.close_code.is_none() {
+                    f.detail = format!("connection lost without a close frame: {}", f.detail);
+                }
+                self.core.fail(f);
+                Read::Gone
+            }
+        }
+    }
+
+    fn on_message(&mut self, m: Message, at: Instant) {
+        match m {
+            Message::Text(text) => self.core.on_text(text.as_str(), at),
+            Message::Binary(_) => self.core.on_binary(),
+            Message::Close(frame) => {
+                self.core
+                    .on_close(frame.map_or(1005, |f| u16::from(f.code)), at);
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
     }
 }
 
@@ -718,8 +1002,15 @@ pub struct StreamReport {
     pub duration: Duration,
     pub ramp: Duration,
     pub interim: bool,
+    pub driver: Driver,
+    /// Threads that drove the sessions (`mux`: workers; `threads`: sessions).
+    pub threads: usize,
     /// From the first chunk sent to the last session's end.
     pub wall: Duration,
+    /// CPU time (user + system) of this process over the run, in seconds.
+    pub loadgen_cpu: Option<f64>,
+    /// CPU time of the server (`--server-pid`) over the run, in seconds.
+    pub server_cpu: Option<f64>,
     pub stats: StreamStats,
 }
 
@@ -748,6 +1039,12 @@ struct JsonReport<'a> {
     end_beyond_sent_example: Option<&'a str>,
     first_failure: Option<&'a str>,
     violation_examples: &'a [String],
+    driver: &'static str,
+    threads: usize,
+    loadgen_cpu_s: Option<f64>,
+    server_cpu_s: Option<f64>,
+    send_late_ms: LagSummary,
+    start_late_ms: LagSummary,
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -776,6 +1073,11 @@ impl StreamReport {
         LagSummary::from_histogram(&self.stats.final_lag)
     }
 
+    /// Chunk send-lateness summary (paced runs).
+    pub fn send_late(&self) -> LagSummary {
+        LagSummary::from_histogram(&self.stats.send_late)
+    }
+
     /// The report as one line of JSON (no trailing newline).
     pub fn json_line(&self) -> String {
         let r = JsonReport {
@@ -802,6 +1104,12 @@ impl StreamReport {
             end_beyond_sent_example: self.stats.end_beyond_sent_example.as_deref(),
             first_failure: self.stats.first_failure.as_deref(),
             violation_examples: &self.stats.violation_examples,
+            driver: self.driver.as_str(),
+            threads: self.threads,
+            loadgen_cpu_s: self.loadgen_cpu.map(|c| round(c, 3)),
+            server_cpu_s: self.server_cpu.map(|c| round(c, 3)),
+            send_late_ms: LagSummary::from_histogram(&self.stats.send_late),
+            start_late_ms: LagSummary::from_histogram(&self.stats.start_late),
         };
         // Plain numbers, strings and string-keyed maps: cannot fail.
         serde_json::to_string(&r).expect("report serializes")
@@ -845,6 +1153,25 @@ impl StreamReport {
             out,
             "end→end ms",
             LagSummary::from_histogram(&self.stats.end_to_session_end),
+        )?;
+        let secs = |c: Option<f64>| c.map_or_else(|| "-".to_string(), |c| format!("{c:.2}"));
+        writeln!(
+            out,
+            "driver      {} ({} threads); loadgen_cpu_s {}  server_cpu_s {}",
+            self.driver.as_str(),
+            self.threads,
+            secs(self.loadgen_cpu),
+            secs(self.server_cpu)
+        )?;
+        line(
+            out,
+            "send late",
+            LagSummary::from_histogram(&self.stats.send_late),
+        )?;
+        line(
+            out,
+            "start late",
+            LagSummary::from_histogram(&self.stats.start_late),
         )?;
         if !self.stats.errors.is_empty() {
             let e: Vec<String> = self
@@ -893,6 +1220,9 @@ mod tests {
             pace: true,
             interim: true,
             query: None,
+            driver: Driver::Mux,
+            threads: 2,
+            server_pid: None,
         }
     }
 
@@ -937,7 +1267,11 @@ mod tests {
             duration: Duration::from_secs(10),
             ramp: Duration::ZERO,
             interim: true,
+            driver: Driver::Mux,
+            threads: 2,
             wall: Duration::from_secs(10),
+            loadgen_cpu: Some(1.23456),
+            server_cpu: None,
             stats: st,
         };
         let line = r.json_line();
@@ -947,6 +1281,10 @@ mod tests {
         assert_eq!(v["final_lag_ms"]["count"], 1);
         assert_eq!(v["end_to_session_end_ms"]["count"], 0);
         assert_eq!(v["errors"]["http_503"], 1);
+        assert_eq!(v["driver"], "mux");
+        assert_eq!(v["threads"], 2);
+        assert_eq!(v["loadgen_cpu_s"], 1.235);
+        assert!(v["server_cpu_s"].is_null());
         let p99 = v["interim_lag_ms"]["p99"].as_f64().unwrap();
         assert!((98.9..=99.1).contains(&p99), "{p99}");
         let mut human = Vec::new();
@@ -962,12 +1300,16 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let mut o = opts();
-        o.target = Target::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let r = run(&o).unwrap();
-        assert_eq!(r.stats.failed, 2);
-        assert_eq!(r.stats.completed, 0);
-        assert_eq!(r.stats.errors.get("connect"), Some(&2));
-        assert_eq!(r.stats.violations, 0);
+        for driver in [Driver::Threads, Driver::Mux] {
+            let mut o = opts();
+            o.driver = driver;
+            o.target = Target::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+            let r = run(&o).unwrap();
+            assert_eq!(r.stats.failed, 2, "{driver:?}");
+            assert_eq!(r.stats.completed, 0);
+            assert_eq!(r.stats.errors.get("connect"), Some(&2));
+            assert_eq!(r.stats.violations, 0);
+            assert!(r.loadgen_cpu.is_some());
+        }
     }
 }
