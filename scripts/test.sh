@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+cargo clippy --workspace --all-targets --features transcription-service/fault-injection -- -D warnings
+# fault-injection: test-only inputs that make a handler or session panic.
+cargo test --workspace --features transcription-service/fault-injection

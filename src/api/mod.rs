@@ -196,6 +196,11 @@ pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result
     }
 }
 
+/// In builds with the `fault-injection` feature (tests only), a request with
+/// this header set to `panic` makes its handler panic.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_INJECTION_HEADER: &str = "x-fault-inject";
+
 fn access_token(query: Option<&str>) -> Option<String> {
     crate::http::query::parse_query(query)
         .ok()?
@@ -208,6 +213,10 @@ fn access_token(query: Option<&str>) -> Option<String> {
 /// (`X-Served-By-Core`), which helps operators follow sharded sessions.
 /// Handlers may take the body out of the request.
 pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> Response {
+    #[cfg(feature = "fault-injection")]
+    if request.head.header(FAULT_INJECTION_HEADER) == Some("panic") {
+        panic!("injected fault (test build)");
+    }
     let result = match route {
         Route::Health => Ok(health::health(core)),
         Route::Ready => Ok(health::ready(core)),

@@ -10,6 +10,7 @@
 
 pub mod signal;
 pub mod stall;
+pub mod unwind;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

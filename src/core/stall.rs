@@ -1,8 +1,13 @@
-//! Stall detection: a task poll that holds its core longer than
-//! [`STALL_BUDGET_MS`] delays every other connection of the core. [`Watched`]
-//! wraps a task's future, times each poll, and reports the ones over budget;
-//! [`watched`] counts them (`transcribe_reactor_stalls_total`) and logs them
-//! with the task's label, so the log says what ran.
+//! The boundary of every task a core spawns for a connection or a job:
+//! stall detection and panic isolation.
+//!
+//! A task poll that holds its core longer than [`STALL_BUDGET_MS`] delays
+//! every other connection of the core. [`Watched`] wraps a task's future,
+//! times each poll, and reports the ones over budget; [`watched`] counts them
+//! (`transcribe_reactor_stalls_total`) and logs them with the task's label,
+//! so the log says what ran. [`watched`] also catches a panic escaping the
+//! task: it is counted (`transcribe_task_panics_total`) and logged, the task
+//! ends, and the core goes on with its other tasks.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +15,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::unwind::catch_unwind_future;
 use super::CoreContext;
 use crate::limits::STALL_BUDGET_MS;
 
@@ -44,14 +50,26 @@ impl<F: Future, S: Fn(Duration) + Unpin> Future for Watched<F, S> {
     }
 }
 
-/// Watch `future`, a task of `core` described by `label`.
-pub fn watched<F: Future>(
+/// Watch `future`, a task of `core` described by `label`: stalls are
+/// counted and logged, and a panic ends only this task.
+pub fn watched<F: Future<Output = ()>>(
     core: &Rc<CoreContext>,
     label: &'static str,
     future: F,
-) -> Watched<F, impl Fn(Duration) + Unpin> {
+) -> impl Future<Output = ()> {
+    let panics = Rc::clone(core);
+    let task = Watched::new(catch_unwind_future(future), stall_reporter(core, label));
+    async move {
+        if let Err(message) = task.await {
+            panics.metrics.count(|c| c.task_panics += 1);
+            tracing::error!(core = panics.core_id, task = label, %message, "a task panicked; the core goes on");
+        }
+    }
+}
+
+fn stall_reporter(core: &Rc<CoreContext>, label: &'static str) -> impl Fn(Duration) + Unpin {
     let core = Rc::clone(core);
-    Watched::new(future, move |held: Duration| {
+    move |held: Duration| {
         core.metrics.count(|c| c.reactor_stalls += 1);
         tracing::warn!(
             core = core.core_id,
@@ -60,7 +78,7 @@ pub fn watched<F: Future>(
             budget_ms = STALL_BUDGET_MS,
             "reactor stall: a task held the core"
         );
-    })
+    }
 }
 
 #[cfg(test)]

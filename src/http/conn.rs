@@ -26,6 +26,7 @@ use super::body::{BodyError, ChunkedDecoder};
 use super::head::{parse_head, BodyFraming, Method, RequestHead};
 use super::response::Response;
 use super::Request;
+use crate::core::unwind::catch_unwind_future;
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::limits::{BODY_DEADLINE_MS, READ_BUFFER_BYTES, READ_BUFFER_RETAINED_BYTES_MAX};
@@ -145,7 +146,14 @@ impl Conn {
                 peer: self.peer,
                 received_at,
             };
-            let response = crate::api::handle(&self.core, route, &mut request).await;
+            // A bug in a handler costs this request a 500, not the core.
+            let handled =
+                catch_unwind_future(crate::api::handle(&self.core, route, &mut request)).await;
+            let response = handled.unwrap_or_else(|message| {
+                self.core.metrics.count(|c| c.task_panics += 1);
+                tracing::error!(core = self.core.core_id, route = route.label(), %message, "a handler panicked");
+                Response::error(&ApiError::new(ErrorKind::Internal, "internal error"))
+            });
             let close = !keep_alive || response.close;
             if !self
                 .respond(&request.head, response, close, route.label(), received_at)

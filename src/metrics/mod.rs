@@ -52,6 +52,8 @@ pub struct Counters {
     pub idle_timeouts: u64,
     /// Polls that held a core longer than the stall budget.
     pub reactor_stalls: u64,
+    /// Panics caught at a task or request boundary.
+    pub task_panics: u64,
 }
 
 impl Counters {
@@ -81,6 +83,7 @@ impl Counters {
         self.slow_consumers += other.slow_consumers;
         self.idle_timeouts += other.idle_timeouts;
         self.reactor_stalls += other.reactor_stalls;
+        self.task_panics += other.task_panics;
     }
 }
 

@@ -49,7 +49,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             *count as f64,
         );
     }
-    let simple_counters: [(&str, &str, f64); 17] = [
+    let simple_counters: [(&str, &str, f64); 18] = [
         (
             "transcribe_connections_accepted_total",
             "TCP connections accepted.",
@@ -134,6 +134,11 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             "transcribe_reactor_stalls_total",
             "Polls that held a core longer than the stall budget.",
             c.reactor_stalls as f64,
+        ),
+        (
+            "transcribe_task_panics_total",
+            "Panics caught at a request or task boundary (bugs; the core goes on).",
+            c.task_panics as f64,
         ),
     ];
     for (name, help, value) in simple_counters {

@@ -230,11 +230,7 @@ fn worker_run_job(engine: &mut dyn ModelWorker, job: &Job) -> JobOutcome {
         engine.transcribe(&job.samples, job.sample_rate, &job.options)
     }))
     .unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_string());
+        let message = crate::core::unwind::panic_message(panic.as_ref());
         tracing::error!(core = job.core_id, %message, "model engine panicked on a job");
         Err(EngineError::Failed(format!("engine panicked: {message}")))
     });

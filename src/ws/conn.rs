@@ -24,6 +24,7 @@ use super::permit::SessionPermit;
 use super::protocol::{ServerMessage, StreamParams};
 use super::session::{EndReason, JobRequest, Output, Session, SessionConfig, SessionState};
 use super::transport::{Backlog, Link};
+use crate::core::unwind::catch_unwind_future;
 use crate::core::{CoreContext, Notify};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
@@ -42,6 +43,11 @@ const FINAL_RETRY_MS: u64 = 2;
 /// Finals a session holds while the model queue is full before it stops
 /// reading the client's audio (TCP then pushes back on the client).
 pub const FINALS_WAITING_MAX: usize = 8;
+
+/// In builds with the `fault-injection` feature (tests only), this text
+/// message makes the session's reader panic, to prove the isolation.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_INJECTION_MESSAGE: &str = r#"{"type":"__inject_panic"}"#;
 
 /// An operator's view of a session (API.md, "Sessions").
 #[derive(Debug, Clone, Serialize)]
@@ -180,7 +186,16 @@ pub async fn serve(
     }
     sync_gauges(&ctx);
 
-    read_loop(&ctx, reader).await;
+    // A bug reached by this session closes it with `internal` (1011); the
+    // core and its other sessions go on.
+    if let Err(message) = catch_unwind_future(read_loop(&ctx, reader)).await {
+        core.metrics.count(|c| c.task_panics += 1);
+        tracing::error!(core = core.core_id, session_id = %id, %message, "a session panicked; closing it");
+        ctx.session
+            .borrow_mut()
+            .fail(WsErrorKind::Internal, "internal error".to_string());
+        send_outputs(&ctx);
+    }
 
     // The connection is over, whatever state the session was in.
     ctx.session
@@ -293,7 +308,13 @@ fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
         let now = Instant::now();
         match message {
             Ok(Message::Binary(bytes)) => ctx.session.borrow_mut().on_audio(&bytes, now),
-            Ok(Message::Text(text)) => ctx.session.borrow_mut().on_text(text.as_str(), now),
+            Ok(Message::Text(text)) => {
+                #[cfg(feature = "fault-injection")]
+                if text.as_str() == FAULT_INJECTION_MESSAGE {
+                    panic!("injected fault (test build)");
+                }
+                ctx.session.borrow_mut().on_text(text.as_str(), now)
+            }
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {
                 // tungstenite has queued the reply; the next read says closed.

@@ -6,6 +6,8 @@
 //! - `batch`: `POST /v1/transcribe` with every accepted audio form, segments,
 //!   determinism, overload.
 //! - `openai`: `POST /v1/audio/transcriptions` in every response format.
+//! - `faults` (with the `fault-injection` feature): panics cost one request
+//!   or session, never the core.
 //! - `observability`: the Prometheus exposition, parsed strictly.
 //! - `streaming`: the WebSocket protocol, sessions, limits, operators.
 //! - `lifecycle`: configuration refusals, port in use, health and readiness,
@@ -14,6 +16,8 @@
 mod support;
 
 mod batch;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod http_protocol;
 mod lifecycle;
 mod observability;
