@@ -17,9 +17,12 @@
 //! * [`streaming`] — the pure parts of `stream`: chunk schedule, stream time →
 //!   chunk mapping, server messages, the ordering checker;
 //! * [`wav`] — finding the PCM16 mono `data` chunk of a WAV file;
-//! * [`sys`] — `RLIMIT_NOFILE`, a process's `VmRSS` and CPU time.
+//! * [`sys`] — `RLIMIT_NOFILE`, a process's `VmRSS` and CPU time;
+//! * [`plot`] — the `loadplot` binary's parsing of JSON lines, plot series
+//!   and SVG drawing (`plotters`, SVG backend only).
 
 pub mod http;
+pub mod plot;
 pub mod runner;
 pub mod scenarios;
 pub mod stats;

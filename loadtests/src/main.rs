@@ -4,7 +4,8 @@
 //! chosen scenario, runs it once or at each `--sweep` level, and prints for
 //! every run a human summary followed by exactly one JSON line on stdout.
 //! `health` and `transcribe` go through the generic runner; the WebSocket
-//! scenarios `stream` and `idle` have their own drivers and reports.
+//! scenarios `stream` and `idle` have their own drivers and reports, and `soak`
+//! combines streams, batch clients and operator polling.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use loadtests::runner::{self, RunConfig, Scenario};
 use loadtests::scenarios::idle::IdleOptions;
+use loadtests::scenarios::soak::SoakOptions;
 use loadtests::scenarios::stream::{Driver, StreamOptions, StreamReport};
 use loadtests::scenarios::{self, transcribe::TranscribeOptions, HttpOptions};
 use loadtests::stats::Report;
@@ -81,6 +83,64 @@ enum Command {
     /// Many idle WebSocket sessions: server RSS per session and its
     /// active_sessions count.
     Idle(IdleArgs),
+    /// A long mixed load: continuous streaming sessions (some dropped
+    /// abruptly), batch transcriptions and operator polling; watches lost
+    /// finals, server RSS and active_sessions.
+    Soak(SoakArgs),
+}
+
+/// Options of the `soak` scenario.
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// How long to keep the load on, e.g. `30m`.
+    #[arg(long, short = 'd', default_value = "30m", value_parser = parse_duration)]
+    duration: Duration,
+
+    /// Streaming sessions kept going at all times.
+    #[arg(long, short = 's', default_value_t = 200)]
+    streams: usize,
+
+    /// Keep-alive clients POSTing the file to /v1/transcribe in a closed loop.
+    #[arg(long, default_value_t = 4)]
+    batch_connections: usize,
+
+    /// WAV file (PCM 16-bit mono) streamed and POSTed.
+    #[arg(long, short = 'f', default_value = "tests/fixtures/two_utterances.wav")]
+    file: PathBuf,
+
+    /// The server's process id: its VmRSS is sampled every 10 s.
+    #[arg(long)]
+    server_pid: Option<u32>,
+
+    /// Fraction of sessions that drop the TCP connection mid-stream without
+    /// a close frame.
+    #[arg(long, default_value_t = 0.05)]
+    disconnect_rate: f64,
+
+    /// Shortest audio a session streams before `end`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    min_length: Duration,
+
+    /// Longest audio a session streams before `end`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    max_length: Duration,
+
+    /// Start the first --streams sessions evenly over this time.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    ramp: Duration,
+
+    /// Worker threads of the mux driver.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+
+    /// Seed for session lengths and disconnects (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Bound on connects, handshakes, each read and write, and the wait for
+    /// session_end after `end`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 /// Options of the `stream` scenario.
@@ -260,6 +320,7 @@ fn run(cli: &Cli) -> Result<()> {
     let (scenario, args): (Box<dyn Scenario>, &RunArgs) = match &cli.scenario {
         Command::Stream(args) => return run_stream(cli, target, args),
         Command::Idle(args) => return run_idle(cli, target, args),
+        Command::Soak(args) => return run_soak(cli, target, args),
         Command::Health { run } => {
             let opts = HttpOptions::new(target, run.timeout, cli.api_key.as_deref());
             (Box::new(scenarios::health::scenario(&opts)), run)
@@ -474,6 +535,44 @@ fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<()> {
     print_report(cli.json, |out| report.write_human(out), &report.json_line())
 }
 
+fn run_soak(cli: &Cli, target: Target, args: &SoakArgs) -> Result<()> {
+    let http = HttpOptions::new(target.clone(), args.timeout, cli.api_key.as_deref());
+    let audio = Arc::new(read_wav(&args.file)?);
+    let batch = scenarios::transcribe::scenario(
+        &http,
+        &TranscribeOptions {
+            file: &args.file,
+            content_type: "audio/wav",
+            query: None,
+        },
+    )?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let opts = SoakOptions {
+        target,
+        headers: http.headers.clone(),
+        timeout: args.timeout,
+        audio,
+        batch,
+        duration: args.duration,
+        streams: args.streams,
+        batch_connections: args.batch_connections,
+        server_pid: args.server_pid,
+        disconnect_rate: args.disconnect_rate,
+        min_length: args.min_length,
+        max_length: args.max_length,
+        ramp: args.ramp,
+        threads: args.threads,
+        seed,
+        progress: !cli.json,
+    };
+    let report = scenarios::soak::run(&opts)?;
+    print_report(cli.json, |out| report.write_human(out), &report.json_line())
+}
+
 /// A compact table of a sweep: throughput and tail latency per level.
 fn write_sweep_table<W: Write>(out: &mut W, reports: &[Report]) -> io::Result<()> {
     writeln!(out, "sweep summary")?;
@@ -645,5 +744,28 @@ mod tests {
             Cli::try_parse_from(["loadgen", "stream", "-f", "a.wav", "--driver", "x"]).is_err()
         );
         assert!(Cli::try_parse_from(["loadgen", "stream", "--sessions", "3"]).is_err());
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "soak",
+            "--duration",
+            "60s",
+            "--streams",
+            "50",
+            "--server-pid",
+            "9",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Command::Soak(a) => {
+                assert_eq!(a.duration, Duration::from_secs(60));
+                assert_eq!(a.streams, 50);
+                assert_eq!(a.batch_connections, 4);
+                assert_eq!(a.disconnect_rate, 0.05);
+                assert_eq!(a.min_length, Duration::from_secs(5));
+                assert_eq!(a.max_length, Duration::from_secs(30));
+                assert_eq!(a.server_pid, Some(9));
+            }
+            _ => panic!("expected soak"),
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! End-to-end runs of `loadgen stream` and `loadgen idle` against the real
+//! End-to-end runs of `loadgen stream`, `idle` and `soak` against the real
 //! `transcription-server`, started by the test on `127.0.0.1` with a free
 //! port. The server binary is taken from `TRANSCRIPTION_SERVER_BIN`; when the
 //! variable is unset the tests print a note and pass, so `cargo test -p
@@ -216,4 +216,57 @@ fn idle_sessions_are_counted_by_the_server() {
     assert_eq!(v["closed_clean"], 20, "{v}");
     assert_eq!(v["active_sessions_after_close"], 0, "{v}");
     assert!(v["rss_after_kb"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[test]
+fn soak_keeps_streams_going_and_drains() {
+    let Some(server) = start_server("soak_keeps_streams_going_and_drains") else {
+        return;
+    };
+    let pid = server.child.id().to_string();
+    let wav = fixture("two_utterances.wav");
+    let v = loadgen(
+        server.port,
+        &[
+            "soak",
+            "--file",
+            &wav,
+            "--duration",
+            "6s",
+            "--streams",
+            "6",
+            "--min-length",
+            "1s",
+            "--max-length",
+            "2s",
+            "--ramp",
+            "1s",
+            "--disconnect-rate",
+            "0.5",
+            "--batch-connections",
+            "1",
+            "--server-pid",
+            &pid,
+            "--seed",
+            "3",
+            "--timeout",
+            "10s",
+        ],
+    );
+    assert_eq!(v["scenario"], "soak");
+    let started = v["streams_started"].as_u64().unwrap();
+    let completed = v["streams_completed"].as_u64().unwrap();
+    let aborted = v["abrupt_disconnects"].as_u64().unwrap();
+    // 6 streams of 1-2 s over ~5 s: sessions were replaced.
+    assert!(started > 12, "{v}");
+    assert_eq!(v["streams_failed"], 0, "{v}");
+    assert_eq!(completed + aborted, started, "{v}");
+    assert!(aborted > 0 && completed > 0, "{v}");
+    assert_eq!(v["lost_finals"], 0, "{v}");
+    assert!(v["batch_requests"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["batch_errors"], 0, "{v}");
+    assert_eq!(v["operator_failures"], 0, "{v}");
+    assert_eq!(v["active_sessions_end"], 0, "{v}");
+    assert_eq!(v["server_totals_balanced"], true, "{v}");
+    assert!(v["rss_kb"]["max_kb"].as_u64().unwrap() > 0, "{v}");
 }

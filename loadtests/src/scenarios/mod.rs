@@ -10,10 +10,12 @@
 //! The WebSocket scenarios ([`stream`], [`idle`]) hold long-lived sessions
 //! rather than repeating requests, so they have their own small drivers
 //! (`stream::run`, `idle::run`) instead of the [`runner`](crate::runner), and
-//! their own reports.
+//! their own reports. [`soak`] mixes them: continuous `stream` sessions on
+//! the mux driver, batch clients on the runner, and an operator poller.
 
 pub mod health;
 pub mod idle;
+pub mod soak;
 pub mod stream;
 pub mod transcribe;
 

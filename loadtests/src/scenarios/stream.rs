@@ -198,6 +198,12 @@ pub struct StreamStats {
     pub completed: u64,
     /// Sessions that did not.
     pub failed: u64,
+    /// Sessions the load generator dropped on purpose mid-stream (`soak
+    /// --disconnect-rate`); neither completed nor failed, finals not checked.
+    pub aborted: u64,
+    /// Completed sessions with at least one ordering violation (a missing,
+    /// extra or out-of-order final, …): `soak`'s "lost finals".
+    pub completed_with_violations: u64,
     /// Protocol-order violations (see [`OrderChecker`]) plus malformed messages.
     pub violations: u64,
     /// A few violation descriptions.
@@ -247,6 +253,8 @@ impl StreamStats {
         StreamStats {
             completed: 0,
             failed: 0,
+            aborted: 0,
+            completed_with_violations: 0,
             violations: 0,
             violation_examples: Vec::new(),
             interim_lag: new_histogram(),
@@ -275,6 +283,8 @@ impl StreamStats {
     pub fn merge(&mut self, other: &StreamStats) {
         self.completed += other.completed;
         self.failed += other.failed;
+        self.aborted += other.aborted;
+        self.completed_with_violations += other.completed_with_violations;
         self.violations += other.violations;
         for e in &other.violation_examples {
             if self.violation_examples.len() < MAX_EXAMPLES {
@@ -459,6 +469,13 @@ pub(crate) struct SessionCore<'a> {
     samples_sent: u64,
     /// Session start (chunk `k` due at `t0 + map.due(k)`).
     t0: Option<Instant>,
+    /// Audio (paced) or wall time (no pace) to send; `opts.duration` unless
+    /// [`set_length`](Self::set_length) changed it.
+    length: Duration,
+    /// `end` may follow any chunk, not only a whole loop.
+    cut_anywhere: bool,
+    /// Dropped on purpose by the load generator (see [`abort`](Self::abort)).
+    aborted: bool,
 }
 
 impl<'a> SessionCore<'a> {
@@ -479,7 +496,24 @@ impl<'a> SessionCore<'a> {
             fatal_errors: 0,
             samples_sent: 0,
             t0: None,
+            length: opts.duration,
+            cut_anywhere: false,
+            aborted: false,
         }
+    }
+
+    /// Streams `length` of audio (rounded up to a whole chunk, not a whole
+    /// loop), then sends `end`.
+    pub(crate) fn set_length(&mut self, length: Duration) {
+        self.length = length;
+        self.cut_anywhere = true;
+    }
+
+    /// The load generator drops this session on purpose now; it is counted
+    /// as aborted (unless it had already failed) and its finals are not
+    /// checked.
+    pub(crate) fn abort(&mut self) {
+        self.aborted = true;
     }
 
     /// Records the first failure (later ones are ignored).
@@ -513,11 +547,11 @@ impl<'a> SessionCore<'a> {
     /// once it is written.
     pub(crate) fn next_outgoing(&mut self, t0: Instant, now: Instant) -> Outgoing {
         let k = self.next;
-        if k > 0 && self.map.starts_loop(k) {
+        if k > 0 && (self.cut_anywhere || self.map.starts_loop(k)) {
             let done = if self.opts.pace {
-                self.map.due(k) >= self.opts.duration
+                self.map.due(k) >= self.length
             } else {
-                now.saturating_duration_since(t0) >= self.opts.duration
+                now.saturating_duration_since(t0) >= self.length
             };
             if done {
                 self.sending = false;
@@ -673,7 +707,7 @@ impl<'a> SessionCore<'a> {
     /// A safety net far beyond any healthy session started at `t0`.
     pub(crate) fn hard_deadline(&self, t0: Instant) -> Instant {
         let file_secs = Duration::from_secs_f64(self.opts.audio.seconds());
-        t0 + self.opts.duration + file_secs + self.opts.timeout * 3 + Duration::from_secs(5)
+        t0 + self.length + file_secs + self.opts.timeout * 3 + Duration::from_secs(5)
     }
 
     /// Classifies the session and adds its measurements to `into`.
@@ -698,17 +732,27 @@ impl<'a> SessionCore<'a> {
         if self.fatal_errors > 0 {
             failed = true;
         }
-        self.checker.finish(!failed);
+        let aborted = self.aborted && !failed;
+        // An aborted session never gets its session_end: only the messages
+        // it did receive are checked.
+        if !aborted {
+            self.checker.finish(!failed);
+        }
         self.st.violations += self.checker.violations();
         for e in self.checker.examples() {
             if self.st.violation_examples.len() < MAX_EXAMPLES {
                 self.st.violation_examples.push(e.clone());
             }
         }
-        if failed {
+        if aborted {
+            into.aborted += 1;
+        } else if failed {
             into.failed += 1;
         } else {
             into.completed += 1;
+            if self.st.violations > 0 {
+                into.completed_with_violations += 1;
+            }
         }
         let st = self.st;
         into.violations += st.violations;

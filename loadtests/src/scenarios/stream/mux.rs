@@ -115,6 +115,66 @@ impl TimerQueue {
     }
 }
 
+/// What one session does beyond the common settings (used by `soak`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct SessionPlan {
+    /// Audio to stream before `end` (cut at any chunk), instead of
+    /// `--duration` rounded up to whole loops.
+    pub length: Option<Duration>,
+    /// Drop the connection this long after the session started, without a
+    /// close frame; `true`: with a TCP reset (`SO_LINGER` 0), else a FIN.
+    pub abort_after: Option<(Duration, bool)>,
+}
+
+/// When the connector opens sessions, and what each does.
+pub(crate) trait Schedule: Send {
+    /// The next session to open if its time has come at `now`: its index,
+    /// its planned start, its plan.
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, Instant, SessionPlan)>;
+    /// When the next session is due, if that is known yet.
+    fn next_at(&self) -> Option<Instant>;
+    /// True once no session will be opened any more.
+    fn finished(&self, now: Instant) -> bool;
+    /// A session is over; `never_started` if it failed before reaching a
+    /// worker (connect or upgrade).
+    fn on_end(&mut self, now: Instant, never_started: bool);
+}
+
+/// `stream`'s schedule: session `i` of `n` at `start + ramp·i/n`.
+struct Ramp {
+    n: usize,
+    start: Instant,
+    ramp: Duration,
+    next: usize,
+}
+
+impl Ramp {
+    fn slot(&self, i: usize) -> Instant {
+        self.start + self.ramp * i as u32 / self.n as u32
+    }
+}
+
+impl Schedule for Ramp {
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, Instant, SessionPlan)> {
+        let i = self.next;
+        let at = self.slot(i);
+        (i < self.n && at <= now).then(|| {
+            self.next += 1;
+            (i, at, SessionPlan::default())
+        })
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        (self.next < self.n).then(|| self.slot(self.next))
+    }
+
+    fn finished(&self, _now: Instant) -> bool {
+        self.next >= self.n
+    }
+
+    fn on_end(&mut self, _now: Instant, _never_started: bool) {}
+}
+
 /// An upgraded connection on its way from a connector to a worker.
 struct NewSession {
     stream: TcpStream,
@@ -123,13 +183,39 @@ struct NewSession {
     t0: Instant,
     /// Its ramp slot.
     planned: Instant,
+    plan: SessionPlan,
 }
+
+/// The connector's waker.
+const CONNECTOR_WAKER: Token = Token(usize::MAX);
 
 /// Runs the sessions with `opts.threads` workers; returns the merged stats.
 pub(crate) fn run(opts: &StreamOptions) -> Result<StreamStats> {
+    let mut ramp = Ramp {
+        n: opts.sessions,
+        start: Instant::now(),
+        ramp: opts.ramp,
+        next: 0,
+    };
+    run_with(opts, &mut ramp, false)
+}
+
+/// Runs sessions as `schedule` says with `opts.threads` workers (each
+/// session's end is reported back to the schedule when `notify_ends`);
+/// returns the merged stats.
+pub(crate) fn run_with(
+    opts: &StreamOptions,
+    schedule: &mut dyn Schedule,
+    notify_ends: bool,
+) -> Result<StreamStats> {
     let workers = opts.threads.clamp(1, opts.sessions.max(1));
     let map = opts.chunk_map();
     let path = opts.path_and_query();
+    let connector_poll = Poll::new()?;
+    let connector_waker = Arc::new(Waker::new(connector_poll.registry(), CONNECTOR_WAKER)?);
+    let (ended_tx, ended_rx) = crossbeam_channel::unbounded::<()>();
+    let ended = notify_ends.then_some((ended_tx, connector_waker));
+    let ended_rx = notify_ends.then_some(ended_rx);
     let mut polls = Vec::with_capacity(workers);
     let mut wakers = Vec::with_capacity(workers);
     let mut senders = Vec::with_capacity(workers);
@@ -147,12 +233,15 @@ pub(crate) fn run(opts: &StreamOptions) -> Result<StreamStats> {
     thread::scope(|s| -> Result<()> {
         let mut worker_handles = Vec::with_capacity(workers);
         for (w, (poll, rx)) in polls.into_iter().zip(receivers).enumerate() {
+            let ended = ended.clone();
             let h = thread::Builder::new()
                 .name(format!("stream-mux-{w}"))
                 .spawn_scoped(s, move || {
                     let seed = (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                         ^ start.elapsed().as_nanos() as u64;
-                    Worker::new(opts, map, poll, seed).run(&rx)
+                    let mut worker = Worker::new(opts, map, poll, seed);
+                    worker.ended = ended;
+                    worker.run(&rx)
                 })?;
             worker_handles.push(h);
         }
@@ -162,7 +251,16 @@ pub(crate) fn run(opts: &StreamOptions) -> Result<StreamStats> {
                 .name("stream-connect".into())
                 // Owns the senders: they are gone when it returns.
                 .spawn_scoped(s, move || {
-                    connector(opts, map, path, start, &senders, &wakers)
+                    let mut c = Connector {
+                        opts,
+                        map,
+                        path,
+                        senders: &senders,
+                        wakers: &wakers,
+                        poll: connector_poll,
+                        ended: ended_rx,
+                    };
+                    c.run(schedule)
                 })
         };
         let mut panicked = false;
@@ -214,6 +312,7 @@ struct Handshake {
     connected: bool,
     /// Its ramp slot.
     planned: Instant,
+    plan: SessionPlan,
     gen: u64,
 }
 
@@ -222,149 +321,166 @@ struct Handshake {
 /// own `mio` poll (so a slow answer delays only its own session), and hands
 /// each upgraded socket to worker `i mod T`. Each connect and upgrade is
 /// bounded by `--timeout`.
-fn connector(
-    opts: &StreamOptions,
+struct Connector<'a> {
+    opts: &'a StreamOptions,
     map: ChunkMap,
-    path: &str,
-    start: Instant,
-    senders: &[Sender<NewSession>],
-    wakers: &[Arc<Waker>],
-) -> Result<StreamStats> {
-    let mut stats = StreamStats::new();
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    let mut slots: Vec<Option<Handshake>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    // Deadlines in start order: every one is `start time + --timeout`.
-    let mut deadlines: VecDeque<(Instant, usize, u64)> = VecDeque::new();
-    let mut live = 0usize;
-    let mut gen = 0u64;
-    let n = opts.sessions;
-    let slot_of = |i: usize| start + opts.ramp * i as u32 / n as u32;
-    let mut next = 0usize;
-    let fail = |stats: &mut StreamStats, f: WsFailure| {
-        let mut core = SessionCore::new(opts, map);
-        core.fail(f);
-        core.finish(stats);
-    };
-    loop {
-        let now = Instant::now();
-        // Open every session whose slot has come.
-        while next < n && slot_of(next) <= now {
-            let i = next;
-            next += 1;
-            let opened = Upgrade::new(&opts.target, path, &opts.headers).and_then(|upgrade| {
-                let mut stream = TcpStream::connect(opts.target.addr).map_err(|e| {
-                    WsFailure::new("connect", format!("connect {}: {e}", opts.target.addr))
-                })?;
-                stream
-                    .set_nodelay(true)
-                    .map_err(|e| WsFailure::new("io", format!("socket options: {e}")))?;
-                let slot = free.pop().unwrap_or(slots.len());
-                poll.registry()
-                    .register(
-                        &mut stream,
-                        Token(slot),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map_err(|e| WsFailure::new("io", format!("registering the socket: {e}")))?;
-                Ok((slot, stream, upgrade))
-            });
-            match opened {
-                Ok((slot, stream, upgrade)) => {
-                    gen += 1;
-                    let hs = Handshake {
-                        i,
-                        stream,
-                        upgrade,
-                        connected: false,
-                        planned: slot_of(i),
-                        gen,
-                    };
-                    if slot == slots.len() {
-                        slots.push(Some(hs));
-                    } else {
-                        slots[slot] = Some(hs);
-                    }
-                    deadlines.push_back((now + opts.timeout, slot, gen));
-                    live += 1;
+    path: &'a str,
+    senders: &'a [Sender<NewSession>],
+    wakers: &'a [Arc<Waker>],
+    poll: Poll,
+    /// Ends of sessions reported by the workers (when the schedule wants them).
+    ended: Option<Receiver<()>>,
+}
+
+impl Connector<'_> {
+    fn run(&mut self, schedule: &mut dyn Schedule) -> Result<StreamStats> {
+        let (opts, map, path, senders, wakers) =
+            (self.opts, self.map, self.path, self.senders, self.wakers);
+        let poll = &mut self.poll;
+        let mut stats = StreamStats::new();
+        let mut events = Events::with_capacity(1024);
+        let mut slots: Vec<Option<Handshake>> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        // Deadlines in start order: every one is `start time + --timeout`.
+        let mut deadlines: VecDeque<(Instant, usize, u64)> = VecDeque::new();
+        let mut live = 0usize;
+        let mut gen = 0u64;
+        let fail = |stats: &mut StreamStats, schedule: &mut dyn Schedule, f: WsFailure| {
+            let mut core = SessionCore::new(opts, map);
+            core.fail(f);
+            core.finish(stats);
+            schedule.on_end(Instant::now(), true);
+        };
+        loop {
+            let now = Instant::now();
+            if let Some(rx) = &self.ended {
+                while rx.try_recv().is_ok() {
+                    schedule.on_end(now, false);
                 }
-                Err(f) => fail(&mut stats, f),
             }
-        }
-        // Give up on upgrades that took too long.
-        while let Some(&(at, slot, g)) = deadlines.front() {
-            if at > now {
-                break;
-            }
-            deadlines.pop_front();
-            if let Some(hs) = slots.get_mut(slot).and_then(|s| s.take_if(|h| h.gen == g)) {
-                let what = if hs.connected {
-                    "handshake: no response in time"
-                } else {
-                    "connect: timed out"
-                };
-                drop(hs);
-                free.push(slot);
-                live -= 1;
-                fail(&mut stats, WsFailure::new("timeout", what));
-            }
-        }
-        if next >= n && live == 0 {
-            return Ok(stats);
-        }
-        let mut wait = MAX_POLL_WAIT;
-        if next < n {
-            wait = wait.min(slot_of(next).saturating_duration_since(now));
-        }
-        if let Some(&(at, _, _)) = deadlines.front() {
-            wait = wait.min(at.saturating_duration_since(now));
-        }
-        match poll.poll(&mut events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-        for ev in events.iter() {
-            let slot = ev.token().0;
-            let Some(Some(hs)) = slots.get_mut(slot) else {
-                continue;
-            };
-            let step = advance_handshake(hs);
-            match step {
-                Ok(None) => continue,
-                Ok(Some(leftover)) => {
-                    let Some(mut hs) = slots[slot].take() else {
-                        continue;
-                    };
-                    free.push(slot);
-                    live -= 1;
-                    // Dropping it closes it (and removes it from epoll) anyway.
-                    let _ = poll.registry().deregister(&mut hs.stream);
-                    let w = hs.i % senders.len();
-                    let new = NewSession {
-                        stream: hs.stream,
-                        leftover,
-                        t0: Instant::now(),
-                        planned: hs.planned,
-                    };
-                    match senders[w].send(new) {
-                        Ok(()) => {
-                            if let Err(e) = wakers[w].wake() {
-                                eprintln!("warning: waking a stream worker: {e}");
-                            }
+            // Open every session whose slot has come.
+            while let Some((i, planned, plan)) = schedule.pop_due(now) {
+                let opened = Upgrade::new(&opts.target, path, &opts.headers).and_then(|upgrade| {
+                    let mut stream = TcpStream::connect(opts.target.addr).map_err(|e| {
+                        WsFailure::new("connect", format!("connect {}: {e}", opts.target.addr))
+                    })?;
+                    stream
+                        .set_nodelay(true)
+                        .map_err(|e| WsFailure::new("io", format!("socket options: {e}")))?;
+                    let slot = free.pop().unwrap_or(slots.len());
+                    poll.registry()
+                        .register(
+                            &mut stream,
+                            Token(slot),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .map_err(|e| {
+                            WsFailure::new("io", format!("registering the socket: {e}"))
+                        })?;
+                    Ok((slot, stream, upgrade))
+                });
+                match opened {
+                    Ok((slot, stream, upgrade)) => {
+                        gen += 1;
+                        let hs = Handshake {
+                            i,
+                            stream,
+                            upgrade,
+                            connected: false,
+                            planned,
+                            plan,
+                            gen,
+                        };
+                        if slot == slots.len() {
+                            slots.push(Some(hs));
+                        } else {
+                            slots[slot] = Some(hs);
                         }
-                        Err(_) => fail(
-                            &mut stats,
-                            WsFailure::new("io", format!("stream worker {w} has stopped")),
-                        ),
+                        deadlines.push_back((now + opts.timeout, slot, gen));
+                        live += 1;
                     }
+                    Err(f) => fail(&mut stats, schedule, f),
                 }
-                Err(f) => {
-                    slots[slot] = None;
+            }
+            // Give up on upgrades that took too long.
+            while let Some(&(at, slot, g)) = deadlines.front() {
+                if at > now {
+                    break;
+                }
+                deadlines.pop_front();
+                if let Some(hs) = slots.get_mut(slot).and_then(|s| s.take_if(|h| h.gen == g)) {
+                    let what = if hs.connected {
+                        "handshake: no response in time"
+                    } else {
+                        "connect: timed out"
+                    };
+                    drop(hs);
                     free.push(slot);
                     live -= 1;
-                    fail(&mut stats, f);
+                    fail(&mut stats, schedule, WsFailure::new("timeout", what));
+                }
+            }
+            if schedule.finished(now) && live == 0 {
+                return Ok(stats);
+            }
+            let mut wait = MAX_POLL_WAIT;
+            if let Some(at) = schedule.next_at() {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            if let Some(&(at, _, _)) = deadlines.front() {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            match poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for ev in events.iter() {
+                let slot = ev.token().0;
+                if ev.token() == CONNECTOR_WAKER {
+                    continue; // ends are taken at the top of the loop
+                }
+                let Some(Some(hs)) = slots.get_mut(slot) else {
+                    continue;
+                };
+                let step = advance_handshake(hs);
+                match step {
+                    Ok(None) => continue,
+                    Ok(Some(leftover)) => {
+                        let Some(mut hs) = slots[slot].take() else {
+                            continue;
+                        };
+                        free.push(slot);
+                        live -= 1;
+                        // Dropping it closes it (and removes it from epoll) anyway.
+                        let _ = poll.registry().deregister(&mut hs.stream);
+                        let w = hs.i % senders.len();
+                        let new = NewSession {
+                            stream: hs.stream,
+                            leftover,
+                            t0: Instant::now(),
+                            planned: hs.planned,
+                            plan: hs.plan,
+                        };
+                        match senders[w].send(new) {
+                            Ok(()) => {
+                                if let Err(e) = wakers[w].wake() {
+                                    eprintln!("warning: waking a stream worker: {e}");
+                                }
+                            }
+                            Err(_) => fail(
+                                &mut stats,
+                                schedule,
+                                WsFailure::new("io", format!("stream worker {w} has stopped")),
+                            ),
+                        }
+                    }
+                    Err(f) => {
+                        slots[slot] = None;
+                        free.push(slot);
+                        live -= 1;
+                        fail(&mut stats, schedule, f);
+                    }
                 }
             }
         }
@@ -434,6 +550,9 @@ struct Conn<'a> {
     /// The time of this session's live timer entry.
     timer_at: Option<Instant>,
     gen: u64,
+    /// Drop the connection at this time without a close frame; `true`:
+    /// with a TCP reset.
+    abort_at: Option<(Instant, bool)>,
 }
 
 /// What a worker lends a session for its turn.
@@ -611,6 +730,15 @@ impl<'a> Conn<'a> {
         if self.core.failed() || self.eof {
             return Step::Done;
         }
+        if let Some((at, rst)) = self.abort_at {
+            if now >= at && self.core.close_code.is_none() {
+                if rst {
+                    set_linger_zero(&self.stream);
+                }
+                self.core.abort();
+                return Step::Done;
+            }
+        }
         if now >= self.hard_deadline {
             self.core
                 .fail(WsFailure::new("timeout", "session did not finish in time"));
@@ -672,7 +800,33 @@ impl<'a> Conn<'a> {
         min(self.core.next_due(self.t0));
         min(self.blocked_since.map(|t| t + self.core.opts.timeout));
         min(self.core.wait_deadline());
+        min(self.abort_at.map(|a| a.0));
         at
+    }
+}
+
+/// `SO_LINGER` with a zero timeout: closing the socket then sends a TCP
+/// reset instead of a FIN. Best effort (a FIN is abrupt enough otherwise).
+fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `setsockopt` reads `size_of::<linger>()` bytes from a pointer
+    // to a valid local `linger`, on a descriptor this stream owns and keeps
+    // open for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        eprintln!("warning: SO_LINGER: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -691,6 +845,8 @@ struct Worker<'a> {
     rng: MaskRng,
     scratch: Vec<u8>,
     stats: StreamStats,
+    /// Tells the connector about each session's end (and wakes it).
+    ended: Option<(Sender<()>, Arc<Waker>)>,
 }
 
 impl<'a> Worker<'a> {
@@ -708,6 +864,7 @@ impl<'a> Worker<'a> {
             rng: MaskRng::new(seed),
             scratch: vec![0; READ_SCRATCH],
             stats: StreamStats::new(),
+            ended: None,
         }
     }
 
@@ -770,6 +927,9 @@ impl<'a> Worker<'a> {
     fn adopt(&mut self, new: NewSession) {
         let mut core = SessionCore::new(self.opts, self.map);
         core.started(new.t0, new.planned);
+        if let Some(length) = new.plan.length {
+            core.set_length(length);
+        }
         let mut stream = new.stream;
         let slot = self.free.pop().unwrap_or(self.conns.len());
         if let Err(e) = self
@@ -782,6 +942,7 @@ impl<'a> Worker<'a> {
             if slot < self.conns.len() {
                 self.free.push(slot);
             }
+            self.notify_end();
             return;
         }
         self.next_gen += 1;
@@ -802,6 +963,7 @@ impl<'a> Worker<'a> {
             eof: false,
             timer_at: None,
             gen: self.next_gen,
+            abort_at: new.plan.abort_after.map(|(d, rst)| (new.t0 + d, rst)),
         };
         if !new.leftover.is_empty() {
             conn.reader.push(&new.leftover);
@@ -875,6 +1037,17 @@ impl<'a> Worker<'a> {
         conn.core.finish(&mut self.stats);
         self.free.push(slot);
         self.live -= 1;
+        self.notify_end();
+    }
+
+    /// Reports a session's end to the connector, if it wants to know.
+    fn notify_end(&self) {
+        if let Some((tx, waker)) = &self.ended {
+            // The connector may have stopped opening sessions and returned.
+            if tx.send(()).is_ok() {
+                let _ = waker.wake();
+            }
+        }
     }
 }
 
