@@ -357,16 +357,14 @@ impl Conn {
         self.core
             .metrics
             .on_http_response(route, response.status, received_at.elapsed());
-        if response.status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(
-                core = self.core.core_id,
-                peer = %self.peer,
-                method = ?head.method,
-                path = %head.path,
-                status = response.status,
-                latency_us = received_at.elapsed().as_micros() as u64,
-                "request"
-            );
+        // The access log is at debug; server errors are worth a warning.
+        let latency_us = received_at.elapsed().as_micros() as u64;
+        if response.status >= 500 && response.status != 503 {
+            tracing::warn!(core = self.core.core_id, peer = %self.peer, method = ?head.method,
+                path = %head.path, status = response.status, latency_us, "request failed");
+        } else {
+            tracing::debug!(core = self.core.core_id, peer = %self.peer, method = ?head.method,
+                path = %head.path, status = response.status, latency_us, "request");
         }
         written
     }
