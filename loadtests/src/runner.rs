@@ -262,6 +262,61 @@ fn sleep_until(when: Instant, shared: &Shared) -> bool {
     }
 }
 
+/// A live "elapsed of expected" line on stderr for scenarios that run whole
+/// sessions (`stream`, `idle`), shown only when stdout is a terminal; it
+/// stops when dropped.
+pub struct TimeProgress {
+    bar: ProgressBar,
+    ticker: Option<thread::JoinHandle<()>>,
+    stop: std::sync::Arc<AtomicBool>,
+}
+
+impl TimeProgress {
+    pub fn start(label: &str, expected: Duration) -> TimeProgress {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        if !std::io::stdout().is_terminal() {
+            return TimeProgress {
+                bar: ProgressBar::hidden(),
+                ticker: None,
+                stop,
+            };
+        }
+        let bar = ProgressBar::with_draw_target(
+            Some(expected.as_millis() as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed:>4} of ~{msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!("{:.0}s {label}", expected.as_secs_f64()));
+        let (ticking, stopped) = (bar.clone(), std::sync::Arc::clone(&stop));
+        let started = Instant::now();
+        let ticker = thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                ticking.set_position(started.elapsed().as_millis() as u64);
+                thread::sleep(Duration::from_millis(200));
+            }
+        });
+        TimeProgress {
+            bar,
+            ticker: Some(ticker),
+            stop,
+        }
+    }
+}
+
+impl Drop for TimeProgress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
 fn progress_bar(cfg: &RunConfig) -> ProgressBar {
     if !cfg.progress || !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();

@@ -185,6 +185,10 @@ fn active_sessions(opts: &IdleOptions) -> Result<u64, String> {
 /// Runs the scenario once.
 pub fn run(opts: &IdleOptions) -> Result<IdleReport> {
     opts.validate()?;
+    let _progress = crate::runner::TimeProgress::start(
+        &format!("{} idle sessions", opts.sessions),
+        opts.ramp + opts.hold,
+    );
     let nofile = match sys::raise_nofile_limit() {
         Ok(n) => Some(n),
         Err(e) => {

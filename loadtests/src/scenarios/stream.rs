@@ -340,10 +340,15 @@ pub fn run(opts: &StreamOptions) -> Result<StreamReport> {
     let cpu = |pid: Option<u32>| sys::cpu_seconds(pid).ok();
     let own_before = cpu(None);
     let server_before = opts.server_pid.and_then(|p| cpu(Some(p)));
+    let progress = crate::runner::TimeProgress::start(
+        &format!("{} stream sessions", opts.sessions),
+        opts.ramp + opts.duration,
+    );
     let stats = match opts.driver {
         Driver::Threads => run_threads(opts)?,
         Driver::Mux => mux::run(opts)?,
     };
+    drop(progress);
     let delta = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(b), Some(a)) => Some((a - b).max(0.0)),
         _ => None,
