@@ -76,6 +76,10 @@ pub struct CoreContext {
     pub connections: Cell<usize>,
     /// The core's shard: its live streaming sessions by id.
     pub sessions: RefCell<HashMap<String, Rc<StreamCtx>>>,
+    /// Sessions whose finals wait for room in the model queue, retried by
+    /// one task per core.
+    pub finals_waiting: RefCell<Vec<Rc<StreamCtx>>>,
+    pub finals_waiting_wake: Notify,
 }
 
 impl CoreContext {
@@ -223,10 +227,13 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
         drain: DrainSignal::default(),
         connections: Cell::new(0),
         sessions: RefCell::new(HashMap::new()),
+        finals_waiting: RefCell::new(Vec::new()),
+        finals_waiting_wake: Notify::default(),
     });
     monoio::spawn(publish_metrics(Rc::clone(&core)));
     monoio::spawn(serve_inbox(Rc::clone(&core), inbox));
     monoio::spawn(sweep_idle_sessions(Rc::clone(&core)));
+    monoio::spawn(crate::ws::conn::retry_waiting_finals(Rc::clone(&core)));
     let _ = started.send(Ok(driver));
     tracing::info!(core = core_id, io_driver = driver.name(), "core accepting");
 

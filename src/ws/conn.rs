@@ -456,22 +456,46 @@ fn submit_jobs(ctx: &Rc<StreamCtx>) {
     }
 }
 
-/// Offer waiting finals again shortly, until the queue takes them. One
-/// retry task per session at most.
+/// Put the session on its core's list of sessions whose finals wait for room
+/// in the model queue (once). One task per core retries the whole list, so a
+/// full queue costs one wake-up per retry interval, not one per session.
 fn schedule_retry(ctx: &Rc<StreamCtx>) {
     if !ctx.session.borrow().has_finals_waiting() || ctx.retry_scheduled.replace(true) {
         return;
     }
-    let ctx = Rc::clone(ctx);
-    monoio::spawn(async move {
-        while ctx.session.borrow().has_finals_waiting() && !ctx.link.kill.is_triggered() {
-            monoio::time::sleep(Duration::from_millis(FINAL_RETRY_MS)).await;
-            submit_jobs(&ctx);
-            send_outputs(&ctx);
+    ctx.core.finals_waiting.borrow_mut().push(Rc::clone(ctx));
+    ctx.core.finals_waiting_wake.notify();
+}
+
+/// The core's retry task: while sessions wait, offer their finals to the
+/// queue every [`FINAL_RETRY_MS`], in the order they started waiting.
+pub async fn retry_waiting_finals(core: Rc<CoreContext>) {
+    loop {
+        let wake = core.finals_waiting_wake.notified();
+        let drained = core.drain.wait();
+        monoio::select! {
+            _ = wake => {},
+            // After the drain the list is still served until it is empty.
+            _ = drained => if core.finals_waiting.borrow().is_empty() { return },
         }
-        ctx.retry_scheduled.set(false);
-        pump(&ctx);
-    });
+        while !core.finals_waiting.borrow().is_empty() {
+            monoio::time::sleep(Duration::from_millis(FINAL_RETRY_MS)).await;
+            let waiting = std::mem::take(&mut *core.finals_waiting.borrow_mut());
+            for ctx in waiting {
+                if ctx.link.kill.is_triggered() {
+                    ctx.retry_scheduled.set(false);
+                    continue;
+                }
+                submit_jobs(&ctx);
+                if ctx.session.borrow().has_finals_waiting() {
+                    core.finals_waiting.borrow_mut().push(ctx);
+                } else {
+                    ctx.retry_scheduled.set(false);
+                    pump(&ctx);
+                }
+            }
+        }
+    }
 }
 
 fn send_outputs(ctx: &Rc<StreamCtx>) {

@@ -847,3 +847,44 @@ impl RawWs {
         (messages, None)
     }
 }
+
+#[test]
+fn a_full_model_queue_delays_finals_but_never_loses_them() {
+    // One slow worker and a queue of one: most finals are refused at first
+    // and must be retried until they get through.
+    let server = std::sync::Arc::new(Server::start(&[
+        "--model-workers",
+        "1",
+        "--model-queue-capacity",
+        "1",
+        "--mock-latency-ms",
+        "30",
+        "--cores",
+        "2",
+    ]));
+    let pcm = std::sync::Arc::new(fixture_pcm("two_utterances.wav"));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let server = std::sync::Arc::clone(&server);
+            let pcm = std::sync::Arc::clone(&pcm);
+            std::thread::spawn(move || {
+                let mut ws = Ws::connect(&server, "interim_results=false");
+                ws.stream_audio(&pcm, 3200);
+                ws.send_text(r#"{"type":"end"}"#);
+                ws.read_to_close()
+            })
+        })
+        .collect();
+    let mut warned = 0;
+    for client in clients {
+        let (messages, close) = client.join().expect("client");
+        assert_eq!(close, Some(1000), "{messages:#?}");
+        assert_ordered(&messages);
+        assert_eq!(finals(&messages).len(), 2, "{messages:#?}");
+        warned += messages
+            .iter()
+            .filter(|m| m["code"] == "overloaded")
+            .count();
+    }
+    assert!(warned >= 1, "a full queue is announced with `overloaded`");
+}
