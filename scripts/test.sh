@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property and integration
 # tests of every workspace member. This is the command the README names and
-# .ci/run calls.
+# .ci/run calls. It ends with one line totalling every test binary's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features transcription-service/fault-injection -- -D warnings
+
 # fault-injection: test-only inputs that make a handler or session panic.
-cargo test --workspace --features transcription-service/fault-injection
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --features transcription-service/fault-injection 2>&1 | tee "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
