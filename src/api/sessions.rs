@@ -205,7 +205,7 @@ struct Quantiles {
 impl Quantiles {
     /// Milliseconds from a microsecond histogram (zeros when empty).
     fn of(histogram: &Histogram<u64>) -> Quantiles {
-        let ms = |micros: u64| (micros as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        let ms = |micros: u64| micros as f64 / 1000.0;
         if histogram.is_empty() {
             return Quantiles {
                 p50: 0.0,
