@@ -53,6 +53,14 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_MAX_SESSIONS", default_value_t = 1000)]
     pub max_sessions: usize,
 
+    /// Concurrent streaming sessions from one client IP address; over it a new one is refused with session_limit_exceeded (1013) [default: 0, no per-address limit].
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSIONS_PER_PEER", default_value_t = 0)]
+    pub max_sessions_per_peer: usize,
+
+    /// Longest a streaming session may last, in seconds; then it ends with reason max_duration (close 1000) [default: 0, no limit].
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSION_SECONDS", default_value_t = 0)]
+    pub max_session_seconds: u64,
+
     /// Seconds without audio or keepalive after which a session is closed.
     #[arg(
         long,
@@ -100,6 +108,14 @@ pub struct Config {
     /// Milliseconds a client has to send a complete request head, and the longest pause allowed while it sends a body (408 after it).
     #[arg(long, env = "TRANSCRIBE_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub read_timeout_ms: u64,
+
+    /// Milliseconds a response may take to be written to a client that does not read it; the connection is closed after it.
+    #[arg(long, env = "TRANSCRIBE_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+
+    /// Browser origins allowed to call the API, comma-separated (`https://app.example.com`), or `*` for any [default: none, CORS off].
+    #[arg(long, env = "TRANSCRIBE_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
 
     /// Seconds an idle keep-alive connection is kept open.
     #[arg(
@@ -174,6 +190,10 @@ pub struct Settings {
     pub model_workers: usize,
     pub model_queue_capacity: usize,
     pub max_sessions: usize,
+    /// Concurrent sessions from one IP address; `None` is no limit.
+    pub max_sessions_per_peer: Option<usize>,
+    /// Longest session; `None` is no limit.
+    pub max_session_duration: Option<Duration>,
     pub session_idle_timeout: Duration,
     pub session_cleanup_interval: Duration,
     pub body_bytes_max: usize,
@@ -182,7 +202,9 @@ pub struct Settings {
     pub ws_outbound_messages_max: usize,
     pub slow_consumer_timeout: Duration,
     pub read_timeout: Duration,
+    pub write_timeout: Duration,
     pub keepalive_timeout: Duration,
+    pub cors: CorsOrigins,
     pub vad_mode: u8,
     pub vad_hangover_ms: u32,
     pub max_segment_ms: u32,
@@ -195,6 +217,34 @@ pub struct Settings {
     pub log_level: String,
     pub shutdown_grace: Duration,
     pub uring: UringSettings,
+}
+
+/// Which browser origins may call the API (CORS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers at all; preflights get 405 like any unknown method.
+    Off,
+    /// Any origin (`*`).
+    Any,
+    /// Exactly these origins (scheme://host[:port], compared byte for byte).
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Whether CORS is on at all.
+    pub fn is_on(&self) -> bool {
+        !matches!(self, CorsOrigins::Off)
+    }
+
+    /// The value of `Access-Control-Allow-Origin` for a request from
+    /// `origin`, or `None` when that origin is not allowed.
+    pub fn allow<'a>(&'a self, origin: &'a str) -> Option<&'a str> {
+        match self {
+            CorsOrigins::Off => None,
+            CorsOrigins::Any => Some("*"),
+            CorsOrigins::List(origins) => origins.iter().any(|o| o == origin).then_some(origin),
+        }
+    }
 }
 
 /// How each core's io_uring is set up.
@@ -282,6 +332,15 @@ impl Config {
             "--read-timeout-ms must be at least 10",
         )?;
         check(
+            self.write_timeout_ms >= 10,
+            "--write-timeout-ms must be at least 10",
+        )?;
+        check(
+            self.max_session_seconds <= 7 * 24 * 3600,
+            "--max-session-seconds must be at most 604800 (a week)",
+        )?;
+        let cors = cors_origins(&self.cors_allow_origins)?;
+        check(
             self.keepalive_timeout_seconds >= 1,
             "--keepalive-timeout-seconds must be at least 1",
         )?;
@@ -354,6 +413,10 @@ impl Config {
             model_workers,
             model_queue_capacity: self.model_queue_capacity,
             max_sessions: self.max_sessions,
+            max_sessions_per_peer: (self.max_sessions_per_peer > 0)
+                .then_some(self.max_sessions_per_peer),
+            max_session_duration: (self.max_session_seconds > 0)
+                .then(|| Duration::from_secs(self.max_session_seconds)),
             session_idle_timeout: Duration::from_secs(self.session_idle_timeout_seconds),
             session_cleanup_interval: Duration::from_secs(self.session_cleanup_interval_seconds),
             body_bytes_max: self.max_body_bytes,
@@ -362,6 +425,8 @@ impl Config {
             ws_outbound_messages_max: self.ws_outbound_messages_max,
             slow_consumer_timeout: Duration::from_millis(self.slow_consumer_timeout_ms),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            cors,
             keepalive_timeout: Duration::from_secs(self.keepalive_timeout_seconds),
             vad_mode: self.vad_mode,
             vad_hangover_ms: self.vad_hangover_ms,
@@ -382,6 +447,47 @@ impl Config {
             },
         })
     }
+}
+
+/// Parse `--cors-allow-origins`: empty is off, `*` alone is any origin,
+/// otherwise each entry must be an origin (`scheme://host[:port]`, no path).
+fn cors_origins(given: &[String]) -> Result<CorsOrigins, String> {
+    let origins: Vec<&str> = given
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(CorsOrigins::Off);
+    }
+    if origins.contains(&"*") {
+        check(
+            origins.len() == 1,
+            "--cors-allow-origins: `*` cannot be combined with other origins",
+        )?;
+        return Ok(CorsOrigins::Any);
+    }
+    for origin in &origins {
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && !host.contains('/')
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+        check(
+            valid,
+            format!(
+                "--cors-allow-origins: {origin:?} is not an origin like https://app.example.com"
+            ),
+        )?;
+    }
+    Ok(CorsOrigins::List(
+        origins.into_iter().map(str::to_string).collect(),
+    ))
 }
 
 fn check(ok: bool, message: impl Into<String>) -> Result<(), String> {
@@ -422,11 +528,64 @@ mod tests {
             (&["--mock-rtf=-1"], "--mock-rtf"),
             (&["--max-segment-seconds", "0.5"], "--max-segment-seconds"),
             (&["--api-key", "has space"], "--api-key"),
+            (
+                &["--cors-allow-origins", "*,https://a.example"],
+                "--cors-allow-origins",
+            ),
+            (
+                &["--cors-allow-origins", "https://a.example/path"],
+                "--cors-allow-origins",
+            ),
+            (
+                &["--cors-allow-origins", "a.example"],
+                "--cors-allow-origins",
+            ),
+            (&["--write-timeout-ms", "0"], "--write-timeout-ms"),
+            (
+                &["--max-session-seconds", "999999999"],
+                "--max-session-seconds",
+            ),
         ];
         for (args, flag) in cases {
             let err = parse(args).validate(2).expect_err("must be refused");
             assert!(err.contains(flag), "{err:?} should name {flag}");
         }
+    }
+
+    #[test]
+    fn limits_that_are_off_by_default_turn_on_with_a_value() {
+        let settings = parse(&[]).validate(2).expect("defaults are valid");
+        assert_eq!(settings.max_sessions_per_peer, None);
+        assert_eq!(settings.max_session_duration, None);
+        assert_eq!(settings.cors, CorsOrigins::Off);
+        let settings = parse(&[
+            "--max-sessions-per-peer",
+            "3",
+            "--max-session-seconds",
+            "60",
+            "--cors-allow-origins",
+            "https://a.example, http://localhost:3000",
+        ])
+        .validate(2)
+        .expect("valid");
+        assert_eq!(settings.max_sessions_per_peer, Some(3));
+        assert_eq!(settings.max_session_duration, Some(Duration::from_secs(60)));
+        assert_eq!(
+            settings.cors,
+            CorsOrigins::List(vec![
+                "https://a.example".to_string(),
+                "http://localhost:3000".to_string()
+            ])
+        );
+        assert_eq!(
+            settings.cors.allow("https://a.example"),
+            Some("https://a.example")
+        );
+        assert_eq!(settings.cors.allow("https://evil.example"), None);
+        let any = parse(&["--cors-allow-origins", "*"])
+            .validate(2)
+            .expect("valid");
+        assert_eq!(any.cors.allow("https://whoever.example"), Some("*"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn prometheus(core: &CoreContext) -> Response {
         model_queue_depth: shared.to_pool.queue_depth(),
         model_queue_capacity: shared.to_pool.queue_capacity(),
         model_jobs_in_flight: shared.to_pool.in_flight(),
+        model_worker_restarts: shared.to_pool.worker_restarts(),
         uptime_seconds: shared.started_at.elapsed().as_secs_f64(),
     };
     let text = prometheus::render(&shared.metrics.latest(), &levels);

@@ -124,19 +124,7 @@ const SESSION_METHODS: (&[Method], &str) = (&[Method::Get, Method::Delete], "GET
 /// The finished answer: `404 not_found` for an unknown path, `405
 /// method_not_allowed` with `Allow` for a known path and another method.
 pub fn route(head: &RequestHead) -> Result<Route, Response> {
-    let found = ROUTES
-        .iter()
-        .find(|(path, ..)| *path == head.path)
-        .map(|(_, methods, allow, route)| (*methods, *allow, *route))
-        .or_else(|| {
-            let id = head.path.strip_prefix("/v1/sessions/")?;
-            (!id.is_empty() && !id.contains('/')).then_some((
-                SESSION_METHODS.0,
-                SESSION_METHODS.1,
-                Route::Session,
-            ))
-        });
-    let Some((methods, allow, route)) = found else {
+    let Some((methods, allow, route)) = lookup(&head.path) else {
         return Err(Response::error(&ApiError::new(
             ErrorKind::NotFound,
             format!("no endpoint at {}", truncate(&head.path, 128)),
@@ -151,6 +139,34 @@ pub fn route(head: &RequestHead) -> Result<Route, Response> {
         ))
         .header("Allow", allow))
     }
+}
+
+/// The methods a path accepts (and their `Allow` list) and its route.
+fn lookup(path: &str) -> Option<(&'static [Method], &'static str, Route)> {
+    ROUTES
+        .iter()
+        .find(|(known, ..)| *known == path)
+        .map(|(_, methods, allow, route)| (*methods, *allow, *route))
+        .or_else(|| {
+            let id = path.strip_prefix("/v1/sessions/")?;
+            (!id.is_empty() && !id.contains('/')).then_some((
+                SESSION_METHODS.0,
+                SESSION_METHODS.1,
+                Route::Session,
+            ))
+        })
+}
+
+/// The answer to a CORS preflight for a known path, or `None` when `head`
+/// is not a preflight (CORS off, or not the preflight form) or the path is
+/// unknown (then the router's 404 answers it).
+pub fn preflight(core: &CoreContext, head: &RequestHead) -> Option<Response> {
+    let cors = &core.shared.settings.cors;
+    if !crate::http::cors::is_preflight(cors, head) {
+        return None;
+    }
+    let (_, allow, _) = lookup(&head.path)?;
+    Some(crate::http::cors::preflight(cors, head, allow))
 }
 
 /// Check the key a route needs. Keys are compared in constant time and never

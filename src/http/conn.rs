@@ -12,7 +12,8 @@
 //! `keepalive_timeout`; a request whose head is not complete within
 //! `read_timeout` of its first byte, or whose body pauses longer than
 //! `read_timeout` (or takes longer than [`BODY_DEADLINE_MS`] in all), is
-//! answered `408` and closed.
+//! answered `408` and closed. A response the client does not take within
+//! `write_timeout` closes the connection (counted as a write timeout).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -23,6 +24,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::body::{BodyError, ChunkedDecoder};
+use super::cors;
 use super::head::{parse_head, BodyFraming, Method, RequestHead};
 use super::response::Response;
 use super::Request;
@@ -100,10 +102,25 @@ impl Conn {
                 Ok(head) => head,
                 Err(Stop::Quiet) => return None,
                 Err(Stop::Answer(error)) => {
-                    self.answer_and_close(&error, "error", Instant::now()).await;
+                    self.answer_and_close(None, &error, "error", Instant::now())
+                        .await;
                     return None;
                 }
             };
+            if let Some(response) = crate::api::preflight(&self.core, &head) {
+                // A preflight carries no body; if one was announced anyway
+                // its framing is unknown, so the connection closes after.
+                let close = head.has_body() || !head.keep_alive;
+                if !self
+                    .respond(&head, response, close, "preflight", received_at)
+                    .await
+                    || close
+                {
+                    self.linger().await;
+                    return None;
+                }
+                continue;
+            }
             let route = crate::api::route(&head);
             let route = match route {
                 Ok(route) => route,
@@ -123,7 +140,7 @@ impl Conn {
                 }
             };
             if let Err(error) = crate::api::authorize(&self.core, &head, route) {
-                self.answer_and_close(&error, route.label(), received_at)
+                self.answer_and_close(Some(&head), &error, route.label(), received_at)
                     .await;
                 return None;
             }
@@ -134,7 +151,7 @@ impl Conn {
                 Ok(body) => body,
                 Err(Stop::Quiet) => return None,
                 Err(Stop::Answer(error)) => {
-                    self.answer_and_close(&error, route.label(), received_at)
+                    self.answer_and_close(Some(&head), &error, route.label(), received_at)
                         .await;
                     return None;
                 }
@@ -352,6 +369,12 @@ impl Conn {
         // While draining, requests already received (pipelined) are still
         // answered; the connection closes once none is left.
         let close = close || (self.core.drain.is_triggered() && self.buf.is_empty());
+        let cors = &self.core.shared.settings.cors;
+        let response = if cors::is_preflight(cors, head) {
+            response
+        } else {
+            cors::decorate(cors, head, response)
+        };
         response.write_to(&mut self.out, !close, head.method == Method::Head);
         let written = self.write_out().await;
         self.core
@@ -372,11 +395,15 @@ impl Conn {
     /// Answer an error that ends the connection, then close it gently.
     async fn answer_and_close(
         &mut self,
+        head: Option<&RequestHead>,
         error: &ApiError,
         route: &'static str,
         received_at: Instant,
     ) {
-        let response = Response::error(error);
+        let mut response = Response::error(error);
+        if let Some(head) = head {
+            response = cors::decorate(&self.core.shared.settings.cors, head, response);
+        }
         response.write_to(&mut self.out, false, false);
         if self.write_out().await {
             self.core
@@ -387,11 +414,23 @@ impl Conn {
         }
     }
 
+    /// Write `self.out` within the write timeout. Returns false if the write
+    /// failed or the client did not take the bytes in time (a client that
+    /// never reads cannot hold the connection); the caller then closes.
     async fn write_out(&mut self) -> bool {
         let out = std::mem::take(&mut self.out);
-        let (result, out) = self.stream.write_all(out).await;
-        self.out = out;
-        result.is_ok()
+        let write_timeout = self.core.shared.settings.write_timeout;
+        match monoio::time::timeout(write_timeout, self.stream.write_all(out)).await {
+            Ok((result, out)) => {
+                self.out = out;
+                result.is_ok()
+            }
+            Err(_elapsed) => {
+                self.core.metrics.count(|c| c.write_timeouts += 1);
+                tracing::debug!(core = self.core.core_id, peer = %self.peer, "response not taken within the write timeout; closing");
+                false
+            }
+        }
     }
 
     /// Half-close and discard what the client still sends for a moment, so a

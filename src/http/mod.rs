@@ -5,11 +5,13 @@
 //! reads the body ([`body`]: `Content-Length` or chunked) within the limits,
 //! hands a complete [`Request`] to the router in [`crate::api`], and writes the
 //! [`response::Response`] back, in order, for keep-alive and pipelined
-//! requests alike. [`multipart`] parses `multipart/form-data` bodies. Nothing
+//! requests alike. [`multipart`] parses `multipart/form-data` bodies; [`cors`] answers
+//! preflights and grants browser origins. Nothing
 //! above this module sees socket bytes.
 
 pub mod body;
 pub mod conn;
+pub mod cors;
 pub mod head;
 pub mod multipart;
 pub mod query;

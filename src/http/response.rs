@@ -76,14 +76,21 @@ impl Response {
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
-            "HTTP/1.1 {} {}\r\nServer: transcription-service/{}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {} {}\r\nServer: transcription-service/{}\r\nDate: {}\r\n",
             self.status,
             reason_phrase(self.status),
             crate::VERSION,
             httpdate::fmt_http_date(SystemTime::now()),
-            self.content_type,
-            self.body.len(),
         );
+        // A 204 has neither a body nor the headers that describe one.
+        if self.status != 204 {
+            let _ = write!(
+                out,
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
+                self.body.len()
+            );
+        }
         for (name, value) in &self.headers {
             let _ = write!(out, "{name}: {value}\r\n");
         }
@@ -91,7 +98,7 @@ impl Response {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only {
+        if !head_only && self.status != 204 {
             out.extend_from_slice(&self.body);
         }
     }

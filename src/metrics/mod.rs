@@ -36,8 +36,10 @@ pub struct Counters {
     pub model_job_failures: u64,
     pub model_queue_full: u64,
     pub sessions_created: u64,
-    /// Sessions refused at the session limit.
+    /// Sessions refused at a session limit (global or per address).
     pub sessions_rejected: u64,
+    /// Of those, refused at the per-address limit.
+    pub sessions_rejected_per_peer: u64,
     /// Closed sessions by `session_end` reason.
     pub sessions_closed: BTreeMap<&'static str, u64>,
     pub stream_audio_bytes: u64,
@@ -54,6 +56,8 @@ pub struct Counters {
     pub reactor_stalls: u64,
     /// Panics caught at a task or request boundary.
     pub task_panics: u64,
+    /// HTTP connections closed because the client did not take a response.
+    pub write_timeouts: u64,
 }
 
 impl Counters {
@@ -70,6 +74,7 @@ impl Counters {
         self.model_queue_full += other.model_queue_full;
         self.sessions_created += other.sessions_created;
         self.sessions_rejected += other.sessions_rejected;
+        self.sessions_rejected_per_peer += other.sessions_rejected_per_peer;
         for (reason, count) in &other.sessions_closed {
             *self.sessions_closed.entry(reason).or_default() += count;
         }
@@ -84,6 +89,7 @@ impl Counters {
         self.idle_timeouts += other.idle_timeouts;
         self.reactor_stalls += other.reactor_stalls;
         self.task_panics += other.task_panics;
+        self.write_timeouts += other.write_timeouts;
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Levels {
     pub model_queue_depth: usize,
     pub model_queue_capacity: usize,
     pub model_jobs_in_flight: usize,
+    /// A counter kept by the pool, not by the cores.
+    pub model_worker_restarts: u64,
     pub uptime_seconds: f64,
 }
 
@@ -49,7 +51,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             *count as f64,
         );
     }
-    let simple_counters: [(&str, &str, f64); 18] = [
+    let simple_counters: [(&str, &str, f64); 21] = [
         (
             "transcribe_connections_accepted_total",
             "TCP connections accepted.",
@@ -139,6 +141,21 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             "transcribe_task_panics_total",
             "Panics caught at a request or task boundary (bugs; the core goes on).",
             c.task_panics as f64,
+        ),
+        (
+            "transcribe_write_timeouts_total",
+            "HTTP connections closed because the client did not take a response in time.",
+            c.write_timeouts as f64,
+        ),
+        (
+            "transcribe_model_worker_restarts_total",
+            "Model workers that replaced their engine after it panicked.",
+            levels.model_worker_restarts as f64,
+        ),
+        (
+            "transcribe_sessions_rejected_per_peer_total",
+            "Streaming sessions refused at the per-address limit (also in transcribe_sessions_rejected_total).",
+            c.sessions_rejected_per_peer as f64,
         ),
     ];
     for (name, help, value) in simple_counters {

@@ -20,6 +20,12 @@ pub const VOCABULARY: [&str; 26] = [
 /// The speaking rate the mock pretends to hear.
 pub const WORDS_PER_SECOND: f64 = 2.5;
 
+/// In builds with the `fault-injection` feature (tests only), a job with this
+/// language hint makes the engine panic, to prove the worker is replaced and
+/// only that job fails.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_INJECTION_LANGUAGE: &str = "xx-panic";
+
 /// The mock model: configuration only, no weights.
 #[derive(Debug, Clone, Copy)]
 pub struct MockModel {
@@ -44,8 +50,14 @@ impl ModelWorker for MockModel {
         &mut self,
         samples: &[i16],
         sample_rate: u32,
-        _options: &TranscribeOptions,
+        options: &TranscribeOptions,
     ) -> Result<Transcript, EngineError> {
+        #[cfg(feature = "fault-injection")]
+        if options.language.as_deref() == Some(FAULT_INJECTION_LANGUAGE) {
+            panic!("injected engine fault (test build)");
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = options;
         if sample_rate == 0 {
             return Err(EngineError::InvalidAudio("sample rate 0".into()));
         }

@@ -6,10 +6,13 @@
 //! core that submitted it and a [`Reply`] that delivers the [`JobOutcome`]
 //! back to that core and wakes its runtime (a `futures` oneshot, which monoio's
 //! `sync` feature lets a foreign thread wake). A panic inside the engine is
-//! caught at the job boundary and answered as a failed job; the worker goes on.
+//! caught at the job boundary and answered as a failed job (batch: 500
+//! `internal`; stream: an `internal` error for that segment); the worker then
+//! replaces its engine state, which the panic may have left half-updated,
+//! with a fresh one from the model, and goes on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -93,6 +96,7 @@ pub enum SubmitError {
 pub struct ToPool {
     sender: Sender<Job>,
     in_flight: Arc<AtomicUsize>,
+    restarts: Arc<AtomicU64>,
 }
 
 impl ToPool {
@@ -121,6 +125,11 @@ impl ToPool {
     /// Jobs a worker is running right now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Workers that replaced their engine after it panicked, since start.
+    pub fn worker_restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// Whether a new job would be refused right now.
@@ -152,22 +161,33 @@ impl ModelPool {
         assert!(workers >= 1 && queue_capacity >= 1);
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue_capacity);
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let restarts = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let mut handles = Vec::with_capacity(workers);
         for index in 0..workers {
             let engine = model
                 .new_worker()
                 .map_err(|error| anyhow::anyhow!("model worker {index}: {error}"))?;
+            let worker = Worker {
+                index,
+                model: Arc::clone(&model),
+                engine: Some(engine),
+                in_flight: Arc::clone(&in_flight),
+                restarts: Arc::clone(&restarts),
+            };
             let receiver = receiver.clone();
             let stopped = stopped.clone();
-            let in_flight = Arc::clone(&in_flight);
             let handle = std::thread::Builder::new()
                 .name(format!("model-worker-{index}"))
-                .spawn(move || worker_run(engine, receiver, stopped, in_flight))?;
+                .spawn(move || worker.run(receiver, stopped))?;
             handles.push(handle);
         }
         Ok(ModelPool {
-            to_pool: ToPool { sender, in_flight },
+            to_pool: ToPool {
+                sender,
+                in_flight,
+                restarts,
+            },
             workers: handles,
             stop,
         })
@@ -191,53 +211,111 @@ impl ModelPool {
     }
 }
 
-fn worker_run(
-    mut engine: Box<dyn ModelWorker>,
-    jobs: Receiver<Job>,
-    stopped: Receiver<()>,
+/// One worker thread's state.
+struct Worker {
+    index: usize,
+    /// Where a fresh engine comes from after a panic.
+    model: Arc<dyn SpeechModel>,
+    /// `None` only while a replacement could not be made (every job then
+    /// fails until one can).
+    engine: Option<Box<dyn ModelWorker>>,
     in_flight: Arc<AtomicUsize>,
-) {
-    loop {
-        crossbeam_channel::select! {
-            recv(jobs) -> job => match job {
-                Ok(job) => worker_run_one(engine.as_mut(), job, &in_flight),
-                Err(_) => return,
-            },
-            recv(stopped) -> _ => {
-                // Stopping: finish what is queued, then exit.
-                while let Ok(job) = jobs.try_recv() {
-                    worker_run_one(engine.as_mut(), job, &in_flight);
+    restarts: Arc<AtomicU64>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Job>, stopped: Receiver<()>) {
+        loop {
+            crossbeam_channel::select! {
+                recv(jobs) -> job => match job {
+                    Ok(job) => self.run_one(job),
+                    Err(_) => return,
+                },
+                recv(stopped) -> _ => {
+                    // Stopping: finish what is queued, then exit.
+                    while let Ok(job) = jobs.try_recv() {
+                        self.run_one(job);
+                    }
+                    return;
                 }
-                return;
             }
         }
     }
-}
 
-fn worker_run_one(engine: &mut dyn ModelWorker, job: Job, in_flight: &AtomicUsize) {
-    in_flight.fetch_add(1, Ordering::Relaxed);
-    let outcome = worker_run_job(engine, &job);
-    in_flight.fetch_sub(1, Ordering::Relaxed);
-    // The submitter may have gone away (client disconnected); then the
-    // outcome is simply dropped.
-    let _ = job.reply.send(outcome);
-}
+    fn run_one(&mut self, job: Job) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.run_job(&job);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // The submitter may have gone away (client disconnected); then the
+        // outcome is simply dropped.
+        let _ = job.reply.send(outcome);
+    }
 
-fn worker_run_job(engine: &mut dyn ModelWorker, job: &Job) -> JobOutcome {
-    let started = Instant::now();
-    let queue_wait = started.saturating_duration_since(job.enqueued_at);
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        engine.transcribe(&job.samples, job.sample_rate, &job.options)
-    }))
-    .unwrap_or_else(|panic| {
-        let message = crate::core::unwind::panic_message(panic.as_ref());
-        tracing::error!(core = job.core_id, %message, "model engine panicked on a job");
-        Err(EngineError::Failed(format!("engine panicked: {message}")))
-    });
-    JobOutcome {
-        result,
-        queue_wait,
-        model_time: started.elapsed(),
+    fn run_job(&mut self, job: &Job) -> JobOutcome {
+        let started = Instant::now();
+        let queue_wait = started.saturating_duration_since(job.enqueued_at);
+        let result = match self.engine.as_mut() {
+            None => self.replace_engine().and_then(|()| self.transcribe(job)),
+            Some(_) => self.transcribe(job),
+        };
+        JobOutcome {
+            result,
+            queue_wait,
+            model_time: started.elapsed(),
+        }
+    }
+
+    /// Run the engine on a job; a panic fails the job and replaces the engine.
+    fn transcribe(&mut self, job: &Job) -> Result<Transcript, EngineError> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Err(EngineError::Failed("no engine".into()));
+        };
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            engine.transcribe(&job.samples, job.sample_rate, &job.options)
+        }));
+        ran.unwrap_or_else(|panic| {
+            let message = crate::core::unwind::panic_message(panic.as_ref());
+            tracing::error!(worker = self.index, core = job.core_id, %message,
+                "model engine panicked on a job; replacing the worker's engine");
+            self.discard_engine();
+            // The job is answered with the panic whatever the replacement does.
+            let _ = self.replace_engine();
+            Err(EngineError::Failed(format!("engine panicked: {message}")))
+        })
+    }
+
+    /// Drop the engine state a panic may have left inconsistent. Its own
+    /// destructor may panic too; that is caught and logged.
+    fn discard_engine(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(engine))) {
+                let message = crate::core::unwind::panic_message(panic.as_ref());
+                tracing::error!(worker = self.index, %message, "dropping a failed engine panicked");
+            }
+        }
+    }
+
+    /// Make a fresh engine for this worker and count the replacement.
+    fn replace_engine(&mut self) -> Result<(), EngineError> {
+        let model = Arc::clone(&self.model);
+        let made = catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
+            let message = crate::core::unwind::panic_message(panic.as_ref());
+            Err(EngineError::Failed(format!(
+                "engine set-up panicked: {message}"
+            )))
+        });
+        match made {
+            Ok(engine) => {
+                self.engine = Some(engine);
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(worker = self.index, %error,
+                    "could not replace the worker's engine; the next job tries again");
+                Err(error)
+            }
+        }
     }
 }
 
@@ -297,6 +375,73 @@ mod tests {
         for receiver in receivers {
             assert!(futures_executor_block_on(receiver).is_ok());
         }
+    }
+
+    /// An engine that panics on a job whose first sample is 42, and counts
+    /// how many engines were made.
+    struct Fragile {
+        made: Arc<AtomicUsize>,
+    }
+
+    struct FragileWorker;
+
+    impl SpeechModel for Fragile {
+        fn name(&self) -> &'static str {
+            "fragile"
+        }
+
+        fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError> {
+            self.made.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(FragileWorker))
+        }
+    }
+
+    impl ModelWorker for FragileWorker {
+        fn transcribe(
+            &mut self,
+            samples: &[i16],
+            _sample_rate: u32,
+            _options: &TranscribeOptions,
+        ) -> Result<Transcript, EngineError> {
+            assert_ne!(samples.first(), Some(&42), "poisoned job");
+            Ok(Transcript::default())
+        }
+    }
+
+    #[test]
+    fn a_panicking_engine_fails_its_job_and_is_replaced() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let model = Arc::new(Fragile {
+            made: Arc::clone(&made),
+        });
+        let pool = ModelPool::start(model, 1, 8).expect("pool starts");
+        let to_pool = pool.to_pool();
+        let submit = |first: i16| {
+            let (job, receiver) = Job::new(
+                0,
+                JobKind::Batch,
+                vec![first; 160],
+                16_000,
+                Default::default(),
+            );
+            to_pool.try_submit(job).expect("queued");
+            futures_executor_block_on(receiver).expect("answered")
+        };
+        assert!(submit(1).result.is_ok());
+        let failed = submit(42).result.expect_err("the poisoned job fails");
+        assert!(matches!(failed, EngineError::Failed(ref m) if m.contains("poisoned job")));
+        assert!(
+            submit(1).result.is_ok(),
+            "the next job runs on a fresh engine"
+        );
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "one engine at start, one replacement"
+        );
+        assert_eq!(to_pool.worker_restarts(), 1);
+        drop(to_pool);
+        pool.join();
     }
 
     /// A minimal blocking wait for a oneshot, so the tests need no executor.

@@ -42,6 +42,8 @@ pub struct ServerShared {
     pub draining: AtomicBool,
     /// Live streaming sessions across all cores (the session limit's count).
     pub active_sessions: AtomicUsize,
+    /// Live sessions per client address (used when `max_sessions_per_peer` is set).
+    pub peer_sessions: crate::ws::permit::PeerCounts,
     /// Live sessions by state: created, active, closing.
     pub sessions_by_state: [AtomicUsize; 3],
     /// Each core's inbox, indexed by core id, for cross-core requests.
@@ -97,6 +99,7 @@ impl Server {
             io_driver: OnceLock::new(),
             draining: AtomicBool::new(false),
             active_sessions: AtomicUsize::new(0),
+            peer_sessions: Default::default(),
             sessions_by_state: Default::default(),
             core_inboxes,
             metrics: aggregator.handle(),

@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use monoio::io::{
@@ -25,7 +25,7 @@ use super::protocol::{ServerMessage, StreamParams};
 use super::session::{EndReason, JobRequest, Output, Session, SessionConfig, SessionState};
 use super::transport::{Backlog, Link};
 use crate::core::unwind::catch_unwind_future;
-use crate::core::{CoreContext, Notify};
+use crate::core::{CoreContext, DrainSignal, Notify};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, SubmitError};
@@ -138,16 +138,25 @@ pub async fn serve(
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(write_loop(Rc::clone(&link), writer));
 
-    let Some(permit) = SessionPermit::acquire(&core.shared) else {
-        core.metrics.count(|c| c.sessions_rejected += 1);
-        refuse(
-            &link,
-            WsErrorKind::SessionLimitExceeded,
-            "the server is at its session limit; retry later".into(),
-        );
-        finish(&link, reader).await;
-        let _ = writer.await;
-        return;
+    let permit = match SessionPermit::acquire(&core.shared, peer.ip()) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            core.metrics.count(|c| {
+                c.sessions_rejected += 1;
+                if refusal == super::permit::Refusal::PeerFull {
+                    c.sessions_rejected_per_peer += 1;
+                }
+            });
+            tracing::debug!(core = core.core_id, %peer, ?refusal, "session refused");
+            refuse(
+                &link,
+                WsErrorKind::SessionLimitExceeded,
+                refusal.message().into(),
+            );
+            finish(&link, reader).await;
+            let _ = writer.await;
+            return;
+        }
     };
     let mut params = StreamParams::new(settings.vad_mode);
     if let Err(message) = params.apply_query(query.as_deref()) {
@@ -185,6 +194,14 @@ pub async fn serve(
         ctx.end(EndReason::ServerShutdown);
     }
     sync_gauges(&ctx);
+    let session_over = DrainSignal::default();
+    if let Some(limit) = settings.max_session_duration {
+        monoio::spawn(end_at_max_duration(
+            Rc::downgrade(&ctx),
+            limit,
+            session_over.clone(),
+        ));
+    }
 
     // A bug reached by this session closes it with `internal` (1011); the
     // core and its other sessions go on.
@@ -213,9 +230,25 @@ pub async fn serve(
     });
     tracing::debug!(core = core.core_id, session_id = %id, reason = reason.name(), "session closed");
     drop(permit);
+    session_over.trigger();
     link.reader_done.set(true);
     link.writer_wake.notify();
     let _ = writer.await;
+}
+
+/// End the session with `max_duration` once it has lasted `limit`, unless
+/// it is over before (`session_over`). Holds the session only weakly.
+async fn end_at_max_duration(ctx: Weak<StreamCtx>, limit: Duration, session_over: DrainSignal) {
+    let over = session_over.wait();
+    monoio::select! {
+        _ = monoio::time::sleep(limit) => {
+            if let Some(ctx) = ctx.upgrade() {
+                tracing::debug!(core = ctx.core.core_id, session_id = %ctx.session.borrow().id(), "session reached its maximum duration");
+                ctx.end(EndReason::MaxDuration);
+            }
+        },
+        _ = over => {},
+    }
 }
 
 /// Refuse a session before it starts: an error, then the close frame.

@@ -9,6 +9,8 @@
 //! - `faults` (with the `fault-injection` feature): panics cost one request
 //!   or session, never the core.
 //! - `observability`: the Prometheus exposition, parsed strictly.
+//! - `hardening`: per-address and duration limits, CORS, write and handshake
+//!   timeouts, shutdown in the middle of many streams.
 //! - `streaming`: the WebSocket protocol, sessions, limits, operators.
 //! - `lifecycle`: configuration refusals, port in use, health and readiness,
 //!   the I/O driver, graceful shutdown.
@@ -18,6 +20,7 @@ mod support;
 mod batch;
 #[cfg(feature = "fault-injection")]
 mod faults;
+mod hardening;
 mod http_protocol;
 mod lifecycle;
 mod observability;

@@ -244,7 +244,16 @@ pub fn post(
 
 /// Any method with a real client.
 pub fn request(server: &Server, method: &str, path: &str) -> Reply {
-    into_reply(agent().request(method, &server.url(path)).call())
+    request_with(server, method, path, &[])
+}
+
+/// Any method with extra headers and no body.
+pub fn request_with(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = agent().request(method, &server.url(path));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    into_reply(request.call())
 }
 
 /// A multipart/form-data body as OpenAI SDKs and curl send it.
@@ -282,6 +291,14 @@ impl Raw {
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
             .expect("timeout");
+        Raw {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Wrap a stream connected some other way.
+    pub fn from_stream(stream: TcpStream) -> Raw {
         Raw {
             stream,
             pending: Vec::new(),
@@ -415,8 +432,42 @@ impl Ws {
         query: &str,
         headers: &[(&str, &str)],
     ) -> Result<Ws, WsRefused> {
+        let stream = TcpStream::connect(server.addr).expect("connect");
+        Ws::try_handshake(server.addr, stream, query, headers)
+    }
+
+    /// Connect to a server by address (from threads that do not hold the
+    /// [`Server`]).
+    pub fn connect_addr(addr: SocketAddr, query: &str) -> Ws {
+        let stream = TcpStream::connect(addr).expect("connect");
+        Ws::try_handshake(addr, stream, query, &[])
+            .unwrap_or_else(|refused| panic!("WebSocket refused: {refused:?}"))
+    }
+
+    /// Connect from the local address `source` (any 127.0.0.0/8 address works
+    /// on loopback), to look like another client machine.
+    pub fn try_connect_from(
+        server: &Server,
+        source: std::net::IpAddr,
+        query: &str,
+    ) -> Result<Ws, WsRefused> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect(&server.addr.into()).expect("connect");
+        Ws::try_handshake(server.addr, socket.into(), query, &[])
+    }
+
+    fn try_handshake(
+        addr: SocketAddr,
+        stream: TcpStream,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, WsRefused> {
         use tungstenite::client::IntoClientRequest;
-        let url = format!("ws://{}/v1/transcribe/stream?{query}", server.addr);
+        let url = format!("ws://{addr}/v1/transcribe/stream?{query}");
         let mut request = url.into_client_request().expect("request");
         for (name, value) in headers {
             request.headers_mut().insert(
@@ -424,7 +475,6 @@ impl Ws {
                 value.parse().expect("value"),
             );
         }
-        let stream = TcpStream::connect(server.addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
@@ -532,6 +582,18 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The value of an unlabelled sample in `/metrics` (`None` if absent).
+pub fn metric(server: &Server, name: &str, headers: &[(&str, &str)]) -> Option<f64> {
+    let reply = request_with(server, "GET", "/metrics", headers);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.text().lines().find_map(|line| {
+        let (sample, value) = line.split_once(' ')?;
+        (sample == name)
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
 }
 
 /// `DELETE` with a real client.

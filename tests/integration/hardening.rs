@@ -1,0 +1,324 @@
+//! Abuse limits and timeouts: sessions per client address, the longest
+//! session, CORS, a client that never reads, a slow WebSocket handshake, and
+//! a shutdown in the middle of many streams.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{eventually, fixture_pcm, get, metric, request_with, Raw, Server, Ws};
+
+/// 20 ms of 16 kHz PCM16.
+const FRAME_BYTES: usize = 640;
+
+const LOCALHOST_2: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+fn finals(messages: &[Value]) -> Vec<&Value> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .collect()
+}
+
+fn header<'a>(reply: &'a crate::support::Reply, name: &str) -> Option<&'a str> {
+    reply.header(name)
+}
+
+#[test]
+fn sessions_per_address_are_limited_and_other_addresses_are_not() {
+    let server = Server::start(&["--cores", "2", "--max-sessions-per-peer", "2"]);
+    let mut first = Ws::connect(&server, "");
+    assert_eq!(first.next_json().expect("start")["type"], "session_start");
+    let mut second = Ws::connect(&server, "");
+    assert_eq!(second.next_json().expect("start")["type"], "session_start");
+
+    let mut third = Ws::connect(&server, "");
+    let (messages, close) = third.read_to_close();
+    assert_eq!(close, Some(1013), "{messages:#?}");
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0]["code"], "session_limit_exceeded");
+    assert!(messages[0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("your address")));
+
+    // Another client machine is not affected.
+    let mut elsewhere = Ws::try_connect_from(&server, LOCALHOST_2, "").expect("upgraded");
+    assert_eq!(
+        elsewhere.next_json().expect("start")["type"],
+        "session_start"
+    );
+
+    // A closed session frees its address's slot.
+    first.send_text(r#"{"type":"end"}"#);
+    first.read_to_close();
+    assert!(eventually(Duration::from_secs(10), || {
+        let mut next = Ws::connect(&server, "");
+        let admitted = next
+            .next_json()
+            .is_some_and(|m| m["type"] == "session_start");
+        if admitted {
+            next.send_text(r#"{"type":"end"}"#);
+            next.read_to_close();
+        }
+        admitted
+    }));
+    assert!(eventually(Duration::from_secs(5), || {
+        metric(&server, "transcribe_sessions_rejected_per_peer_total", &[]) == Some(1.0)
+            && get(&server, "/v1/sessions/metrics").json()["rejected"] == 1
+    }));
+    drop((second, elsewhere));
+    assert!(eventually(Duration::from_secs(10), || get(
+        &server,
+        "/v1/health"
+    )
+    .json()["active_sessions"]
+        == 0));
+}
+
+#[test]
+fn a_session_at_max_session_seconds_ends_with_max_duration_and_keeps_its_finals() {
+    let server = Server::start(&["--max-session-seconds", "1"]);
+    let mut ws = Ws::connect(&server, "interim_results=false");
+    ws.next_json();
+    let pcm = fixture_pcm("two_utterances.wav");
+    // The first utterance complete, the second cut off in the middle: the
+    // session ends while a segment is open, and that segment still gets its final.
+    ws.stream_audio(&pcm[..pcm.len() * 3 / 4], FRAME_BYTES);
+    let (messages, close) = ws.read_to_close();
+    assert_eq!(close, Some(1000), "{messages:#?}");
+    let end = messages.last().expect("session_end");
+    assert_eq!(end["type"], "session_end");
+    assert_eq!(end["reason"], "max_duration");
+    let finals = finals(&messages);
+    assert_eq!(finals.len(), 2, "{messages:#?}");
+    let ids: Vec<u64> = finals
+        .iter()
+        .filter_map(|f| f["segment_id"].as_u64())
+        .collect();
+    assert_eq!(ids, [0, 1]);
+    assert!(eventually(Duration::from_secs(5), || {
+        get(&server, "/metrics")
+            .text()
+            .contains("transcribe_sessions_closed_total{reason=\"max_duration\"} 1\n")
+    }));
+}
+
+#[test]
+fn cors_is_off_by_default() {
+    let server = Server::start(&[]);
+    let preflight = request_with(
+        &server,
+        "OPTIONS",
+        "/v1/transcribe",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+    );
+    assert_eq!(preflight.status, 405);
+    let reply = request_with(
+        &server,
+        "GET",
+        "/v1/health",
+        &[("Origin", "https://app.example")],
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(header(&reply, "access-control-allow-origin"), None);
+}
+
+#[test]
+fn cors_answers_preflights_and_grants_only_the_allowed_origins() {
+    let server = Server::start(&[
+        "--cors-allow-origins",
+        "https://app.example,http://localhost:3000",
+        "--api-key",
+        "k1",
+    ]);
+    // A preflight needs no key (browsers send none) and lists the path's methods.
+    let preflight = request_with(
+        &server,
+        "OPTIONS",
+        "/v1/transcribe",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ),
+        ],
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        header(&preflight, "access-control-allow-methods"),
+        Some("POST")
+    );
+    let allowed_headers = header(&preflight, "access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(allowed_headers.contains("authorization") && allowed_headers.contains("content-type"));
+    assert!(preflight.body.is_empty());
+
+    // Another origin gets an answer without the grant: the browser refuses.
+    let refused = request_with(
+        &server,
+        "OPTIONS",
+        "/v1/sessions/abc",
+        &[
+            ("Origin", "https://evil.example"),
+            ("Access-Control-Request-Method", "DELETE"),
+        ],
+    );
+    assert_eq!(refused.status, 204);
+    assert_eq!(header(&refused, "access-control-allow-origin"), None);
+
+    // Real answers carry the grant, errors included, so a page can read them.
+    let unauthorized = request_with(
+        &server,
+        "GET",
+        "/v1/sessions",
+        &[("Origin", "http://localhost:3000")],
+    );
+    assert_eq!(unauthorized.status, 401);
+    assert_eq!(
+        header(&unauthorized, "access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    let listed = request_with(
+        &server,
+        "GET",
+        "/v1/sessions",
+        &[
+            ("Origin", "https://app.example"),
+            ("Authorization", "Bearer k1"),
+        ],
+    );
+    assert_eq!(listed.status, 200);
+    assert_eq!(
+        header(&listed, "access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        header(&listed, "access-control-expose-headers").is_some_and(|h| h.contains("Retry-After"))
+    );
+    let other = request_with(
+        &server,
+        "GET",
+        "/v1/health",
+        &[("Origin", "https://evil.example")],
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(header(&other, "access-control-allow-origin"), None);
+    // An unknown path is still 404, preflight or not.
+    let unknown = request_with(
+        &server,
+        "OPTIONS",
+        "/v1/nothing",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+    );
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn a_client_that_never_reads_its_responses_is_closed_at_the_write_timeout() {
+    let server = Server::start(&["--cores", "1", "--write-timeout-ms", "300"]);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    // Far more response bytes than the socket buffers hold, never read.
+    let requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2_000);
+    stream.write_all(&requests).expect("send the requests");
+    assert!(
+        eventually(Duration::from_secs(30), || metric(
+            &server,
+            "transcribe_write_timeouts_total",
+            &[]
+        )
+        .is_some_and(|n| n >= 1.0)),
+        "the stalled connection was never given up"
+    );
+    let mut raw = Raw::from_stream(stream);
+    assert!(raw.is_closed_within(Duration::from_secs(30)));
+    // The core goes on serving others.
+    assert_eq!(get(&server, "/v1/health").status, 200);
+}
+
+#[test]
+fn a_websocket_handshake_that_stalls_gets_408() {
+    let server = Server::start(&["--read-timeout-ms", "300"]);
+    let mut raw = Raw::connect(&server);
+    raw.send(b"GET /v1/transcribe/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n");
+    let reply = raw.read_response().expect("an answer");
+    assert_eq!(reply.status, 408);
+    assert_eq!(reply.error_code(), "request_timeout");
+    assert!(raw.is_closed_within(Duration::from_secs(10)));
+    assert_eq!(get(&server, "/v1/health").json()["active_sessions"], 0);
+}
+
+#[test]
+fn sigterm_during_fifty_streams_gives_every_session_its_finals_and_server_shutdown() {
+    const SESSIONS: usize = 50;
+    let mut server = Server::start(&[
+        "--cores",
+        "2",
+        "--mock-latency-ms",
+        "50",
+        "--shutdown-grace-seconds",
+        "20",
+    ]);
+    let pcm = Arc::new(fixture_pcm("two_utterances.wav"));
+    let ready = Arc::new(std::sync::Barrier::new(SESSIONS + 1));
+    let clients: Vec<_> = (0..SESSIONS)
+        .map(|_| {
+            let (addr, pcm, ready) = (server.addr, Arc::clone(&pcm), Arc::clone(&ready));
+            std::thread::spawn(move || {
+                let mut ws = Ws::connect_addr(addr, "interim_results=false");
+                ws.next_json();
+                ws.stream_audio(&pcm[..pcm.len() * 3 / 4], 3200);
+                // Shut down once the server is inside the second utterance,
+                // with its final (and maybe the first one's) still to come.
+                let mut messages = Vec::new();
+                while let Some(message) = ws.next_json() {
+                    let second_started =
+                        message["type"] == "speech_start" && message["segment_id"] == 1;
+                    messages.push(message);
+                    if second_started {
+                        break;
+                    }
+                }
+                ready.wait();
+                let (rest, close) = ws.read_to_close();
+                messages.extend(rest);
+                (messages, close)
+            })
+        })
+        .collect();
+    ready.wait();
+    server.signal("TERM");
+    for client in clients {
+        let (messages, close) = client.join().expect("client");
+        assert_eq!(close, Some(1001), "{messages:#?}");
+        assert_eq!(finals(&messages).len(), 2, "{messages:#?}");
+        let end = messages.last().expect("session_end");
+        assert_eq!(end["type"], "session_end");
+        assert_eq!(end["reason"], "server_shutdown");
+    }
+    assert_eq!(
+        server
+            .wait_exit(Duration::from_secs(40))
+            .and_then(|status| status.code()),
+        Some(0)
+    );
+}
