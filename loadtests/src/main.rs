@@ -84,8 +84,8 @@ enum Command {
     /// active_sessions count.
     Idle(IdleArgs),
     /// A long mixed load: continuous streaming sessions (some dropped
-    /// abruptly), batch transcriptions and operator polling; watches lost
-    /// finals, server RSS and active_sessions.
+    /// abruptly, some deleted by the operator), batch transcriptions and
+    /// operator polling; watches lost finals, server RSS and active_sessions.
     Soak(SoakArgs),
 }
 
@@ -116,6 +116,17 @@ struct SoakArgs {
     /// a close frame.
     #[arg(long, default_value_t = 0.05)]
     disconnect_rate: f64,
+
+    /// Fraction of the other sessions that the operator deletes
+    /// (`DELETE /v1/sessions/{id}`) at a random 20-80% of their length; each
+    /// must get session_end `terminated` and close 1000. 0 turns it off.
+    #[arg(long, default_value_t = 0.03)]
+    delete_fraction: f64,
+
+    /// Admin key for the operator requests (session endpoints, /metrics,
+    /// DELETEs), sent as `Authorization: Bearer <key>`; default: --api-key.
+    #[arg(long, env = "TRANSCRIBE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 
     /// Shortest audio a session streams before `end`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -437,6 +448,7 @@ fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
         driver: args.driver,
         threads: args.threads,
         server_pid: args.server_pid,
+        deletes: None,
     };
     // Check every level before running any, so a typo fails fast.
     for &sessions in &levels {
@@ -551,9 +563,14 @@ fn run_soak(cli: &Cli, target: Target, args: &SoakArgs) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
+    let operator_headers = match &args.admin_key {
+        Some(key) => HttpOptions::new(target.clone(), args.timeout, Some(key)).headers,
+        None => http.headers.clone(),
+    };
     let opts = SoakOptions {
         target,
         headers: http.headers.clone(),
+        operator_headers,
         timeout: args.timeout,
         audio,
         batch,
@@ -562,6 +579,7 @@ fn run_soak(cli: &Cli, target: Target, args: &SoakArgs) -> Result<()> {
         batch_connections: args.batch_connections,
         server_pid: args.server_pid,
         disconnect_rate: args.disconnect_rate,
+        delete_fraction: args.delete_fraction,
         min_length: args.min_length,
         max_length: args.max_length,
         ramp: args.ramp,
@@ -761,9 +779,29 @@ mod tests {
                 assert_eq!(a.streams, 50);
                 assert_eq!(a.batch_connections, 4);
                 assert_eq!(a.disconnect_rate, 0.05);
+                assert_eq!(a.delete_fraction, 0.03);
                 assert_eq!(a.min_length, Duration::from_secs(5));
                 assert_eq!(a.max_length, Duration::from_secs(30));
                 assert_eq!(a.server_pid, Some(9));
+            }
+            _ => panic!("expected soak"),
+        }
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--api-key",
+            "k",
+            "soak",
+            "--delete-fraction",
+            "0.2",
+            "--admin-key",
+            "adm",
+        ])
+        .unwrap();
+        assert_eq!(cli.api_key.as_deref(), Some("k"));
+        match cli.scenario {
+            Command::Soak(a) => {
+                assert_eq!(a.delete_fraction, 0.2);
+                assert_eq!(a.admin_key.as_deref(), Some("adm"));
             }
             _ => panic!("expected soak"),
         }

@@ -98,8 +98,9 @@ impl ChunkMap {
 /// A server → client message (only the fields the scenarios use).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMsg {
-    /// `{"type":"session_start",…}`.
-    SessionStart,
+    /// `{"type":"session_start","session_id":…,…}` (`session_id` empty
+    /// when absent).
+    SessionStart { session_id: String },
     /// `{"type":"speech_start","segment_id":N,…}`.
     SpeechStart { segment_id: u64 },
     /// `{"type":"transcript","segment_id":N,"is_final":…,"end":e,…}`.
@@ -137,7 +138,9 @@ impl ServerMsg {
                 .to_string()
         };
         Ok(match kind {
-            "session_start" => ServerMsg::SessionStart,
+            "session_start" => ServerMsg::SessionStart {
+                session_id: string("session_id"),
+            },
             "speech_start" => ServerMsg::SpeechStart {
                 segment_id: segment()?,
             },
@@ -177,6 +180,14 @@ pub const MAX_EXAMPLES: usize = 5;
 ///   is `client_end`;
 /// * the session ends with `session_end` ([`OrderChecker::finish`]).
 ///
+/// Once [`expect_terminated`](OrderChecker::expect_terminated) was called (an
+/// operator DELETE was sent for the session), `session_end` may instead have
+/// the reason `terminated`. The server stops such a session at once, so the
+/// segment open at that moment — the last `speech_start`, if it has no final
+/// — may end without its final ([`cut`](OrderChecker::cut)); every earlier
+/// segment was over before the DELETE (another `speech_start` followed it)
+/// and must have had its final.
+///
 /// Each offending message counts as one violation.
 #[derive(Debug, Default, Clone)]
 pub struct OrderChecker {
@@ -190,6 +201,16 @@ pub struct OrderChecker {
     last_final: Option<u64>,
     violations: u64,
     examples: Vec<String>,
+    /// `session_end` `terminated` is acceptable.
+    terminated_ok: bool,
+    /// The session ended with an accepted `session_end` `terminated`.
+    terminated: bool,
+    /// Reason of the `session_end`, once seen.
+    end_reason: Option<String>,
+    /// Finals received.
+    finals: u64,
+    /// Segments cut without a final by an accepted termination.
+    cut: u64,
 }
 
 impl OrderChecker {
@@ -213,6 +234,34 @@ impl OrderChecker {
         self.ended
     }
 
+    /// From now on `session_end` with the reason `terminated` is acceptable
+    /// (an operator DELETE was sent for this session).
+    pub fn expect_terminated(&mut self) {
+        self.terminated_ok = true;
+    }
+
+    /// True when the session ended with an accepted `session_end`
+    /// `terminated`.
+    pub fn terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// The reason of the `session_end`, once seen.
+    pub fn end_reason(&self) -> Option<&str> {
+        self.end_reason.as_deref()
+    }
+
+    /// Finals received (counted whether in order or not).
+    pub fn finals(&self) -> u64 {
+        self.finals
+    }
+
+    /// Segments left without a final by an accepted termination (0 or 1):
+    /// the segment open when the session was terminated.
+    pub fn cut(&self) -> u64 {
+        self.cut
+    }
+
     fn violation(&mut self, what: String) {
         self.violations += 1;
         if self.examples.len() < MAX_EXAMPLES {
@@ -233,7 +282,7 @@ impl OrderChecker {
             return;
         }
         match msg {
-            ServerMsg::SessionStart => {
+            ServerMsg::SessionStart { .. } => {
                 if !first {
                     self.violation("session_start is not the first message".into());
                 }
@@ -280,6 +329,7 @@ impl OrderChecker {
                 ..
             } => {
                 let id = *id;
+                self.finals += 1;
                 if self.finalized(id) {
                     self.violation(format!("second final for segment {id}"));
                 } else if let Some(pos) = self.pending.iter().position(|&p| p == id) {
@@ -303,6 +353,18 @@ impl OrderChecker {
             }
             ServerMsg::SessionEnd { reason } => {
                 self.ended = true;
+                self.end_reason = Some(reason.clone());
+                let terminated = self.terminated_ok && reason == "terminated";
+                if terminated {
+                    self.terminated = true;
+                    // The segment open at the DELETE may go without a final.
+                    if self.pending.back().is_some()
+                        && self.pending.back() == self.last_speech_start.as_ref()
+                    {
+                        self.pending.pop_back();
+                        self.cut += 1;
+                    }
+                }
                 if !self.pending.is_empty() {
                     let missing: Vec<String> = self.pending.iter().map(u64::to_string).collect();
                     for _ in 0..self.pending.len() {
@@ -316,11 +378,11 @@ impl OrderChecker {
                     }
                     self.pending.clear();
                 }
-                if reason != "client_end" {
+                if reason != "client_end" && !terminated {
                     self.violation(format!("session_end reason `{reason}`, not client_end"));
                 }
             }
-            ServerMsg::SessionStart | ServerMsg::Error { .. } | ServerMsg::Other(_) => {}
+            ServerMsg::SessionStart { .. } | ServerMsg::Error { .. } | ServerMsg::Other(_) => {}
         }
     }
 
@@ -412,7 +474,15 @@ mod tests {
     fn parses_server_messages() {
         assert_eq!(
             ServerMsg::parse(r#"{"type":"session_start","session_id":"x"}"#),
-            Ok(ServerMsg::SessionStart)
+            Ok(ServerMsg::SessionStart {
+                session_id: "x".into()
+            })
+        );
+        assert_eq!(
+            ServerMsg::parse(r#"{"type":"session_start"}"#),
+            Ok(ServerMsg::SessionStart {
+                session_id: String::new()
+            })
         );
         assert_eq!(
             ServerMsg::parse(r#"{"type":"speech_start","segment_id":2,"start":0.4}"#),
@@ -450,7 +520,9 @@ mod tests {
     }
 
     fn ss() -> ServerMsg {
-        ServerMsg::SessionStart
+        ServerMsg::SessionStart {
+            session_id: "s".into(),
+        }
     }
     fn sp(id: u64) -> ServerMsg {
         ServerMsg::SpeechStart { segment_id: id }
@@ -578,6 +650,63 @@ mod tests {
                 c.examples()
             );
         }
+    }
+
+    fn check_deleted(msgs: &[ServerMsg]) -> OrderChecker {
+        let mut c = OrderChecker::new();
+        c.expect_terminated();
+        for m in msgs {
+            c.on_message(m);
+        }
+        c.finish(true);
+        c
+    }
+
+    #[test]
+    fn terminated_sessions_may_cut_only_the_open_segment() {
+        // Every segment had its final.
+        let c = check_deleted(&[ss(), sp(0), fin(0), sp(1), fin(1), end("terminated")]);
+        assert_eq!(c.violations(), 0, "{:?}", c.examples());
+        assert!(c.terminated());
+        assert_eq!((c.finals(), c.cut()), (2, 0));
+        assert_eq!(c.end_reason(), Some("terminated"));
+        // The open segment (the last speech_start) is cut: allowed.
+        let c = check_deleted(&[ss(), sp(0), fin(0), sp(1), interim(1), end("terminated")]);
+        assert_eq!(c.violations(), 0, "{:?}", c.examples());
+        assert_eq!((c.finals(), c.cut()), (1, 1));
+        // Terminated before any speech.
+        let c = check_deleted(&[ss(), end("terminated")]);
+        assert_eq!((c.violations(), c.cut()), (0, 0));
+        assert!(c.terminated());
+        // A segment followed by another speech_start was over before the
+        // DELETE: its missing final is lost.
+        let c = check_deleted(&[ss(), sp(0), sp(1), end("terminated")]);
+        assert_eq!(c.violations(), 1, "{:?}", c.examples());
+        assert_eq!(c.cut(), 1);
+        assert!(
+            c.examples()[0].contains("segment(s) 0"),
+            "{:?}",
+            c.examples()
+        );
+        // The last segment had its final, an earlier one not: lost.
+        let c = check_deleted(&[ss(), sp(0), sp(1), fin(1), end("terminated")]);
+        assert_eq!(c.cut(), 0);
+        assert_eq!(c.violations(), 2, "{:?}", c.examples());
+        // A client_end is still fine after expect_terminated (the session
+        // ended on its own first).
+        let c = check_deleted(&[ss(), sp(0), fin(0), end("client_end")]);
+        assert_eq!(c.violations(), 0);
+        assert!(!c.terminated());
+        assert_eq!(c.end_reason(), Some("client_end"));
+        // Other reasons are not.
+        let c = check_deleted(&[ss(), end("idle_timeout")]);
+        assert_eq!(c.violations(), 1);
+        // Without expect_terminated, `terminated` is a violation and nothing
+        // is cut.
+        let c = check(&[ss(), sp(0), end("terminated")]);
+        assert_eq!(c.violations(), 2, "{:?}", c.examples());
+        assert!(!c.terminated());
+        assert_eq!(c.cut(), 0);
     }
 
     #[test]

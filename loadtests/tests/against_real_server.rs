@@ -257,10 +257,12 @@ fn soak_keeps_streams_going_and_drains() {
     let started = v["streams_started"].as_u64().unwrap();
     let completed = v["streams_completed"].as_u64().unwrap();
     let aborted = v["abrupt_disconnects"].as_u64().unwrap();
+    let terminated = v["streams_terminated"].as_u64().unwrap();
     // 6 streams of 1-2 s over ~5 s: sessions were replaced.
     assert!(started > 12, "{v}");
     assert_eq!(v["streams_failed"], 0, "{v}");
-    assert_eq!(completed + aborted, started, "{v}");
+    assert_eq!(completed + aborted + terminated, started, "{v}");
+    assert_eq!(v["deletes_failures"], 0, "{v}");
     assert!(aborted > 0 && completed > 0, "{v}");
     assert_eq!(v["lost_finals"], 0, "{v}");
     assert!(v["batch_requests"].as_u64().unwrap() > 0, "{v}");

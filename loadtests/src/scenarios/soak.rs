@@ -12,21 +12,32 @@
 //!   `speech_start`, in order, then `session_end`). A fraction
 //!   `--disconnect-rate` of them instead drop the TCP connection at a random
 //!   20–80% of their length, without a close frame (half with a FIN, half
-//!   with a reset); those are counted, not checked for finals. Lengths are
-//!   clipped to the time left, so the last sessions end with the soak;
+//!   with a reset); those are counted, not checked for finals. A fraction
+//!   `--delete-fraction` of the others is deleted by the operator at a
+//!   random 20–80% of their length (see [`deletes`]): each must get
+//!   `session_end` `terminated` and close 1000, with the finals of every
+//!   segment over before the DELETE; they are counted as terminated, not
+//!   completed. Lengths are clipped to the time left, so the last sessions
+//!   end with the soak;
 //! * **batch**: `--batch-connections` keep-alive clients POST the file to
 //!   `/v1/transcribe` in a closed loop (the [`runner`](crate::runner));
 //! * **operator**: one client GETs `/v1/sessions`, `/v1/sessions/metrics`
 //!   and `/metrics` every second; every 10 s it also samples the server's
 //!   `VmRSS` (`--server-pid`) and the `/v1/sessions/metrics` counters.
+//!   Another sends the planned `DELETE /v1/sessions/{id}` when due. Both use
+//!   the admin key when one is given, else the API key.
 //!
 //! At the end (every session over, the batch clients stopped) it polls
 //! `GET /v1/health` until `active_sessions` is 0 (at most 10 s), takes a
-//! last sample, and reports: streams completed / failed / aborted, lost
-//! finals (completed sessions with an ordering violation: must be 0), the
-//! batch status counts, RSS at warm-up (the first sample after 1/6 of the
-//! duration), max and last under load, and the growth from warm-up to the
-//! last sample under load.
+//! last sample, and reports: streams completed / terminated / failed /
+//! aborted, lost finals (completed or terminated sessions with an ordering
+//! violation: must be 0), the DELETEs (sent, 200, 404, other answers, and
+//! whether each 200's client saw `terminated`), the batch status counts, RSS
+//! at warm-up (the first sample after 1/6 of the duration), max and last
+//! under load, the growth from warm-up to the last sample under load, and
+//! the sessions the server never closed.
+
+pub mod deletes;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
@@ -38,6 +49,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use self::deletes::{DeleteBook, DeleteSummary};
 use super::stream::mux::{self, Schedule, SessionPlan};
 use super::stream::{Driver, LagSummary, StreamOptions, StreamStats, MAX_SESSIONS, MAX_THREADS};
 use super::HttpScenario;
@@ -80,6 +92,9 @@ pub struct SoakOptions {
     pub target: Target,
     /// Extra request headers (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
+    /// Headers of the operator requests (session endpoints, `/metrics`,
+    /// DELETEs): the admin key when one is given, else `headers`.
+    pub operator_headers: Vec<(String, String)>,
     /// Bound on connects, handshakes, each read/write, and the wait for
     /// `session_end` after `end`.
     pub timeout: Duration,
@@ -92,6 +107,8 @@ pub struct SoakOptions {
     pub batch_connections: usize,
     pub server_pid: Option<u32>,
     pub disconnect_rate: f64,
+    /// Fraction of the sessions not dropped that the operator DELETEs.
+    pub delete_fraction: f64,
     pub min_length: Duration,
     pub max_length: Duration,
     pub ramp: Duration,
@@ -118,6 +135,9 @@ impl SoakOptions {
         if !(0.0..=1.0).contains(&self.disconnect_rate) {
             bail!("--disconnect-rate must be between 0 and 1");
         }
+        if !(0.0..=1.0).contains(&self.delete_fraction) {
+            bail!("--delete-fraction must be between 0 and 1");
+        }
         if self.min_length < Duration::from_millis(100)
             || self.min_length > self.max_length
             || self.max_length > Duration::from_secs(3600)
@@ -136,7 +156,7 @@ impl SoakOptions {
         Ok(())
     }
 
-    fn stream_options(&self) -> StreamOptions {
+    fn stream_options(&self, deletes: Option<Arc<DeleteBook>>) -> StreamOptions {
         StreamOptions {
             target: self.target.clone(),
             headers: self.headers.clone(),
@@ -153,6 +173,7 @@ impl SoakOptions {
             driver: Driver::Mux,
             threads: self.threads,
             server_pid: self.server_pid,
+            deletes,
         }
     }
 }
@@ -188,7 +209,8 @@ pub struct LiveCounts {
 }
 
 /// The soak's schedule: `streams` sessions started over `ramp`, each one
-/// replaced when it ends, until `until`; random lengths, some aborted.
+/// replaced when it ends, until `until`; random lengths, some aborted, some
+/// deleted by the operator.
 #[derive(Debug)]
 pub struct Continuous {
     streams: usize,
@@ -198,6 +220,7 @@ pub struct Continuous {
     min_length: Duration,
     max_length: Duration,
     disconnect_rate: f64,
+    delete_fraction: f64,
     rng: SplitMix,
     /// Initial sessions opened so far.
     initial: usize,
@@ -224,6 +247,7 @@ impl Continuous {
             min_length: opts.min_length,
             max_length: opts.max_length,
             disconnect_rate: opts.disconnect_rate,
+            delete_fraction: opts.delete_fraction,
             rng: SplitMix::new(opts.seed),
             initial: 0,
             replacements: VecDeque::new(),
@@ -246,9 +270,16 @@ impl Continuous {
             let at = length.mul_f64(0.2 + 0.6 * self.rng.unit());
             (at, self.rng.next_u64() & 1 == 1)
         });
+        // Drawn only with a positive fraction, so plans without deletes are
+        // the same as before for a given seed.
+        let delete_after = (abort_after.is_none()
+            && self.delete_fraction > 0.0
+            && self.rng.unit() < self.delete_fraction)
+            .then(|| length.mul_f64(0.2 + 0.6 * self.rng.unit()));
         SessionPlan {
             length: Some(length),
             abort_after,
+            delete_after,
         }
     }
 
@@ -322,6 +353,12 @@ impl Sample {
     /// The server has closed every session it created.
     pub fn balanced(&self) -> bool {
         self.total_created.is_some() && self.total_created == self.total_closed
+    }
+
+    /// Sessions the server created and has not closed (`None` without the
+    /// totals).
+    pub fn leaked(&self) -> Option<u64> {
+        Some(self.total_created?.saturating_sub(self.total_closed?))
     }
 
     /// Fills the `/v1/sessions/metrics` fields from its JSON body.
@@ -414,6 +451,8 @@ pub struct SoakReport {
     pub operator: OperatorStats,
     pub rss: RssSummary,
     pub end_sample: Sample,
+    pub delete_fraction: f64,
+    pub deletes: DeleteSummary,
     pub active_sessions_end: Option<u64>,
     /// From the last client closing to `active_sessions` reading 0.
     pub active_zero_after: Option<Duration>,
@@ -433,11 +472,30 @@ struct JsonReport<'a> {
     streams: usize,
     batch_connections: usize,
     disconnect_rate: f64,
+    delete_fraction: f64,
     streams_started: u64,
     streams_completed: u64,
+    streams_terminated: u64,
     streams_failed: u64,
     lost_finals: u64,
+    lost_finals_terminated: u64,
     abrupt_disconnects: u64,
+    terminated_finals: u64,
+    terminated_cut_segments: u64,
+    deletes_planned: u64,
+    deletes_sent: u64,
+    deletes_200: u64,
+    deletes_404: u64,
+    deletes_other: &'a BTreeMap<String, u64>,
+    deletes_observed: u64,
+    deletes_unobserved: u64,
+    deletes_raced_end: u64,
+    deletes_terminated_after_404: u64,
+    deletes_skipped_near_end: u64,
+    deletes_not_reached: u64,
+    deletes_failures: u64,
+    deletes_max_ms: f64,
+    deletes_first_failure: Option<&'a str>,
     violations: u64,
     violation_examples: &'a [String],
     stream_errors: &'a BTreeMap<String, u64>,
@@ -453,6 +511,7 @@ struct JsonReport<'a> {
     active_sessions_end: Option<u64>,
     active_sessions_zero_after_s: Option<f64>,
     server_totals_balanced: bool,
+    leaked_sessions: Option<u64>,
     operator: &'a BTreeMap<&'static str, BTreeMap<String, u64>>,
     operator_failures: u64,
     operator_max_ms: BTreeMap<&'static str, f64>,
@@ -474,17 +533,37 @@ impl SoakReport {
     /// The report as one line of JSON (no trailing newline).
     pub fn json_line(&self) -> String {
         let batch = self.batch.as_ref();
+        let d = &self.deletes;
         let r = JsonReport {
             scenario: "soak",
             duration_s: round(self.duration.as_secs_f64(), 3),
             streams: self.streams,
             batch_connections: self.batch_connections,
             disconnect_rate: self.disconnect_rate,
+            delete_fraction: self.delete_fraction,
             streams_started: self.opened,
             streams_completed: self.stream.completed,
+            streams_terminated: self.stream.terminated,
             streams_failed: self.stream.failed,
-            lost_finals: self.stream.completed_with_violations,
+            lost_finals: self.stream.lost_finals(),
+            lost_finals_terminated: self.stream.terminated_with_violations,
             abrupt_disconnects: self.stream.aborted,
+            terminated_finals: self.stream.terminated_finals,
+            terminated_cut_segments: self.stream.terminated_cut_segments,
+            deletes_planned: d.planned,
+            deletes_sent: d.sent,
+            deletes_200: d.ok,
+            deletes_404: d.not_found,
+            deletes_other: &d.other,
+            deletes_observed: d.observed,
+            deletes_unobserved: d.unobserved,
+            deletes_raced_end: d.raced_end,
+            deletes_terminated_after_404: d.terminated_after_404,
+            deletes_skipped_near_end: d.skipped_near_end,
+            deletes_not_reached: d.not_reached,
+            deletes_failures: d.failures(),
+            deletes_max_ms: d.max_ms,
+            deletes_first_failure: d.first_failure.as_deref(),
             violations: self.stream.violations,
             violation_examples: &self.stream.violation_examples,
             stream_errors: &self.stream.errors,
@@ -512,6 +591,7 @@ impl SoakReport {
             active_sessions_end: self.active_sessions_end,
             active_sessions_zero_after_s: self.active_zero_after.map(|d| round(d.as_secs_f64(), 3)),
             server_totals_balanced: self.end_sample.balanced(),
+            leaked_sessions: self.end_sample.leaked(),
             operator: &self.operator.results,
             operator_failures: self.operator.failures(),
             operator_max_ms: self
@@ -544,26 +624,31 @@ impl SoakReport {
         writeln!(
             out,
             "scenario    soak  ({:.1}s, {} streams of {:.0}-{:.0} s, {} batch connections, \
-             disconnect rate {}, seed {})",
+             disconnect rate {}, delete fraction {}, seed {})",
             self.duration.as_secs_f64(),
             self.streams,
             self.min_length.as_secs_f64(),
             self.max_length.as_secs_f64(),
             self.batch_connections,
             self.disconnect_rate,
+            self.delete_fraction,
             self.seed
         )?;
         writeln!(
             out,
-            "streams     {} started: {} completed, {} failed, {} abrupt disconnects",
-            self.opened, s.completed, s.failed, s.aborted
+            "streams     {} started: {} completed, {} failed, {} abrupt disconnects, {} terminated \
+             by DELETE",
+            self.opened, s.completed, s.failed, s.aborted, s.terminated
         )?;
         writeln!(
             out,
-            "lost finals {}  (completed sessions with a missing or out-of-order final; \
-             {} ordering violations in all)",
-            s.completed_with_violations, s.violations
+            "lost finals {}  (completed or terminated sessions with a missing or out-of-order \
+             final; {} of them terminated; {} ordering violations in all)",
+            s.lost_finals(),
+            s.terminated_with_violations,
+            s.violations
         )?;
+        self.write_deletes(out)?;
         let (i, f) = (
             LagSummary::from_histogram(&s.interim_lag),
             LagSummary::from_histogram(&s.final_lag),
@@ -660,12 +745,56 @@ impl SoakReport {
         let e = &self.end_sample;
         writeln!(
             out,
-            "metrics     total_created {}  total_closed {}  rejected {}  at the end{}",
+            "metrics     total_created {}  total_closed {}  rejected {}  at the end{};  leaked \
+             sessions {}",
             opt(e.total_created),
             opt(e.total_closed),
             opt(e.rejected),
-            if e.balanced() { "" } else { " (NOT balanced)" }
+            if e.balanced() { "" } else { " (NOT balanced)" },
+            opt(e.leaked())
         )?;
+        Ok(())
+    }
+
+    /// The `deletes` lines of the human summary.
+    fn write_deletes<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        let d = &self.deletes;
+        if self.delete_fraction == 0.0 && d.sent == 0 {
+            return writeln!(out, "deletes     none");
+        }
+        let other = if d.other.is_empty() {
+            "none".to_string()
+        } else {
+            let o: Vec<String> = d.other.iter().map(|(k, v)| format!("{v}×{k}")).collect();
+            o.join(" ")
+        };
+        writeln!(
+            out,
+            "deletes     {} sent: {}×200, {}×404, other {other} (max {:.1} ms);  {} planned, {} \
+             skipped near their end, {} not reached",
+            d.sent, d.ok, d.not_found, d.max_ms, d.planned, d.skipped_near_end, d.not_reached
+        )?;
+        let s = &self.stream;
+        writeln!(
+            out,
+            "terminated {} sessions saw session_end terminated + close 1000 ({} matched to a 200); \
+             {} finals before the DELETE, {} open segments cut; {} raced their own end",
+            s.terminated, d.observed, s.terminated_finals, s.terminated_cut_segments, d.raced_end
+        )?;
+        if d.failures() > 0 {
+            writeln!(
+                out,
+                "delete err  {} FAILED: {} answered 200 without the client seeing terminated, {} \
+                 answered 404 yet terminated, {} other answers",
+                d.failures(),
+                d.unobserved,
+                d.terminated_after_404,
+                d.other.values().sum::<u64>()
+            )?;
+        }
+        if let Some(f) = &d.first_failure {
+            writeln!(out, "delete fail {f}")?;
+        }
         Ok(())
     }
 }
@@ -696,7 +825,7 @@ fn sample(opts: &SoakOptions, client: &mut HttpClient, t0: Instant, live: &LiveC
         "GET",
         &opts.target,
         "/v1/sessions/metrics",
-        &opts.headers,
+        &opts.operator_headers,
         None,
     );
     if let Ok(info) = client.send(&req, false) {
@@ -717,7 +846,7 @@ fn poller(opts: &SoakOptions, t0: Instant, live: &LiveCounts, stop: &AtomicBool)
         .map(|p| {
             (
                 *p,
-                build_request("GET", &opts.target, p, &opts.headers, None),
+                build_request("GET", &opts.target, p, &opts.operator_headers, None),
             )
         })
         .collect();
@@ -773,7 +902,8 @@ fn poller(opts: &SoakOptions, t0: Instant, live: &LiveCounts, stop: &AtomicBool)
 /// Runs the soak.
 pub fn run(opts: &SoakOptions) -> Result<SoakReport> {
     opts.validate()?;
-    let stream_opts = opts.stream_options();
+    let book = (opts.delete_fraction > 0.0).then(|| Arc::new(DeleteBook::new()));
+    let stream_opts = opts.stream_options(book.clone());
     stream_opts.validate()?;
     match sys::raise_nofile_limit() {
         Ok(n) if (opts.streams + opts.batch_connections) as u64 + 64 > n => bail!(
@@ -806,6 +936,22 @@ pub fn run(opts: &SoakOptions) -> Result<SoakReport> {
         let poller = thread::Builder::new()
             .name("soak-operator".into())
             .spawn_scoped(s, || poller(opts, t0, &live, &stop))?;
+        let deleter = match &book {
+            Some(book) => Some(
+                thread::Builder::new()
+                    .name("soak-deleter".into())
+                    .spawn_scoped(s, || {
+                        deletes::run_deleter(
+                            &opts.target,
+                            &opts.operator_headers,
+                            opts.timeout,
+                            book,
+                            &stop,
+                        );
+                    })?,
+            ),
+            None => None,
+        };
         let batch = if opts.batch_connections > 0 {
             let h = thread::Builder::new()
                 .name("soak-batch".into())
@@ -836,6 +982,10 @@ pub fn run(opts: &SoakOptions) -> Result<SoakReport> {
         let operator = poller
             .join()
             .map_err(|_| anyhow::anyhow!("the operator poller panicked"))?;
+        if let Some(h) = deleter {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("the operator deleter panicked"))?;
+        }
         Ok((stream, batch, operator))
     })?;
     let stream = stream?;
@@ -890,6 +1040,8 @@ pub fn run(opts: &SoakOptions) -> Result<SoakReport> {
         operator,
         rss,
         end_sample,
+        delete_fraction: opts.delete_fraction,
+        deletes: book.map(|b| b.summary()).unwrap_or_default(),
         active_sessions_end: active_end,
         active_zero_after: zero_after,
         wall,
@@ -907,6 +1059,7 @@ mod tests {
         SoakOptions {
             target,
             headers: Vec::new(),
+            operator_headers: Vec::new(),
             timeout: Duration::from_secs(1),
             audio: Arc::new(Pcm16 {
                 sample_rate: 16000,
@@ -918,6 +1071,7 @@ mod tests {
             batch_connections: 2,
             server_pid: None,
             disconnect_rate: rate,
+            delete_fraction: 0.0,
             min_length: Duration::from_secs(5),
             max_length: Duration::from_secs(30),
             ramp: Duration::from_secs(5),
@@ -938,6 +1092,13 @@ mod tests {
         assert!(o.validate().is_err());
         o.min_length = Duration::from_secs(5);
         o.batch_connections = MAX_BATCH + 1;
+        assert!(o.validate().is_err());
+        let mut o = opts(10, 60, 0.05);
+        o.delete_fraction = 1.0;
+        assert!(o.validate().is_ok());
+        o.delete_fraction = -0.1;
+        assert!(o.validate().is_err());
+        o.delete_fraction = 1.1;
         assert!(o.validate().is_err());
     }
 
@@ -1009,6 +1170,40 @@ mod tests {
         );
         let mut none = Continuous::new(&opts(1, 60, 0.0), t, Arc::new(LiveCounts::default()));
         assert!((0..100).all(|_| none.plan(t).abort_after.is_none()));
+        assert!((0..100).all(|_| none.plan(t).delete_after.is_none()));
+    }
+
+    #[test]
+    fn some_other_sessions_are_deleted_mid_stream() {
+        let mut o = opts(1, 3600, 0.25);
+        o.delete_fraction = 0.2;
+        let t = Instant::now();
+        let mut sch = Continuous::new(&o, t, Arc::new(LiveCounts::default()));
+        let (mut aborted, mut deleted, n) = (0, 0, 4000);
+        for _ in 0..n {
+            let plan = sch.plan(t);
+            let len = plan.length.unwrap();
+            assert!(
+                plan.abort_after.is_none() || plan.delete_after.is_none(),
+                "never both: {plan:?}"
+            );
+            aborted += usize::from(plan.abort_after.is_some());
+            if let Some(at) = plan.delete_after {
+                deleted += 1;
+                assert!(at >= len.mul_f64(0.2) && at <= len.mul_f64(0.8));
+            }
+        }
+        // 25% aborted; 20% of the other 75% deleted.
+        assert!((800..1200).contains(&aborted), "{aborted}");
+        assert!((450..750).contains(&deleted), "{deleted}");
+        // A zero fraction draws nothing more: the same plans as before.
+        let mut a = Continuous::new(&opts(1, 3600, 0.25), t, Arc::new(LiveCounts::default()));
+        let mut o = opts(1, 3600, 0.25);
+        o.delete_fraction = 0.0;
+        let mut b = Continuous::new(&o, t, Arc::new(LiveCounts::default()));
+        for _ in 0..100 {
+            assert_eq!(a.plan(t), b.plan(t));
+        }
     }
 
     #[test]
@@ -1072,6 +1267,21 @@ mod tests {
     }
 
     #[test]
+    fn leaked_sessions_are_created_minus_closed() {
+        let s = |created, closed| Sample {
+            total_created: created,
+            total_closed: closed,
+            ..Sample::default()
+        };
+        assert_eq!(s(Some(10), Some(10)).leaked(), Some(0));
+        assert_eq!(s(Some(10), Some(7)).leaked(), Some(3));
+        // Totals published at different moments: never negative.
+        assert_eq!(s(Some(7), Some(10)).leaked(), Some(0));
+        assert_eq!(s(None, Some(10)).leaked(), None);
+        assert_eq!(s(Some(10), None).leaked(), None);
+    }
+
+    #[test]
     fn report_json_and_human() {
         let mut st = StreamStats::new();
         st.completed = 5;
@@ -1090,6 +1300,8 @@ mod tests {
             operator: OperatorStats::default(),
             rss: RssSummary::default(),
             end_sample: Sample::default(),
+            delete_fraction: 0.0,
+            deletes: DeleteSummary::default(),
             active_sessions_end: Some(0),
             active_zero_after: Some(Duration::from_millis(120)),
             wall: Duration::from_secs(61),
@@ -1108,5 +1320,98 @@ mod tests {
         let human = String::from_utf8(human).unwrap();
         assert!(human.lines().all(|l| !l.starts_with('{')));
         assert!(human.contains("6 started: 5 completed, 0 failed, 1 abrupt disconnects"));
+        assert!(human.contains("deletes     none"), "{human}");
+    }
+
+    #[test]
+    fn report_counts_deletes_and_terminated_sessions() {
+        let mut st = StreamStats::new();
+        st.completed = 90;
+        st.terminated = 4;
+        st.terminated_with_violations = 1;
+        st.completed_with_violations = 2;
+        st.terminated_finals = 7;
+        st.terminated_cut_segments = 3;
+        st.aborted = 5;
+        st.failed = 1;
+        let mut other = BTreeMap::new();
+        other.insert("500".to_string(), 1);
+        let deletes = DeleteSummary {
+            planned: 8,
+            sent: 7,
+            ok: 5,
+            not_found: 1,
+            other,
+            observed: 4,
+            unobserved: 1,
+            raced_end: 0,
+            terminated_after_404: 0,
+            skipped_near_end: 1,
+            not_reached: 0,
+            max_ms: 1.5,
+            first_failure: Some("DELETE x answered 500".into()),
+        };
+        let r = SoakReport {
+            duration: Duration::from_secs(120),
+            streams: 50,
+            batch_connections: 2,
+            disconnect_rate: 0.05,
+            min_length: Duration::from_secs(5),
+            max_length: Duration::from_secs(30),
+            seed: 7,
+            opened: 100,
+            stream: st,
+            batch: None,
+            operator: OperatorStats::default(),
+            rss: RssSummary::default(),
+            end_sample: Sample {
+                total_created: Some(100),
+                total_closed: Some(99),
+                ..Sample::default()
+            },
+            delete_fraction: 0.03,
+            deletes,
+            active_sessions_end: Some(0),
+            active_zero_after: Some(Duration::from_millis(50)),
+            wall: Duration::from_secs(121),
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
+        assert_eq!(v["delete_fraction"], 0.03);
+        assert_eq!(v["streams_completed"], 90);
+        assert_eq!(v["streams_terminated"], 4);
+        // Lost finals count completed and terminated sessions.
+        assert_eq!(v["lost_finals"], 3);
+        assert_eq!(v["lost_finals_terminated"], 1);
+        assert_eq!(v["terminated_finals"], 7);
+        assert_eq!(v["terminated_cut_segments"], 3);
+        assert_eq!(v["deletes_sent"], 7);
+        assert_eq!(v["deletes_200"], 5);
+        assert_eq!(v["deletes_404"], 1);
+        assert_eq!(v["deletes_other"]["500"], 1);
+        assert_eq!(v["deletes_observed"], 4);
+        assert_eq!(v["deletes_unobserved"], 1);
+        assert_eq!(v["deletes_failures"], 2);
+        assert_eq!(v["deletes_skipped_near_end"], 1);
+        assert_eq!(v["deletes_max_ms"], 1.5);
+        assert_eq!(v["deletes_first_failure"], "DELETE x answered 500");
+        assert_eq!(v["leaked_sessions"], 1);
+        assert_eq!(v["server_totals_balanced"], false);
+        let mut human = Vec::new();
+        r.write_human(&mut human).unwrap();
+        let human = String::from_utf8(human).unwrap();
+        assert!(human.lines().all(|l| !l.starts_with('{')));
+        for want in [
+            "100 started: 90 completed, 1 failed, 5 abrupt disconnects, 4 terminated by DELETE",
+            "lost finals 3  (",
+            "1 of them terminated",
+            "deletes     7 sent: 5×200, 1×404, other 1×500 (max 1.5 ms);  8 planned, 1 skipped",
+            "4 sessions saw session_end terminated + close 1000 (4 matched to a 200)",
+            "7 finals before the DELETE, 3 open segments cut",
+            "delete err  2 FAILED: 1 answered 200 without the client seeing terminated",
+            "delete fail DELETE x answered 500",
+            "leaked sessions 1",
+        ] {
+            assert!(human.contains(want), "`{want}` not in\n{human}");
+        }
     }
 }

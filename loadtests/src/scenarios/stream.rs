@@ -45,6 +45,7 @@ use serde::Serialize;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message};
 
+use super::soak::deletes::{ClientOutcome, DeleteBook};
 use crate::streaming::{ChunkMap, OrderChecker, ServerMsg, MAX_EXAMPLES};
 use crate::sys;
 use crate::target::Target;
@@ -125,6 +126,10 @@ pub struct StreamOptions {
     pub threads: usize,
     /// The server's process id, to report its CPU time over the run.
     pub server_pid: Option<u32>,
+    /// Operator DELETEs (`soak --delete-fraction`): sessions planned to be
+    /// deleted enter their id here, and accept `session_end` `terminated`
+    /// once their DELETE is out. `None` outside `soak`.
+    pub deletes: Option<Arc<DeleteBook>>,
 }
 
 impl StreamOptions {
@@ -204,6 +209,17 @@ pub struct StreamStats {
     /// Completed sessions with at least one ordering violation (a missing,
     /// extra or out-of-order final, …): `soak`'s "lost finals".
     pub completed_with_violations: u64,
+    /// Sessions ended by an operator DELETE (`soak --delete-fraction`):
+    /// `session_end` `terminated`, then close 1000; neither completed nor
+    /// failed.
+    pub terminated: u64,
+    /// Terminated sessions with an ordering violation (a segment over before
+    /// the DELETE without its final, …): lost finals too.
+    pub terminated_with_violations: u64,
+    /// Finals received by the terminated sessions.
+    pub terminated_finals: u64,
+    /// Segments open at a DELETE, left without a final (allowed).
+    pub terminated_cut_segments: u64,
     /// Protocol-order violations (see [`OrderChecker`]) plus malformed messages.
     pub violations: u64,
     /// A few violation descriptions.
@@ -255,6 +271,10 @@ impl StreamStats {
             failed: 0,
             aborted: 0,
             completed_with_violations: 0,
+            terminated: 0,
+            terminated_with_violations: 0,
+            terminated_finals: 0,
+            terminated_cut_segments: 0,
             violations: 0,
             violation_examples: Vec::new(),
             interim_lag: new_histogram(),
@@ -279,12 +299,22 @@ impl StreamStats {
         *self.errors.entry(key.to_string()).or_insert(0) += 1;
     }
 
+    /// Sessions that ended by protocol (completed or terminated) with a
+    /// missing, extra or out-of-order final: `soak`'s "lost finals".
+    pub fn lost_finals(&self) -> u64 {
+        self.completed_with_violations + self.terminated_with_violations
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &StreamStats) {
         self.completed += other.completed;
         self.failed += other.failed;
         self.aborted += other.aborted;
         self.completed_with_violations += other.completed_with_violations;
+        self.terminated += other.terminated;
+        self.terminated_with_violations += other.terminated_with_violations;
+        self.terminated_finals += other.terminated_finals;
+        self.terminated_cut_segments += other.terminated_cut_segments;
         self.violations += other.violations;
         for e in &other.violation_examples {
             if self.violation_examples.len() < MAX_EXAMPLES {
@@ -481,6 +511,10 @@ pub(crate) struct SessionCore<'a> {
     cut_anywhere: bool,
     /// Dropped on purpose by the load generator (see [`abort`](Self::abort)).
     aborted: bool,
+    /// From `session_start`.
+    session_id: Option<String>,
+    /// When the operator is to DELETE this session (`soak`).
+    delete_at: Option<Instant>,
 }
 
 impl<'a> SessionCore<'a> {
@@ -504,6 +538,22 @@ impl<'a> SessionCore<'a> {
             length: opts.duration,
             cut_anywhere: false,
             aborted: false,
+            session_id: None,
+            delete_at: None,
+        }
+    }
+
+    /// The operator is to DELETE this session at `at` (`opts.deletes` must
+    /// be set): the session enters the book once it has its id.
+    pub(crate) fn set_delete_at(&mut self, at: Instant) {
+        self.delete_at = Some(at);
+    }
+
+    /// A DELETE of this session has been sent.
+    fn delete_sent(&self) -> bool {
+        match (&self.opts.deletes, &self.session_id) {
+            (Some(book), Some(id)) => book.delete_sent(id),
+            _ => false,
         }
     }
 
@@ -621,6 +671,20 @@ impl<'a> SessionCore<'a> {
     }
 
     fn on_server_msg(&mut self, msg: &ServerMsg, at: Instant) {
+        if let ServerMsg::SessionEnd { reason } = msg {
+            if reason == "terminated" {
+                // The deleter marks a DELETE as sent before writing it, so
+                // this is known by the time its `session_end` arrives.
+                if self.delete_sent() {
+                    self.checker.expect_terminated();
+                } else {
+                    self.fail(WsFailure::new(
+                        "unexpected_terminated",
+                        "session_end `terminated` without an operator DELETE",
+                    ));
+                }
+            }
+        }
         self.checker.on_message(msg);
         match msg {
             ServerMsg::SpeechStart { .. } => self.st.segments += 1,
@@ -670,7 +734,17 @@ impl<'a> SessionCore<'a> {
                     }
                 }
             }
-            ServerMsg::SessionStart | ServerMsg::Other(_) => {}
+            ServerMsg::SessionStart { session_id } => {
+                if self.session_id.is_none() && !session_id.is_empty() {
+                    self.session_id = Some(session_id.clone());
+                    if let (Some(book), Some(delete_at), Some(t0)) =
+                        (&self.opts.deletes, self.delete_at, self.t0)
+                    {
+                        book.enter(session_id, delete_at, t0 + self.length);
+                    }
+                }
+            }
+            ServerMsg::Other(_) => {}
         }
     }
 
@@ -737,6 +811,32 @@ impl<'a> SessionCore<'a> {
         if self.fatal_errors > 0 {
             failed = true;
         }
+        let delete_sent = self.delete_sent();
+        if delete_sent && !failed && !self.aborted && !self.checker.ended() {
+            // Deleted, and closed without `session_end`.
+            failed = true;
+            let key = "no_session_end_after_delete";
+            self.st.count_error(key);
+            if self.st.first_failure.is_none() {
+                self.st.first_failure = Some(format!(
+                    "{key}: session {} closed (code {}) without session_end after its DELETE",
+                    self.session_id.as_deref().unwrap_or("?"),
+                    self.close_code
+                        .map_or_else(|| "none".into(), |c| c.to_string())
+                ));
+            }
+        }
+        if let (Some(book), Some(id)) = (&self.opts.deletes, &self.session_id) {
+            book.session_over(
+                id,
+                ClientOutcome {
+                    end_reason: self.checker.end_reason().map(str::to_string),
+                    close_code: self.close_code,
+                    failed,
+                    end_sent_at: self.end_sent_at,
+                },
+            );
+        }
         let aborted = self.aborted && !failed;
         // An aborted session never gets its session_end: only the messages
         // it did receive are checked.
@@ -753,6 +853,13 @@ impl<'a> SessionCore<'a> {
             into.aborted += 1;
         } else if failed {
             into.failed += 1;
+        } else if self.checker.terminated() {
+            into.terminated += 1;
+            into.terminated_finals += self.checker.finals();
+            into.terminated_cut_segments += self.checker.cut();
+            if self.st.violations > 0 {
+                into.terminated_with_violations += 1;
+            }
         } else {
             into.completed += 1;
             if self.st.violations > 0 {
@@ -1252,6 +1359,7 @@ impl StreamReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenarios::soak::deletes::DeleteAnswer;
 
     fn opts() -> StreamOptions {
         StreamOptions {
@@ -1272,6 +1380,7 @@ mod tests {
             driver: Driver::Mux,
             threads: 2,
             server_pid: None,
+            deletes: None,
         }
     }
 
@@ -1341,6 +1450,102 @@ mod tests {
         let human = String::from_utf8(human).unwrap();
         assert!(human.lines().all(|l| !l.starts_with('{')));
         assert!(human.contains("http_503: 1"));
+    }
+
+    /// Feeds one session the server messages `msgs` (and a close with
+    /// `close`), with a DELETE sent first when `delete` (the DELETE is
+    /// planned at the start, so it is due at once), and finishes it.
+    fn deleted_session(
+        o: &StreamOptions,
+        id: &str,
+        delete: bool,
+        msgs: &[&str],
+        close: Option<u16>,
+    ) -> StreamStats {
+        let book = o.deletes.as_ref().unwrap();
+        let t0 = Instant::now();
+        let mut core = SessionCore::new(o, o.chunk_map());
+        core.started(t0, t0);
+        core.set_length(Duration::from_secs(10));
+        if delete {
+            core.set_delete_at(t0);
+        }
+        core.on_text(
+            &format!(r#"{{"type":"session_start","session_id":"{id}"}}"#),
+            t0,
+        );
+        if delete {
+            assert_eq!(book.take_due(Instant::now()).as_deref(), Some(id));
+            book.answered(id, DeleteAnswer::Status(200), Instant::now());
+        }
+        for m in msgs {
+            core.on_text(m, Instant::now());
+        }
+        if let Some(code) = close {
+            core.on_close(code, Instant::now());
+        }
+        let mut st = StreamStats::new();
+        core.finish(&mut st);
+        st
+    }
+
+    #[test]
+    fn deleted_sessions_are_terminated_not_lost_nor_failed() {
+        let sp = |id: u64| format!(r#"{{"type":"speech_start","segment_id":{id},"start":0.1}}"#);
+        let fin = |id: u64| {
+            format!(
+                r#"{{"type":"transcript","segment_id":{id},"is_final":true,"text":"a","start":0.1,"end":0.2}}"#
+            )
+        };
+        let end = |reason: &str| format!(r#"{{"type":"session_end","reason":"{reason}"}}"#);
+        let book = Arc::new(DeleteBook::new());
+        let mut o = opts();
+        o.deletes = Some(Arc::clone(&book));
+        // Deleted: finals of the earlier segments, the open one cut.
+        let msgs = [sp(0), fin(0), sp(1), end("terminated")];
+        let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+        let st = deleted_session(&o, "a", true, &msgs, Some(1000));
+        assert_eq!(
+            (st.terminated, st.completed, st.failed, st.violations),
+            (1, 0, 0, 0),
+            "{:?}",
+            st.violation_examples
+        );
+        assert_eq!((st.terminated_finals, st.terminated_cut_segments), (1, 1));
+        assert_eq!(st.lost_finals(), 0);
+        // Deleted, but a segment over before the DELETE lacks its final.
+        let msgs = [sp(0), sp(1), end("terminated")];
+        let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+        let st = deleted_session(&o, "b", true, &msgs, Some(1000));
+        assert_eq!((st.terminated, st.terminated_with_violations), (1, 1));
+        assert_eq!(st.lost_finals(), 1);
+        // Deleted, closed without session_end: failed, not lost.
+        let msgs = [sp(0), fin(0)];
+        let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+        let st = deleted_session(&o, "c", true, &msgs, Some(1000));
+        assert_eq!((st.failed, st.terminated, st.lost_finals()), (1, 0, 0));
+        assert_eq!(st.errors.get("no_session_end_after_delete"), Some(&1));
+        // Terminated without a DELETE: failed.
+        let msgs = [sp(0), fin(0), end("terminated")];
+        let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+        let st = deleted_session(&o, "d", false, &msgs, Some(1000));
+        assert_eq!((st.failed, st.terminated), (1, 0));
+        assert_eq!(st.errors.get("unexpected_terminated"), Some(&1));
+        // The DELETE raced nothing: a plain completed session is unaffected.
+        let msgs = [sp(0), fin(0), end("client_end")];
+        let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+        let st = deleted_session(&o, "e", false, &msgs, Some(1000));
+        assert_eq!((st.completed, st.failed, st.violations), (1, 0, 0));
+        // The book matched each 200 with what the client saw.
+        let sum = book.summary();
+        assert_eq!((sum.sent, sum.ok), (3, 3));
+        assert_eq!((sum.observed, sum.unobserved), (2, 1));
+        assert!(
+            sum.first_failure
+                .as_deref()
+                .is_some_and(|f| f.starts_with("DELETE c answered 200")),
+            "{sum:?}"
+        );
     }
 
     #[test]

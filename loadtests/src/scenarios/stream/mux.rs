@@ -124,6 +124,9 @@ pub(crate) struct SessionPlan {
     /// Drop the connection this long after the session started, without a
     /// close frame; `true`: with a TCP reset (`SO_LINGER` 0), else a FIN.
     pub abort_after: Option<(Duration, bool)>,
+    /// Have the operator DELETE the session this long after it started
+    /// (needs `StreamOptions::deletes`).
+    pub delete_after: Option<Duration>,
 }
 
 /// When the connector opens sessions, and what each does.
@@ -929,6 +932,9 @@ impl<'a> Worker<'a> {
         core.started(new.t0, new.planned);
         if let Some(length) = new.plan.length {
             core.set_length(length);
+        }
+        if let (Some(d), Some(_)) = (new.plan.delete_after, &self.opts.deletes) {
+            core.set_delete_at(new.t0 + d);
         }
         let mut stream = new.stream;
         let slot = self.free.pop().unwrap_or(self.conns.len());
