@@ -125,6 +125,11 @@ pub enum WsErrorKind {
     SlowConsumer,
     Overloaded,
     Internal,
+    /// A frame that breaks RFC 6455 (unmasked, reserved bits, bad opcode,
+    /// bad control frame, …): close 1002.
+    ProtocolError,
+    /// A text message that is not UTF-8: close 1007.
+    InvalidUtf8,
 }
 
 impl WsErrorKind {
@@ -137,6 +142,7 @@ impl WsErrorKind {
             WsErrorKind::SlowConsumer => "slow_consumer",
             WsErrorKind::Overloaded => "overloaded",
             WsErrorKind::Internal => "internal",
+            WsErrorKind::ProtocolError | WsErrorKind::InvalidUtf8 => "protocol_error",
         }
     }
 
@@ -147,6 +153,8 @@ impl WsErrorKind {
             WsErrorKind::MessageTooLarge => Some(1009),
             WsErrorKind::SlowConsumer => Some(1008),
             WsErrorKind::Internal => Some(1011),
+            WsErrorKind::ProtocolError => Some(1002),
+            WsErrorKind::InvalidUtf8 => Some(1007),
             WsErrorKind::InvalidMessage | WsErrorKind::Overloaded => None,
         }
     }
@@ -205,6 +213,8 @@ mod tests {
             (WsErrorKind::SlowConsumer, "slow_consumer", Some(1008)),
             (WsErrorKind::Overloaded, "overloaded", None),
             (WsErrorKind::Internal, "internal", Some(1011)),
+            (WsErrorKind::ProtocolError, "protocol_error", Some(1002)),
+            (WsErrorKind::InvalidUtf8, "protocol_error", Some(1007)),
         ];
         for (kind, code, close) in expected {
             assert_eq!((kind.code(), kind.close_code()), (code, close));

@@ -239,18 +239,43 @@ pub async fn prepare(
     let (hangover_ms, max_segment_ms) = (settings.vad_hangover_ms, settings.max_segment_ms);
     let content_type = request.head.header("content-type").map(str::to_owned);
     let body = std::mem::take(&mut request.body);
+    let inline = request_body_len(&request.head) <= INLINE_DECODE_BYTES_MAX
+        && decodes_in_proportion(content_type.as_deref(), &body);
     let work = move || {
         let pcm = decode_body(content_type.as_deref(), &body, query_rate)?;
         let config = SegmenterConfig::new(pcm.sample_rate, hangover_ms, max_segment_ms);
         let segments = audio::segment_all(&pcm, config, vad_mode);
         Ok(PreparedAudio { pcm, segments })
     };
-    if request_body_len(&request.head) <= INLINE_DECODE_BYTES_MAX {
+    if inline {
         return work();
     }
     monoio::spawn_blocking(work)
         .await
         .map_err(|_| ApiError::new(ErrorKind::Internal, "the audio decoder failed"))?
+}
+
+/// Whether decoding `body` costs in proportion to its size: raw PCM, or a
+/// WAV of PCM or float samples. Compressed audio (FLAC, MP3, Vorbis, also
+/// inside a form or a RIFF) can expand a thousandfold, so even a small body
+/// of it is decoded off the core.
+fn decodes_in_proportion(content_type: Option<&str>, body: &[u8]) -> bool {
+    const WAVE_FORMAT_PCM: u16 = 1;
+    const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
+    const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+    let media = MediaType::parse(content_type.unwrap_or("application/octet-stream"));
+    match media.essence.as_str() {
+        "audio/pcm" | "audio/l16" => return true,
+        "multipart/form-data" => return false,
+        _ => {}
+    }
+    // A canonical WAV: "RIFF" size "WAVE" "fmt " size, then the format tag.
+    let is_riff_wave = body.len() >= 22 && &body[..4] == b"RIFF" && &body[8..12] == b"WAVE";
+    is_riff_wave
+        && matches!(
+            u16::from_le_bytes([body[20], body[21]]),
+            WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT | WAVE_FORMAT_EXTENSIBLE
+        )
 }
 
 /// The announced body size (chunked bodies count as large).
@@ -432,6 +457,34 @@ mod tests {
         assert_eq!(media.param("rate"), Some("8000"));
         assert_eq!(media.param("channels"), Some("1"));
         assert_eq!(media.param("missing"), None);
+    }
+
+    #[test]
+    fn only_audio_that_decodes_in_proportion_is_decoded_on_the_core() {
+        let wav = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/hello.wav"
+        ))
+        .expect("fixture");
+        assert!(decodes_in_proportion(Some("audio/wav"), &wav));
+        assert!(decodes_in_proportion(Some("audio/pcm"), b"\0\0"));
+        assert!(decodes_in_proportion(Some("Audio/L16; rate=8000"), b"\0\0"));
+        let mut compressed_in_riff = wav.clone();
+        compressed_in_riff[20..22].copy_from_slice(&0x0055u16.to_le_bytes()); // MP3
+        assert!(!decodes_in_proportion(
+            Some("audio/wav"),
+            &compressed_in_riff
+        ));
+        assert!(!decodes_in_proportion(Some("audio/wav"), b"fLaC\0\0\0\x22"));
+        assert!(!decodes_in_proportion(
+            Some("audio/flac"),
+            b"fLaC\0\0\0\x22"
+        ));
+        assert!(!decodes_in_proportion(
+            Some("multipart/form-data; boundary=x"),
+            &wav
+        ));
+        assert!(!decodes_in_proportion(None, b"RIFF"));
     }
 
     #[test]

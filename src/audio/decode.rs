@@ -45,7 +45,9 @@ const ERROR_UNKNOWN: AudioError = AudioError::Unsupported(
     "unrecognised audio format; send WAV, FLAC, MP3, Ogg Vorbis or raw PCM16",
 );
 const ERROR_EMPTY: AudioError = AudioError::Invalid("the audio contains no samples");
-const ERROR_TOO_LONG: AudioError = AudioError::Invalid("the audio is longer than 3600 seconds");
+const ERROR_TOO_LONG: AudioError = AudioError::Invalid(
+    "the audio is longer than 3600 seconds (or 172.8 million samples above 48 kHz)",
+);
 const ERROR_RATE: AudioError = AudioError::Invalid("the audio has an unusable sample rate");
 
 /// How the body is encoded.
@@ -134,10 +136,15 @@ fn decode_finish(samples: Vec<i16>, sample_rate: u32) -> Result<Pcm, AudioError>
     })
 }
 
-/// Most mono samples at `sample_rate` a body may decode to.
+/// Most mono samples at `sample_rate` a body may decode to: an hour, and
+/// never more than an hour at 48 kHz (330 MiB of PCM16), whatever rate a
+/// header claims.
 fn decoded_samples_max(sample_rate: u32) -> usize {
-    (u64::from(sample_rate) * DECODED_DURATION_S_MAX) as usize
+    (u64::from(sample_rate.min(DECODED_RATE_HZ_BOUND)) * DECODED_DURATION_S_MAX) as usize
 }
+
+/// The rate that bounds decoded memory (see [`decoded_samples_max`]).
+const DECODED_RATE_HZ_BOUND: u32 = 48_000;
 
 fn decode_raw(bytes: &[u8], sample_rate: u32) -> Result<(Vec<i16>, u32), AudioError> {
     if !(RAW_RATE_HZ_MIN..=RAW_RATE_HZ_MAX).contains(&sample_rate) {

@@ -368,8 +368,24 @@ fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 return false
             }
-            Err(error) => {
+            Err(tungstenite::Error::Protocol(error)) => {
+                // RFC 6455 says fail the connection: we say why first.
                 tracing::debug!(core = ctx.core.core_id, session_id = ctx.session.borrow().id(), %error, "WebSocket protocol error");
+                ctx.session.borrow_mut().fail(
+                    WsErrorKind::ProtocolError,
+                    format!("WebSocket protocol error: {error}"),
+                );
+                return true;
+            }
+            Err(tungstenite::Error::Utf8(error)) => {
+                ctx.session.borrow_mut().fail(
+                    WsErrorKind::InvalidUtf8,
+                    format!("a text message is not UTF-8: {error}"),
+                );
+                return true;
+            }
+            Err(error) => {
+                tracing::debug!(core = ctx.core.core_id, session_id = ctx.session.borrow().id(), %error, "WebSocket error");
                 return false;
             }
         }

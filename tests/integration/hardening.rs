@@ -322,3 +322,52 @@ fn sigterm_during_fifty_streams_gives_every_session_its_finals_and_server_shutdo
         Some(0)
     );
 }
+
+#[test]
+fn keys_never_appear_in_logs_answers_or_the_session_list() {
+    const API_KEY: &str = "sk-api-5e1f0c2b9d";
+    const ADMIN_KEY: &str = "sk-admin-77a3b1e4c0";
+    // Debug logging logs every request; a later flag wins over the default.
+    let server = Server::start(&[
+        "--api-key",
+        API_KEY,
+        "--admin-key",
+        ADMIN_KEY,
+        "--log-level",
+        "debug",
+    ]);
+    let mut ws =
+        Ws::try_connect(&server, &format!("access_token={API_KEY}"), &[]).expect("query token");
+    ws.next_json();
+    let wrong = Ws::try_connect(&server, "access_token=sk-api-5e1f0c2b9X", &[])
+        .err()
+        .expect("refused");
+    assert!(!wrong.body.contains("sk-api"), "{}", wrong.body);
+    let admin = [("Authorization", "Bearer sk-admin-77a3b1e4c0")];
+    let listed = request_with(&server, "GET", "/v1/sessions", &admin);
+    assert_eq!(listed.status, 200);
+    let refused = request_with(
+        &server,
+        "GET",
+        "/v1/sessions",
+        &[("Authorization", "Bearer sk-admin-77a3b1e4cX")],
+    );
+    assert_eq!(refused.status, 401);
+    let metrics = request_with(&server, "GET", "/metrics", &admin);
+    ws.send_text(r#"{"type":"end"}"#);
+    ws.read_to_close();
+    assert!(eventually(Duration::from_secs(5), || server
+        .stderr_lines()
+        .iter()
+        .any(|line| line.contains("session closed"))));
+    let mut everything = server.stderr_lines().join("\n");
+    for reply in [&listed, &refused, &metrics] {
+        everything.push_str(&reply.text());
+        for (name, value) in &reply.headers {
+            everything.push_str(&format!("{name}: {value}\n"));
+        }
+    }
+    for secret in ["sk-api-5e1f0c2b9", "sk-admin-77a3b1e4c"] {
+        assert!(!everything.contains(secret), "a key leaked:\n{everything}");
+    }
+}

@@ -849,6 +849,47 @@ impl RawWs {
 }
 
 #[test]
+fn frames_that_break_the_protocol_get_protocol_error_and_1002_or_1007() {
+    let server = Server::start(&[]);
+    let masked = |first: u8, payload: &[u8]| {
+        let mut frame = RawWs::frame(0x2, payload);
+        frame[0] = first;
+        frame
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", vec![0x82, 0x02, 0x00, 0x00], 1002),
+        ("reserved bit", masked(0x80 | 0x40 | 0x2, &[0, 0]), 1002),
+        ("unknown opcode", masked(0x80 | 0x3, &[0, 0]), 1002),
+        ("fragmented ping", masked(0x9, b"hi"), 1002),
+        ("continuation first", masked(0x80, &[0, 0]), 1002),
+        (
+            "text not UTF-8",
+            RawWs::frame(0x1, &[0xff, 0xfe, 0x80]),
+            1007,
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let mut ws = RawWs::connect(&server, "");
+        assert_eq!(
+            ws.read_frame().map(|f| f.0),
+            Some(0x1),
+            "{name}: session_start"
+        );
+        ws.stream.write_all(&bytes).expect("write");
+        let (messages, close) = ws.drain_after_close();
+        assert_eq!(close, Some(expected), "{name}: {messages:#?}");
+        let error = messages.last().expect("an error before the close");
+        assert_eq!(error["code"], "protocol_error", "{name}");
+    }
+    assert!(eventually(Duration::from_secs(10), || get(
+        &server,
+        "/v1/health"
+    )
+    .json()["active_sessions"]
+        == 0));
+}
+
+#[test]
 fn a_full_model_queue_delays_finals_but_never_loses_them() {
     // One slow worker and a queue of one: most finals are refused at first
     // and must be retried until they get through.

@@ -30,11 +30,14 @@ impl Server {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_transcription-server"));
         command
-            .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"])
+            .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !args.contains(&"--log-level") {
+            command.args(["--log-level", "warn"]);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
