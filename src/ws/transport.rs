@@ -284,13 +284,121 @@ mod tests {
 
     /// A masked client frame, as a browser would send it.
     fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [1u8, 2, 3, 4];
-        let mut frame = vec![0x80 | opcode];
-        assert!(payload.len() < 126);
-        frame.push(0x80 | payload.len() as u8);
+        masked_frame(true, opcode, payload, [1, 2, 3, 4])
+    }
+
+    /// Any masked client frame: FIN or not, any length encoding.
+    fn masked_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            len if len < 126 => frame.push(0x80 | len as u8),
+            len if len <= usize::from(u16::MAX) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
         frame.extend_from_slice(&mask);
         frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         frame
+    }
+
+    /// Every message the link has complete, until it needs more bytes.
+    fn drain(link: &Link, messages: &mut Vec<Message>) {
+        loop {
+            match link.read_message() {
+                Ok(message) => messages.push(message),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    /// A client message for the property test: binary or text, sent whole or
+    /// in fragments, and pings between them.
+    #[derive(Debug, Clone)]
+    enum Sent {
+        Binary(Vec<u8>, usize),
+        Text(String, usize),
+        Ping(Vec<u8>),
+    }
+
+    impl Sent {
+        fn encode(&self, mask: [u8; 4], out: &mut Vec<u8>) {
+            let (opcode, payload, fragments) = match self {
+                Sent::Binary(bytes, fragments) => (0x2, bytes.as_slice(), *fragments),
+                Sent::Text(text, fragments) => (0x1, text.as_bytes(), *fragments),
+                Sent::Ping(bytes) => {
+                    out.extend(masked_frame(true, 0x9, bytes, mask));
+                    return;
+                }
+            };
+            // Split the payload into `fragments` pieces (the first may be empty).
+            let piece = payload.len().div_ceil(fragments.max(1)).max(1);
+            let pieces: Vec<&[u8]> = if payload.is_empty() {
+                vec![payload]
+            } else {
+                payload.chunks(piece).collect()
+            };
+            for (index, part) in pieces.iter().enumerate() {
+                let op = if index == 0 { opcode } else { 0x0 };
+                out.extend(masked_frame(index + 1 == pieces.len(), op, part, mask));
+            }
+        }
+
+        fn expected(&self) -> Message {
+            match self {
+                Sent::Binary(bytes, _) => Message::binary(bytes.clone()),
+                Sent::Text(text, _) => Message::text(text.clone()),
+                Sent::Ping(bytes) => Message::Ping(bytes.clone().into()),
+            }
+        }
+    }
+
+    fn sent() -> impl proptest::strategy::Strategy<Value = Sent> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (proptest::collection::vec(any::<u8>(), 0..70_000), 1usize..4)
+                .prop_map(|(bytes, fragments)| Sent::Binary(bytes, fragments)),
+            ("[ -~é€]{0,300}", 1usize..4).prop_map(|(text, fragments)| Sent::Text(text, fragments)),
+            proptest::collection::vec(any::<u8>(), 0..125).prop_map(Sent::Ping),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Any stream of frames, fed in any pieces, gives the messages sent.
+        #[test]
+        fn any_split_of_a_frame_stream_gives_the_same_messages(
+            messages in proptest::collection::vec(sent(), 1..6),
+            mask in proptest::prelude::any::<[u8; 4]>(),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..12),
+        ) {
+            let mut bytes = Vec::new();
+            for message in &messages {
+                message.encode(mask, &mut bytes);
+            }
+            // Text fragments may split a character: UTF-8 is checked on the
+            // whole message, so it must still arrive intact.
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            let link = Link::new(Vec::new(), 1 << 20, 8);
+            let mut received = Vec::new();
+            for pair in cuts.windows(2) {
+                let spare = link.feed(bytes[pair[0]..pair[1]].to_vec(), 64);
+                proptest::prop_assert!(spare.is_empty() && spare.capacity() >= 64);
+                drain(&link, &mut received);
+            }
+            let expected: Vec<Message> = messages.iter().map(Sent::expected).collect();
+            proptest::prop_assert_eq!(received, expected);
+        }
     }
 
     #[test]
@@ -300,19 +408,10 @@ mod tests {
         for split in 0..bytes.len() {
             let link = Link::new(bytes[..split].to_vec(), 1024, 8);
             let mut messages = Vec::new();
-            let mut drain = |link: &Link| loop {
-                match link.read_message() {
-                    Ok(message) => messages.push(message),
-                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        break
-                    }
-                    Err(error) => panic!("{error}"),
-                }
-            };
-            drain(&link);
+            drain(&link, &mut messages);
             let spare = link.feed(bytes[split..].to_vec(), 64);
             assert!(spare.is_empty() && spare.capacity() >= 64);
-            drain(&link);
+            drain(&link, &mut messages);
             assert_eq!(messages.len(), 2, "split at {split}");
             assert_eq!(messages[0], Message::binary(vec![1, 2, 3, 4, 5]));
             assert_eq!(messages[1], Message::text(r#"{"type":"end"}"#));
