@@ -624,6 +624,16 @@ mod tests {
     }
 
     #[test]
+    fn decoded_audio_is_bounded_whatever_rate_a_header_claims() {
+        assert_eq!(decoded_samples_max(16_000), 16_000 * 3_600);
+        assert_eq!(decoded_samples_max(48_000), 48_000 * 3_600);
+        // A header claiming 384 kHz gets no more memory than 48 kHz would.
+        assert_eq!(decoded_samples_max(384_000), 48_000 * 3_600);
+        let samples = decoded_samples_max(CONTAINER_RATE_HZ_MAX);
+        assert!(samples * 2 <= 330 * 1024 * 1024, "{samples} samples");
+    }
+
+    #[test]
     fn streamed_wav_with_unknown_lengths_decodes() {
         // Writers on a pipe cannot seek back to fill in the lengths and leave
         // 0xFFFFFFFF (ffmpeg) or 0; hound refuses the first, symphonia reads it.
