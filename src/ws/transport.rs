@@ -147,6 +147,8 @@ pub struct Link {
     pub reader_done: Cell<bool>,
     /// Interims dropped because the client read too slowly.
     pub shed: Cell<u64>,
+    /// A read failed for a reason other than "need more bytes".
+    read_failed: Cell<bool>,
 }
 
 impl Link {
@@ -173,6 +175,7 @@ impl Link {
             kill: DrainSignal::default(),
             reader_done: Cell::new(false),
             shed: Cell::new(0),
+            read_failed: Cell::new(false),
         }
     }
 
@@ -189,9 +192,24 @@ impl Link {
     /// The next complete message, `WouldBlock` when more bytes are needed.
     /// Control frames are answered (pong, close reply) into the output buffer;
     /// the writer is woken for them.
+    ///
+    /// After any other error the byte stream is out of step (tungstenite may
+    /// be inside a frame it refused: reading on trips its assertions, found
+    /// by `fuzz/` target `ws_session`), so every later read answers
+    /// `AlreadyClosed` without looking at the bytes.
     pub fn read_message(&self) -> Result<Message, tungstenite::Error> {
+        if self.read_failed.get() {
+            return Err(tungstenite::Error::AlreadyClosed);
+        }
         let mut ws = self.ws.borrow_mut();
         let result = ws.read();
+        if let Err(error) = &result {
+            let would_block =
+                matches!(error, tungstenite::Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock);
+            if !would_block {
+                self.read_failed.set(true);
+            }
+        }
         if ws.get_ref().has_outgoing() {
             self.writer_wake.notify();
         }

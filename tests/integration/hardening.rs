@@ -269,18 +269,23 @@ fn a_websocket_handshake_that_stalls_gets_408() {
 
 #[test]
 fn sigterm_during_fifty_streams_gives_every_session_its_finals_and_server_shutdown() {
-    const SESSIONS: usize = 50;
+    // 50 here; the same test at scale (recorded in loadtests/RESULTS.md):
+    // TRANSCRIBE_TEST_SHUTDOWN_SESSIONS=500 cargo test --release ... sigterm_during
+    let sessions: usize = std::env::var("TRANSCRIBE_TEST_SHUTDOWN_SESSIONS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(50);
     let mut server = Server::start(&[
         "--cores",
         "2",
         "--mock-latency-ms",
-        "50",
-        "--shutdown-grace-seconds",
         "20",
+        "--shutdown-grace-seconds",
+        "30",
     ]);
     let pcm = Arc::new(fixture_pcm("two_utterances.wav"));
-    let ready = Arc::new(std::sync::Barrier::new(SESSIONS + 1));
-    let clients: Vec<_> = (0..SESSIONS)
+    let ready = Arc::new(std::sync::Barrier::new(sessions + 1));
+    let clients: Vec<_> = (0..sessions)
         .map(|_| {
             let (addr, pcm, ready) = (server.addr, Arc::clone(&pcm), Arc::clone(&ready));
             std::thread::spawn(move || {
@@ -306,6 +311,7 @@ fn sigterm_during_fifty_streams_gives_every_session_its_finals_and_server_shutdo
         })
         .collect();
     ready.wait();
+    let signalled = std::time::Instant::now();
     server.signal("TERM");
     for client in clients {
         let (messages, close) = client.join().expect("client");
@@ -317,9 +323,14 @@ fn sigterm_during_fifty_streams_gives_every_session_its_finals_and_server_shutdo
     }
     assert_eq!(
         server
-            .wait_exit(Duration::from_secs(40))
+            .wait_exit(Duration::from_secs(60))
             .and_then(|status| status.code()),
         Some(0)
+    );
+    // For the record at scale, not a threshold.
+    eprintln!(
+        "{sessions} sessions: exit {:.2} s after SIGTERM",
+        signalled.elapsed().as_secs_f64()
     );
 }
 
