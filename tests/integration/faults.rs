@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{eventually, fixture, fixture_pcm, get, metric, post, Raw, Server, Ws};
+use crate::support::{
+    assert_active_sessions, eventually, fixture, fixture_pcm, get, metric, post, Raw, Server, Ws,
+};
 
 #[test]
 fn a_panicking_handler_answers_500_and_the_core_goes_on() {
@@ -58,12 +60,7 @@ fn a_panicking_session_closes_with_1011_and_releases_its_slot() {
         messages.last().map(|m| &m["code"]),
         Some(&Value::from("internal"))
     );
-    assert!(eventually(Duration::from_secs(5), || get(
-        &server,
-        "/v1/health"
-    )
-    .json()["active_sessions"]
-        == 1));
+    assert_active_sessions(&server, 1, Duration::from_secs(5));
 
     // The other session on the same core is unaffected and the slot is free.
     bystander.stream_audio(&fixture_pcm("hello.wav"), 640);

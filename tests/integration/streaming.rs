@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{eventually, fixture, fixture_pcm, get, post, Raw, Server, Ws};
+use crate::support::{
+    assert_active_sessions, eventually, fixture, fixture_pcm, get, post, Raw, Server, Ws,
+};
 
 /// 20 ms of 16 kHz PCM16.
 const FRAME_BYTES: usize = 640;
@@ -366,12 +368,7 @@ fn the_session_limit_is_enforced_and_freed_after_a_close() {
 
     first.send_text(r#"{"type":"end"}"#);
     first.read_to_close();
-    assert!(eventually(Duration::from_secs(10), || get(
-        &server,
-        "/v1/health"
-    )
-    .json()["active_sessions"]
-        == 1));
+    assert_active_sessions(&server, 1, Duration::from_secs(10));
     let mut fourth = Ws::connect(&server, "");
     assert_eq!(
         fourth.next_json().expect("a message")["type"],
@@ -624,31 +621,6 @@ fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
 }
 
 #[test]
-fn sigterm_while_streaming_delivers_finals_then_server_shutdown() {
-    let mut server = Server::start(&["--mock-latency-ms", "300"]);
-    let mut ws = Ws::connect(&server, "interim_results=false");
-    ws.next_json();
-    let pcm = fixture_pcm("two_utterances.wav");
-    // The first utterance complete, the second half-spoken.
-    ws.stream_audio(&pcm[..pcm.len() * 3 / 4], FRAME_BYTES);
-    std::thread::sleep(Duration::from_millis(100));
-    server.signal("TERM");
-    let (messages, close) = ws.read_to_close();
-    assert_eq!(close, Some(1001), "{messages:#?}");
-    assert_ordered(&messages);
-    assert_eq!(finals(&messages).len(), 2, "{messages:#?}");
-    let end = messages.last().expect("session_end");
-    assert_eq!(end["type"], "session_end");
-    assert_eq!(end["reason"], "server_shutdown");
-    assert_eq!(
-        server
-            .wait_exit(Duration::from_secs(30))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
-}
-
-#[test]
 fn two_hundred_concurrent_sessions_all_get_correct_ordered_finals() {
     let server = std::sync::Arc::new(Server::start(&["--cores", "2"]));
     let pcm = std::sync::Arc::new(fixture_pcm("two_utterances.wav"));
@@ -685,12 +657,7 @@ fn two_hundred_concurrent_sessions_all_get_correct_ordered_finals() {
             .collect();
         assert_eq!(text.join(" "), expected);
     }
-    assert!(eventually(Duration::from_secs(10), || get(
-        &server,
-        "/v1/health"
-    )
-    .json()["active_sessions"]
-        == 0));
+    assert_active_sessions(&server, 0, Duration::from_secs(10));
 }
 
 /// A WebSocket client on a raw socket, for what tungstenite would not do:
@@ -881,12 +848,7 @@ fn frames_that_break_the_protocol_get_protocol_error_and_1002_or_1007() {
         let error = messages.last().expect("an error before the close");
         assert_eq!(error["code"], "protocol_error", "{name}");
     }
-    assert!(eventually(Duration::from_secs(10), || get(
-        &server,
-        "/v1/health"
-    )
-    .json()["active_sessions"]
-        == 0));
+    assert_active_sessions(&server, 0, Duration::from_secs(10));
 }
 
 #[test]

@@ -599,6 +599,17 @@ pub fn metric(server: &Server, name: &str, headers: &[(&str, &str)]) -> Option<f
     })
 }
 
+/// Wait until `/v1/health` reports `expected` live sessions (the gauge is
+/// exact, but a closing session takes a moment to release its slot).
+pub fn assert_active_sessions(server: &Server, expected: u64, timeout: Duration) {
+    assert!(
+        eventually(timeout, || get(server, "/v1/health").json()
+            ["active_sessions"]
+            == expected),
+        "active_sessions never reached {expected}"
+    );
+}
+
 /// `DELETE` with a real client.
 pub fn delete(server: &Server, path: &str) -> Reply {
     request(server, "DELETE", path)
