@@ -8,6 +8,7 @@ set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)      # webrtc-vad compiles libfvad's C sources
 command -v kill >/dev/null 2>&1 || need+=(procps) # the shutdown tests send signals
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # cluster tests start their own
 if [[ ${1:-} == --fixtures ]]; then
   command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
   command -v sox >/dev/null 2>&1 || need+=(sox)

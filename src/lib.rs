@@ -43,6 +43,8 @@ pub mod model;
 
 pub mod metrics;
 
+pub mod cluster;
+
 pub mod error;
 
 /// The version reported by `/v1/health` and the `Server` header.
