@@ -9,6 +9,9 @@ need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)      # webrtc-vad compiles libfvad's C sources
 command -v kill >/dev/null 2>&1 || need+=(procps) # the shutdown tests send signals
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # cluster tests start their own
+# nginx: the load-balancer test (tests/integration/cluster.rs) runs its own on
+# loopback; found in /usr/sbin, which is not on every user's PATH.
+[[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 if [[ ${1:-} == --fixtures ]]; then
   command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
   command -v sox >/dev/null 2>&1 || need+=(sox)

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::cluster::{ClusterSettings, FailMode};
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -180,6 +182,53 @@ pub struct Config {
     /// Seconds in-flight work may take to finish after SIGTERM/SIGINT before the server exits.
     #[arg(long, env = "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+
+    /// Redis URL (`redis://host:port/db`) that turns on cluster mode: nodes sharing it see each other's sessions [default: none, single node].
+    #[arg(long, env = "TRANSCRIBE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// This node's id in the cluster, unique per node [default: hostname:port].
+    #[arg(long, env = "TRANSCRIBE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The URL other nodes and operators reach this node at [default: http://hostname:port].
+    #[arg(long, env = "TRANSCRIBE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Concurrent streaming sessions summed over every node of the cluster (needs --redis-url) [default: none, each node's --max-sessions only].
+    #[arg(long, env = "TRANSCRIBE_CLUSTER_MAX_SESSIONS")]
+    pub cluster_max_sessions: Option<usize>,
+
+    /// What cluster admission does while Redis is unreachable: `open` admits (the node's own limit still applies), `closed` refuses with overloaded.
+    #[arg(long, env = "TRANSCRIBE_CLUSTER_FAIL_MODE", default_value_t = FailMode::Open)]
+    pub cluster_fail_mode: FailMode,
+
+    /// Milliseconds between cluster heartbeats (advanced; tests shorten it).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_CLUSTER_HEARTBEAT_MS",
+        default_value_t = 2_000,
+        hide = true
+    )]
+    pub cluster_heartbeat_ms: u64,
+
+    /// Milliseconds a node's Redis keys outlive its last heartbeat (advanced; at least twice the heartbeat).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_CLUSTER_TTL_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub cluster_ttl_ms: u64,
+
+    /// Free admission leases each node keeps in its pool (advanced; small next to --cluster-max-sessions, or other nodes may be refused while slots sit in pools).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_CLUSTER_LEASE_BLOCK",
+        default_value_t = 4,
+        hide = true
+    )]
+    pub cluster_lease_block: usize,
 }
 
 /// Validated settings, shared read-only by every thread.
@@ -217,6 +266,8 @@ pub struct Settings {
     pub log_level: String,
     pub shutdown_grace: Duration,
     pub uring: UringSettings,
+    /// Cluster mode; `None` (no `redis_url`) is a single node.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Which browser origins may call the API (CORS).
@@ -407,6 +458,7 @@ impl Config {
             self.shutdown_grace_seconds <= 3600,
             "--shutdown-grace-seconds must be at most 3600",
         )?;
+        let cluster = self.validate_cluster()?;
         Ok(Settings {
             listen_addr: SocketAddr::new(self.host, self.port),
             cores,
@@ -445,7 +497,59 @@ impl Config {
                 coop_taskrun: self.uring_coop_taskrun,
                 sqpoll_idle_ms: self.uring_sqpoll_idle_ms,
             },
+            cluster,
         })
+    }
+
+    /// The cluster settings when `--redis-url` is given. The cluster-only
+    /// flags without it are refused rather than silently ignored.
+    fn validate_cluster(&self) -> Result<Option<ClusterSettings>, String> {
+        let Some(redis_url) = self.redis_url.as_deref() else {
+            check(
+                self.cluster_max_sessions.is_none(),
+                "--cluster-max-sessions needs --redis-url (cluster mode)",
+            )?;
+            return Ok(None);
+        };
+        // The default id names the port; with port 0 every node would be
+        // `hostname:0`, and two nodes with one id corrupt each other's entries.
+        check(
+            self.port != 0 || self.node_id.is_some(),
+            "--node-id is required with --port 0 in cluster mode (the default hostname:port would not be unique)",
+        )?;
+        let node_id = self
+            .node_id
+            .clone()
+            .unwrap_or_else(|| crate::cluster::default_node_id(self.port));
+        let advertise_url = self
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| crate::cluster::default_advertise_url(self.port));
+        let mut cluster = ClusterSettings::new(redis_url, &node_id, &advertise_url);
+        cluster.cluster_max_sessions = self.cluster_max_sessions;
+        cluster.fail_mode = self.cluster_fail_mode;
+        cluster.heartbeat_interval = Duration::from_millis(self.cluster_heartbeat_ms);
+        cluster.ttl = Duration::from_millis(self.cluster_ttl_ms);
+        cluster.lease_block = self.cluster_lease_block;
+        // The settings' own messages name the setting (`node_id`, ...); say
+        // which flag it is.
+        cluster.validate().map_err(|error| {
+            let message = error.to_string();
+            let flag = [
+                ("redis_url", "--redis-url"),
+                ("node_id", "--node-id"),
+                ("advertise_url", "--advertise-url"),
+                ("cluster_max_sessions", "--cluster-max-sessions"),
+                ("TTL", "--cluster-ttl-ms"),
+                ("heartbeat", "--cluster-heartbeat-ms"),
+                ("lease block", "--cluster-lease-block"),
+            ]
+            .iter()
+            .find(|(name, _)| message.contains(name))
+            .map_or("--redis-url", |(_, flag)| flag);
+            format!("{flag}: {message}")
+        })?;
+        Ok(Some(cluster))
     }
 }
 
@@ -586,6 +690,71 @@ mod tests {
             .validate(2)
             .expect("valid");
         assert_eq!(any.cors.allow("https://whoever.example"), Some("*"));
+    }
+
+    #[test]
+    fn cluster_mode_is_off_by_default_and_on_with_a_redis_url() {
+        let settings = parse(&[]).validate(2).expect("defaults are valid");
+        assert_eq!(settings.cluster, None);
+        let settings = parse(&["--port", "8100", "--redis-url", "redis://127.0.0.1:6379/0"])
+            .validate(2)
+            .expect("valid");
+        let cluster = settings.cluster.expect("cluster mode");
+        assert_eq!(cluster.node_id, crate::cluster::default_node_id(8100));
+        assert_eq!(
+            cluster.advertise_url,
+            crate::cluster::default_advertise_url(8100)
+        );
+        assert_eq!(cluster.cluster_max_sessions, None);
+        assert_eq!(cluster.fail_mode, FailMode::Open);
+        let cluster = parse(&[
+            "--redis-url",
+            "redis://127.0.0.1:6379/0",
+            "--node-id",
+            "a",
+            "--advertise-url",
+            "http://a:8000",
+            "--cluster-max-sessions",
+            "5",
+            "--cluster-fail-mode",
+            "closed",
+        ])
+        .validate(2)
+        .expect("valid")
+        .cluster
+        .expect("cluster mode");
+        assert_eq!(
+            (cluster.node_id.as_str(), cluster.advertise_url.as_str()),
+            ("a", "http://a:8000")
+        );
+        assert_eq!(cluster.cluster_max_sessions, Some(5));
+        assert_eq!(cluster.fail_mode, FailMode::Closed);
+    }
+
+    #[test]
+    fn bad_cluster_values_name_the_flag() {
+        let url = "redis://127.0.0.1:6379/0";
+        let cases: &[(&[&str], &str)] = &[
+            (&["--redis-url", "http://nope"], "--redis-url"),
+            (&["--redis-url", url, "--node-id", "has space"], "--node-id"),
+            (
+                &["--redis-url", url, "--cluster-max-sessions", "0"],
+                "--cluster-max-sessions",
+            ),
+            (&["--cluster-max-sessions", "3"], "--cluster-max-sessions"),
+            (&["--redis-url", url, "--port", "0"], "--node-id"),
+            (
+                &["--redis-url", url, "--cluster-ttl-ms", "100"],
+                "--cluster-ttl-ms",
+            ),
+        ];
+        for (args, flag) in cases {
+            let err = parse(args).validate(2).expect_err("must be refused");
+            assert!(err.contains(flag), "{err:?} should name {flag}");
+        }
+        let err = Config::try_parse_from(["transcription-server", "--cluster-fail-mode", "maybe"])
+            .expect_err("not a fail mode");
+        assert!(err.to_string().contains("--cluster-fail-mode"));
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum ErrorKind {
     Internal,
     Overloaded,
     ShuttingDown,
+    /// Cluster mode is off, or Redis (or the cluster agent) cannot be reached.
+    ClusterUnavailable,
+    /// The node owning a session did not answer in time.
+    ClusterTimeout,
 }
 
 impl ErrorKind {
@@ -40,7 +44,8 @@ impl ErrorKind {
             ErrorKind::InvalidAudio => 422,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::Internal => 500,
-            ErrorKind::Overloaded | ErrorKind::ShuttingDown => 503,
+            ErrorKind::Overloaded | ErrorKind::ShuttingDown | ErrorKind::ClusterUnavailable => 503,
+            ErrorKind::ClusterTimeout => 504,
         }
     }
 
@@ -60,6 +65,8 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::ClusterUnavailable => "cluster_unavailable",
+            ErrorKind::ClusterTimeout => "cluster_timeout",
         }
     }
 
@@ -103,6 +110,21 @@ impl ApiError {
             "error": {"code": self.kind.code(), "message": self.message}
         });
         body.to_string().into_bytes()
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(error: crate::cluster::ClusterError) -> Self {
+        match error {
+            crate::cluster::ClusterError::Unavailable => ApiError::new(
+                ErrorKind::ClusterUnavailable,
+                "the cluster registry (Redis) cannot be reached; retry later",
+            ),
+            crate::cluster::ClusterError::Timeout => ApiError::new(
+                ErrorKind::ClusterTimeout,
+                "the node owning the session did not answer in time",
+            ),
+        }
     }
 }
 
@@ -184,6 +206,8 @@ mod tests {
             (ErrorKind::Internal, 500, "internal"),
             (ErrorKind::Overloaded, 503, "overloaded"),
             (ErrorKind::ShuttingDown, 503, "shutting_down"),
+            (ErrorKind::ClusterUnavailable, 503, "cluster_unavailable"),
+            (ErrorKind::ClusterTimeout, 504, "cluster_timeout"),
         ];
         for (kind, status, code) in expected {
             assert_eq!(kind.status(), status);
@@ -219,6 +243,17 @@ mod tests {
         for (kind, code, close) in expected {
             assert_eq!((kind.code(), kind.close_code()), (code, close));
         }
+    }
+
+    #[test]
+    fn cluster_errors_map_to_their_kinds_and_codes() {
+        use crate::cluster::ClusterError;
+        for error in [ClusterError::Unavailable, ClusterError::Timeout] {
+            let api = ApiError::from(error);
+            assert_eq!(api.kind.code(), error.code());
+            assert!(!api.kind.closes_connection());
+        }
+        assert_eq!(ApiError::from(ClusterError::Timeout).kind.status(), 504);
     }
 
     #[test]

@@ -22,6 +22,9 @@
 //!   bounded worker pool that runs it.
 //! - [`metrics`]: per-core counters and histograms, and the aggregator thread
 //!   that merges them.
+//! - [`cluster`]: cluster mode on Redis (off unless `redis_url` is set): the
+//!   agent thread, the registry, cluster-wide admission leases and remote
+//!   deletes.
 //! - [`error`]: the one mapping from error kinds to HTTP status codes.
 
 pub mod config;

@@ -20,6 +20,13 @@ pub fn prometheus(core: &CoreContext) -> Response {
         model_worker_restarts: shared.to_pool.worker_restarts(),
         uptime_seconds: shared.started_at.elapsed().as_secs_f64(),
     };
-    let text = prometheus::render(&shared.metrics.latest(), &levels);
+    let mut text = prometheus::render(&shared.metrics.latest(), &levels);
+    if let Some(cluster) = &shared.cluster {
+        let leases = cluster
+            .admission
+            .as_ref()
+            .map(|admission| admission.snapshot());
+        prometheus::render_cluster(&mut text, &cluster.handle.stats(), leases);
+    }
     Response::with_body(200, CONTENT_TYPE, text.into_bytes())
 }

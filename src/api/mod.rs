@@ -6,6 +6,7 @@
 //! API.md's JSON error body here, in one place.
 
 pub mod batch;
+pub mod cluster;
 pub mod health;
 pub mod metrics;
 pub mod openai;
@@ -33,6 +34,8 @@ pub enum Route {
     SessionsMetrics,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /v1/cluster/nodes` (cluster mode).
+    ClusterNodes,
 }
 
 /// Which key a route needs when keys are configured.
@@ -59,6 +62,7 @@ impl Route {
             Route::Session => "session",
             Route::SessionsMetrics => "sessions_metrics",
             Route::Metrics => "metrics",
+            Route::ClusterNodes => "cluster_nodes",
         }
     }
 
@@ -66,9 +70,11 @@ impl Route {
         match self {
             Route::Health | Route::Ready => Access::Open,
             Route::Transcribe | Route::OpenAiTranscriptions | Route::Stream => Access::Api,
-            Route::Sessions | Route::Session | Route::SessionsMetrics | Route::Metrics => {
-                Access::Admin
-            }
+            Route::Sessions
+            | Route::Session
+            | Route::SessionsMetrics
+            | Route::Metrics
+            | Route::ClusterNodes => Access::Admin,
         }
     }
 }
@@ -112,6 +118,12 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         &[Method::Get, Method::Head],
         "GET, HEAD",
         Route::Metrics,
+    ),
+    (
+        "/v1/cluster/nodes",
+        &[Method::Get],
+        "GET",
+        Route::ClusterNodes,
     ),
 ];
 
@@ -243,7 +255,8 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
             sessions::delete(core, request).await
         }
         Route::Session => sessions::get(core, request).await,
-        Route::SessionsMetrics => Ok(sessions::metrics(core)),
+        Route::SessionsMetrics => sessions::metrics(core, request).await,
+        Route::ClusterNodes => cluster::nodes(core).await,
         Route::Metrics => Ok(metrics::prometheus(core)),
         // The connection upgrades this route before any handler runs.
         Route::Stream => Err(ApiError::bad_request(

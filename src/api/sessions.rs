@@ -6,6 +6,12 @@
 //! core through its inbox, then merges the answers; a core that does not
 //! answer within [`CROSS_CORE_TIMEOUT`] is left out rather than holding the
 //! request.
+//!
+//! In cluster mode (`redis_url` set) `?scope=cluster` lists every node's
+//! sessions and merges every node's metrics from the registry, and a
+//! session id that no core of this node has is looked up (or deleted)
+//! through the cluster agent. Without cluster mode those answers are
+//! `503 cluster_unavailable`.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,10 +19,12 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cluster::DeleteOutcome;
 use crate::core::{CoreCommand, CoreContext};
 use crate::error::{ApiError, ErrorKind};
 use crate::http::query::parse_query;
 use crate::http::{Request, Response};
+use crate::server::ClusterShared;
 use crate::ws::conn::SessionInfo;
 use crate::ws::session::SessionState;
 
@@ -63,13 +71,69 @@ struct SessionList {
     sessions: Vec<SessionInfo>,
 }
 
-/// `GET /v1/sessions[?state=S][&limit=N]`.
+/// Which sessions a request covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// This node (the default).
+    Node,
+    /// Every node of the cluster.
+    Cluster,
+}
+
+fn parse_scope(value: &str) -> Result<Scope, ApiError> {
+    match value {
+        "local" | "node" => Ok(Scope::Node),
+        "cluster" => Ok(Scope::Cluster),
+        _ => Err(ApiError::bad_request(format!(
+            "scope must be local or cluster, got {value:?}"
+        ))),
+    }
+}
+
+/// The cluster agent's handles, or `503 cluster_unavailable` on a single node.
 ///
 /// # Errors
-/// `400` for an unknown state or a bad limit.
+/// `503 cluster_unavailable` when cluster mode is off.
+pub fn cluster_of(core: &CoreContext) -> Result<&ClusterShared, ApiError> {
+    core.shared.cluster.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ClusterUnavailable,
+            "cluster mode is off on this node (no redis_url)",
+        )
+    })
+}
+
+/// This node's sessions and every other node's, from the registry. This
+/// node's own come from its cores (fresher than the registry).
+async fn cluster_sessions(core: &CoreContext) -> Result<Vec<SessionInfo>, ApiError> {
+    let cluster = cluster_of(core)?;
+    let records = cluster.handle.list_sessions().await?;
+    let mut sessions = all_sessions(core).await;
+    let now = std::time::SystemTime::now();
+    let node_id = cluster.handle.node_id();
+    sessions.extend(
+        records
+            .into_iter()
+            .filter(|record| record.node != node_id)
+            .map(|record| SessionInfo::from_record(record, now)),
+    );
+    sessions.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.session_id.cmp(&b.session_id))
+    });
+    Ok(sessions)
+}
+
+/// `GET /v1/sessions[?state=S][&limit=N][&scope=cluster]`.
+///
+/// # Errors
+/// `400` for an unknown state, scope or a bad limit; `503
+/// cluster_unavailable` / `504 cluster_timeout` for `scope=cluster`.
 pub async fn list(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
     let mut state = None;
     let mut limit = usize::MAX;
+    let mut scope = Scope::Node;
     let pairs = parse_query(request.head.query.as_deref())
         .map_err(|pair| ApiError::bad_request(format!("malformed query parameter {pair:?}")))?;
     for (name, value) in pairs {
@@ -81,6 +145,7 @@ pub async fn list(core: &CoreContext, request: &Request) -> Result<Response, Api
                     ))
                 })?)
             }
+            "scope" => scope = parse_scope(&value)?,
             "limit" => {
                 limit = value
                     .parse::<usize>()
@@ -95,8 +160,11 @@ pub async fn list(core: &CoreContext, request: &Request) -> Result<Response, Api
             _ => {}
         }
     }
-    let sessions: Vec<SessionInfo> = all_sessions(core)
-        .await
+    let sessions = match scope {
+        Scope::Node => all_sessions(core).await,
+        Scope::Cluster => cluster_sessions(core).await?,
+    };
+    let sessions: Vec<SessionInfo> = sessions
         .into_iter()
         .filter(|info| state.is_none_or(|state| info.state == state.name()))
         .take(limit)
@@ -123,21 +191,64 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorKind::SessionNotFound, format!("no session {shown}"))
 }
 
-/// `GET /v1/sessions/{id}`.
+/// `GET /v1/sessions/{id}`; in cluster mode a session of another node is
+/// found through the registry.
 ///
 /// # Errors
-/// `404 session_not_found`.
+/// `404 session_not_found`; in cluster mode `503 cluster_unavailable` when
+/// the id is not on this node and Redis cannot be reached.
 pub async fn get(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
     let id = session_id(request);
-    if let Some(ctx) = core.sessions.borrow().get(id) {
-        return Ok(Response::json(200, &ctx.info()));
+    let local = core.sessions.borrow().get(id).map(|ctx| ctx.info());
+    if let Some(info) = local {
+        return Ok(Response::json(200, &info));
     }
-    all_sessions(core)
+    if let Some(info) = all_sessions(core)
         .await
         .into_iter()
         .find(|info| info.session_id == id)
-        .map(|info| Response::json(200, &info))
-        .ok_or_else(|| not_found(id))
+    {
+        return Ok(Response::json(200, &info));
+    }
+    let Some(cluster) = &core.shared.cluster else {
+        return Err(not_found(id));
+    };
+    match cluster.handle.get_session(id).await? {
+        Some(record) => Ok(Response::json(
+            200,
+            &SessionInfo::from_record(record, std::time::SystemTime::now()),
+        )),
+        None => Err(not_found(id)),
+    }
+}
+
+/// Terminate a session on whichever core of this node has it; `false` if
+/// none has. Used by `DELETE` and by deletes from other nodes.
+pub async fn terminate_on_any_core(core: &CoreContext, id: &str) -> bool {
+    if core.terminate_session(id).is_some() {
+        return true;
+    }
+    let mut replies = Vec::new();
+    for (core_id, inbox) in core.shared.core_inboxes.iter().enumerate() {
+        if core_id == core.core_id {
+            continue;
+        }
+        let (reply, receiver) = futures_channel::oneshot::channel();
+        let command = CoreCommand::TerminateSession {
+            id: id.to_string(),
+            reply,
+        };
+        if inbox.unbounded_send(command).is_ok() {
+            replies.push(receiver);
+        }
+    }
+    let mut found = false;
+    for receiver in replies {
+        if let Ok(Ok(Some(_))) = monoio::time::timeout(CROSS_CORE_TIMEOUT, receiver).await {
+            found = true;
+        }
+    }
+    found
 }
 
 #[derive(Serialize)]
@@ -147,32 +258,19 @@ struct Deleted<'a> {
 }
 
 /// `DELETE /v1/sessions/{id}`: the client gets `session_end` `terminated`
-/// and its socket is closed.
+/// and its socket is closed. In cluster mode the session may be on any node.
 ///
 /// # Errors
-/// `404 session_not_found`.
+/// `404 session_not_found`; in cluster mode `503 cluster_unavailable` or
+/// `504 cluster_timeout` when the id is not on this node and the cluster
+/// cannot answer.
 pub async fn delete(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
     let id = session_id(request);
-    let mut found = core.terminate_session(id).is_some();
+    let mut found = terminate_on_any_core(core, id).await;
     if !found {
-        let mut replies = Vec::new();
-        for (core_id, inbox) in core.shared.core_inboxes.iter().enumerate() {
-            if core_id == core.core_id {
-                continue;
-            }
-            let (reply, receiver) = futures_channel::oneshot::channel();
-            let command = CoreCommand::TerminateSession {
-                id: id.to_string(),
-                reply,
-            };
-            if inbox.unbounded_send(command).is_ok() {
-                replies.push(receiver);
-            }
-        }
-        for receiver in replies {
-            if let Ok(Ok(Some(_))) = monoio::time::timeout(CROSS_CORE_TIMEOUT, receiver).await {
-                found = true;
-            }
+        if let Some(cluster) = &core.shared.cluster {
+            // The owner closes it and confirms, through Redis.
+            found = cluster.handle.delete_session(id).await? == DeleteOutcome::Deleted;
         }
     }
     if !found {
@@ -247,37 +345,100 @@ struct SessionMetrics {
     latency_ms: Latencies,
 }
 
-/// `GET /v1/sessions/metrics`: live gauges from the shared atomics, totals
-/// and latency quantiles from the aggregator's latest view (at most one
-/// publish interval old).
-pub fn metrics(core: &CoreContext) -> Response {
+/// `GET /v1/sessions/metrics[?scope=cluster]`.
+///
+/// # Errors
+/// `400` for an unknown scope; `503 cluster_unavailable` for
+/// `scope=cluster` without cluster mode or without Redis.
+pub async fn metrics(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
+    let pairs = parse_query(request.head.query.as_deref())
+        .map_err(|pair| ApiError::bad_request(format!("malformed query parameter {pair:?}")))?;
+    let mut scope = Scope::Node;
+    for (name, value) in pairs {
+        if name == "scope" {
+            scope = parse_scope(&value)?;
+        }
+    }
+    if scope == Scope::Node {
+        return Ok(Response::json(200, &metrics_value(core)));
+    }
+    let cluster = cluster_of(core)?;
+    let merged = cluster.handle.cluster_metrics().await?;
+    // The node view's fields summed over the nodes (latency quantiles take
+    // the maximum), and each node's own figures.
+    let mut body = match merged.total {
+        serde_json::Value::Object(total) => total,
+        _ => serde_json::Map::new(),
+    };
+    body.insert(
+        "nodes".to_string(),
+        serde_json::to_value(&merged.nodes).unwrap_or_default(),
+    );
+    Ok(Response::json(200, &body))
+}
+
+/// The node's `/v1/sessions/metrics` view: live gauges from the shared
+/// atomics, totals and latency quantiles from the aggregator's latest view
+/// (at most one publish interval old). Also what the node publishes to the
+/// cluster registry.
+pub fn metrics_value(core: &CoreContext) -> serde_json::Value {
     let shared = &core.shared;
     let view = shared.metrics.latest();
     let counters = &view.counters;
     let gauge = |index: usize| shared.sessions_by_state[index].load(Ordering::Relaxed);
-    Response::json(
-        200,
-        &SessionMetrics {
-            active_sessions: shared.active_sessions.load(Ordering::Relaxed),
-            by_state: ByState {
-                created: gauge(0),
-                active: gauge(1),
-                closing: gauge(2),
-            },
-            max_sessions: shared.settings.max_sessions,
-            total_created: counters.sessions_created,
-            total_closed: counters.sessions_closed.values().sum(),
-            rejected: counters.sessions_rejected,
-            idle_timeouts: counters.idle_timeouts,
-            audio_bytes: counters.stream_audio_bytes,
-            audio_seconds: (counters.stream_audio_seconds * 1000.0).round() / 1000.0,
-            chunks: counters.stream_chunks,
-            segments: counters.stream_segments,
-            transcripts: counters.transcripts_interim + counters.transcripts_final,
-            latency_ms: Latencies {
-                final_transcript: Quantiles::of(&view.histograms.final_latency_us),
-                model: Quantiles::of(&view.histograms.model_latency_us),
-            },
+    serde_json::to_value(&SessionMetrics {
+        active_sessions: shared.active_sessions.load(Ordering::Relaxed),
+        by_state: ByState {
+            created: gauge(0),
+            active: gauge(1),
+            closing: gauge(2),
         },
-    )
+        max_sessions: shared.settings.max_sessions,
+        total_created: counters.sessions_created,
+        total_closed: counters.sessions_closed.values().sum(),
+        rejected: counters.sessions_rejected,
+        idle_timeouts: counters.idle_timeouts,
+        audio_bytes: counters.stream_audio_bytes,
+        audio_seconds: (counters.stream_audio_seconds * 1000.0).round() / 1000.0,
+        chunks: counters.stream_chunks,
+        segments: counters.stream_segments,
+        transcripts: counters.transcripts_interim + counters.transcripts_final,
+        latency_ms: Latencies {
+            final_transcript: Quantiles::of(&view.histograms.final_latency_us),
+            model: Quantiles::of(&view.histograms.model_latency_us),
+        },
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::SessionRecord;
+
+    #[test]
+    fn scope_is_local_or_cluster() {
+        assert_eq!(parse_scope("local").ok(), Some(Scope::Node));
+        assert_eq!(parse_scope("cluster").ok(), Some(Scope::Cluster));
+        let error = parse_scope("everywhere").expect_err("unknown scope");
+        assert_eq!(error.kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn a_registry_record_shows_as_a_session_object_with_its_node() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut record = SessionRecord::new("s-1", "active", 1, at, "10.0.0.7:5000");
+        record.node = "node-b".to_string();
+        record.audio_bytes = 3200;
+        let info = SessionInfo::from_record(record.clone(), at + Duration::from_millis(1500));
+        assert_eq!(info.node.as_deref(), Some("node-b"));
+        assert_eq!((info.state, info.core, info.idle_s), ("active", 1, 1.5));
+        let mut back = info.to_record();
+        back.node = record.node.clone();
+        assert_eq!(back, record);
+        let value = serde_json::to_value(&info).expect("json");
+        assert_eq!(value["node"], "node-b");
+        record.state = "nonsense".to_string();
+        assert_eq!(SessionInfo::from_record(record, at).state, "active");
+    }
 }

@@ -1,9 +1,13 @@
 //! Cluster mode: several nodes sharing one Redis (API.md, "Cluster mode").
 //!
-//! **Status:** the layer below is complete and tested against a real
-//! `redis-server` (`tests/cluster_redis.rs`), but the server does not start
-//! it yet: the flags, the `?scope=cluster` endpoints, `/v1/cluster/nodes` and
-//! the routing of remote deletes to the owning core are the next step.
+//! The layer is tested against a real `redis-server` on its own
+//! (`tests/cluster_redis.rs`) and inside real servers
+//! (`tests/integration/cluster.rs`). The server wires it in `src/server`
+//! (start, shutdown, the `cluster-remote` thread that passes remote deletes
+//! to a core), `src/ws/conn.rs` (admission, opens and closes), `src/core`
+//! (periodic updates and metrics) and `src/api/sessions.rs`,
+//! `src/api/cluster.rs` (the `?scope=cluster` endpoints and
+//! `/v1/cluster/nodes`).
 //!
 //! Off unless `redis_url` is set; then the server starts one
 //! [`ClusterAgent`] and nothing else changes on the single-node path. The

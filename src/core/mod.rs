@@ -26,6 +26,11 @@ pub use signal::{DrainSignal, Notify};
 
 use crate::config::UringSettings;
 use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS};
+
+/// How often each core sends its sessions' figures to the cluster registry
+/// (cluster mode only). Lossy: the agent drops updates its queue has no room
+/// for, and the next round carries newer figures anyway.
+const CLUSTER_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 use crate::metrics::{CoreGauges, CoreMetrics};
 use crate::server::ServerShared;
 use crate::ws::conn::{SessionInfo, StreamCtx};
@@ -59,6 +64,13 @@ pub enum CoreCommand {
     TerminateSession {
         id: String,
         reply: futures_channel::oneshot::Sender<Option<SessionInfo>>,
+    },
+    /// Cluster mode: another node asked to delete a session of this node.
+    /// The receiving core looks on every core, as an operator `DELETE`
+    /// does, and confirms `Deleted` or `NotFound` to the asking node.
+    RemoteDelete {
+        id: String,
+        reply: crate::cluster::RemoteReply,
     },
 }
 
@@ -234,6 +246,9 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
     monoio::spawn(serve_inbox(Rc::clone(&core), inbox));
     monoio::spawn(sweep_idle_sessions(Rc::clone(&core)));
     monoio::spawn(crate::ws::conn::retry_waiting_finals(Rc::clone(&core)));
+    if core.shared.cluster.is_some() {
+        monoio::spawn(publish_cluster(Rc::clone(&core)));
+    }
     let _ = started.send(Ok(driver));
     tracing::info!(core = core_id, io_driver = driver.name(), "core accepting");
 
@@ -324,6 +339,18 @@ async fn serve_inbox(
             CoreCommand::TerminateSession { id, reply } => {
                 let _ = reply.send(core.terminate_session(&id));
             }
+            CoreCommand::RemoteDelete { id, reply } => {
+                // Asking the other cores waits: not in the inbox's loop.
+                let core = Rc::clone(&core);
+                monoio::spawn(async move {
+                    let found = crate::api::sessions::terminate_on_any_core(&core, &id).await;
+                    reply.confirm(if found {
+                        crate::cluster::DeleteOutcome::Deleted
+                    } else {
+                        crate::cluster::DeleteOutcome::NotFound
+                    });
+                });
+            }
         }
     }
 }
@@ -363,6 +390,30 @@ async fn publish_metrics(core: Rc<CoreContext>) {
             _ = interval => core.metrics.publish(core.gauges()),
             // The core publishes a last time itself once it has drained.
             _ = core.drain.wait() => return,
+        }
+    }
+}
+
+/// Cluster mode: every [`CLUSTER_PUBLISH_INTERVAL`], the figures of this
+/// core's sessions go to the registry, and core 0 also publishes the node's
+/// `/v1/sessions/metrics` view (the registry's per-node metrics).
+async fn publish_cluster(core: Rc<CoreContext>) {
+    let Some(cluster) = &core.shared.cluster else {
+        return;
+    };
+    loop {
+        let tick = monoio::time::sleep(CLUSTER_PUBLISH_INTERVAL);
+        monoio::select! {
+            _ = tick => {},
+            _ = core.drain.wait() => return,
+        }
+        for info in core.session_infos() {
+            cluster.handle.session_updated(info.to_record());
+        }
+        if core.core_id == 0 {
+            cluster
+                .handle
+                .publish_metrics(crate::api::sessions::metrics_value(&core));
         }
     }
 }

@@ -296,6 +296,80 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
     out
 }
 
+/// Cluster mode only: the agent's counters and, with
+/// `cluster_max_sessions`, the node's admission leases. Appended to
+/// [`render`]'s output.
+pub fn render_cluster(
+    out: &mut String,
+    stats: &crate::cluster::ClusterStats,
+    leases: Option<crate::cluster::AdmissionSnapshot>,
+) {
+    family(
+        out,
+        "transcribe_cluster_available",
+        "gauge",
+        "1 while the cluster agent's Redis connection answers.",
+    );
+    sample(
+        out,
+        "transcribe_cluster_available",
+        &[],
+        f64::from(u8::from(stats.available)),
+    );
+    let counters = [
+        (
+            "transcribe_cluster_updates_dropped_total",
+            "Session updates and metrics dropped because the agent's queue was full.",
+            stats.updates_dropped,
+        ),
+        (
+            "transcribe_cluster_urgent_dropped_total",
+            "Opens, closes and queries refused because the agent's urgent queue was full.",
+            stats.urgent_dropped,
+        ),
+        (
+            "transcribe_cluster_reconnects_total",
+            "Successful (re)connections to Redis.",
+            stats.reconnects,
+        ),
+        (
+            "transcribe_cluster_remote_timeouts_total",
+            "Deletes routed to another node that did not answer in time.",
+            stats.remote_timeouts,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(out, name, "counter", help);
+        sample(out, name, &[], value as f64);
+    }
+    if let Some(leases) = leases {
+        family(
+            out,
+            "transcribe_cluster_leases_held",
+            "gauge",
+            "Admission leases this node holds in Redis (in use and pooled).",
+        );
+        sample(
+            out,
+            "transcribe_cluster_leases_held",
+            &[],
+            f64::from(leases.held),
+        );
+        family(
+            out,
+            "transcribe_cluster_leases_in_use",
+            "gauge",
+            "Admission leases held by live sessions of this node.",
+        );
+        sample(
+            out,
+            "transcribe_cluster_leases_in_use",
+            &[],
+            f64::from(leases.in_use),
+        );
+    }
+}
+
 fn family_samples_by_core(out: &mut String, view: &MetricsView) {
     for (core, gauges) in &view.core_gauges {
         let core = core.to_string();

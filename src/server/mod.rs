@@ -8,6 +8,13 @@
 //! the server draining (readiness turns 503), tells every core to stop
 //! accepting and finish its in-flight requests within the grace period, then
 //! stops the pool and the aggregator.
+//!
+//! In cluster mode (`redis_url` set) start-up also starts the
+//! [`ClusterAgent`] before the cores, hands its handles to them through
+//! [`ServerShared::cluster`], and starts the `cluster-remote` thread that
+//! passes other nodes' deletes to a core ([`forward_remote_commands`]).
+//! Shutdown marks the node unhealthy in the registry first and stops the
+//! agent last, so the node's sessions leave the registry as they close.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::cluster::{ClusterAdmission, ClusterAgent, ClusterHandle, DeleteOutcome, RemoteCommand};
 use crate::config::Settings;
 use crate::core::{CoreCommand, CoreInbox, CoreStart, IoDriver};
 use crate::limits::LISTEN_BACKLOG;
@@ -49,12 +57,24 @@ pub struct ServerShared {
     /// Each core's inbox, indexed by core id, for cross-core requests.
     pub core_inboxes: Vec<CoreInbox>,
     pub metrics: MetricsHandle,
+    /// The cluster agent's handles; `None` on a single node (no `redis_url`).
+    pub cluster: Option<ClusterShared>,
 }
 
 impl ServerShared {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
+}
+
+/// What every core keeps of the cluster agent (both cross threads; neither
+/// ever blocks the caller).
+pub struct ClusterShared {
+    /// Registry updates and operator queries.
+    pub handle: ClusterHandle,
+    /// Cluster-wide admission; `None` without `cluster_max_sessions`, when
+    /// each node's own limit is the only one and admission costs nothing.
+    pub admission: Option<ClusterAdmission>,
 }
 
 struct CoreThread {
@@ -69,6 +89,9 @@ pub struct Server {
     cores: Vec<CoreThread>,
     pool: ModelPool,
     aggregator: Aggregator,
+    /// The agent and the thread that forwards its remote commands (cluster
+    /// mode only).
+    cluster: Option<(ClusterAgent, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -92,6 +115,32 @@ impl Server {
         let (core_inboxes, inbox_receivers): (Vec<_>, Vec<_>) = (0..settings.cores)
             .map(|_| futures_channel::mpsc::unbounded::<CoreCommand>())
             .unzip();
+        let mut agent = match &settings.cluster {
+            Some(cluster) => {
+                Some(ClusterAgent::start(cluster.clone()).context("starting the cluster agent")?)
+            }
+            None => None,
+        };
+        let cluster_shared = agent.as_ref().map(|agent| ClusterShared {
+            handle: agent.handle(),
+            admission: settings
+                .cluster
+                .as_ref()
+                .and_then(|cluster| cluster.cluster_max_sessions)
+                .map(|_| agent.admission()),
+        });
+        let forwarder = match agent.as_mut().and_then(ClusterAgent::take_remote_commands) {
+            Some(commands) => {
+                let inboxes = core_inboxes.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("cluster-remote".to_string())
+                        .spawn(move || forward_remote_commands(commands, inboxes))
+                        .context("spawning the cluster-remote thread")?,
+                )
+            }
+            None => None,
+        };
         let shared = Arc::new(ServerShared {
             to_pool: pool.to_pool(),
             model_name: model.name(),
@@ -103,6 +152,7 @@ impl Server {
             sessions_by_state: Default::default(),
             core_inboxes,
             metrics: aggregator.handle(),
+            cluster: cluster_shared,
             settings,
         });
         let mut server = Server {
@@ -111,6 +161,7 @@ impl Server {
             cores: Vec::new(),
             pool,
             aggregator,
+            cluster: agent.zip(forwarder),
         };
         match server.start_cores(inbox_receivers) {
             Ok(()) => Ok(server),
@@ -205,9 +256,15 @@ impl Server {
             cores,
             pool,
             aggregator,
+            cluster,
             ..
         } = self;
         shared.draining.store(true, Ordering::Release);
+        if let Some(cluster) = &shared.cluster {
+            // Other nodes and balancers reading the registry stop sending
+            // work here while the sessions drain.
+            cluster.handle.set_healthy(false);
+        }
         let mut threads = Vec::with_capacity(cores.len());
         for core in cores {
             // A core that already stopped has dropped its receiver; nothing to tell.
@@ -223,6 +280,40 @@ impl Server {
         drop(shared);
         pool.join();
         aggregator.join();
+        if let Some((agent, forwarder)) = cluster {
+            // Removes the node, its sessions and its leases from Redis, and
+            // ends the forwarder (its channel closes with the agent).
+            agent.shutdown();
+            if forwarder.join().is_err() {
+                tracing::error!("the cluster-remote thread panicked");
+            }
+        }
+    }
+}
+
+/// The body of the `cluster-remote` thread: hands each delete that another
+/// node (or an operator on this one) sent for this node's sessions to a
+/// core, which looks on every core and confirms (see
+/// [`CoreCommand::RemoteDelete`]). The cores take turns, so no core carries
+/// them all. Ends when the agent stops.
+fn forward_remote_commands(
+    commands: crossbeam_channel::Receiver<RemoteCommand>,
+    inboxes: Vec<CoreInbox>,
+) {
+    assert!(!inboxes.is_empty(), "a server has at least one core");
+    for (turn, command) in commands.iter().enumerate() {
+        let RemoteCommand::Delete { session_id, reply } = command;
+        let inbox = &inboxes[turn % inboxes.len()];
+        let command = CoreCommand::RemoteDelete {
+            id: session_id,
+            reply,
+        };
+        if let Err(error) = inbox.unbounded_send(command) {
+            // The core has stopped, and with it its sessions.
+            if let CoreCommand::RemoteDelete { reply, .. } = error.into_inner() {
+                reply.confirm(DeleteOutcome::NotFound);
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use super::permit::SessionPermit;
 use super::protocol::{ServerMessage, StreamParams};
 use super::session::{EndReason, JobRequest, Output, Session, SessionConfig, SessionState};
 use super::transport::{Backlog, Link};
+use crate::cluster::{Admit, LeaseGuard, SessionRecord};
 use crate::core::unwind::catch_unwind_future;
 use crate::core::{CoreContext, DrainSignal, Notify};
 use crate::error::WsErrorKind;
@@ -64,6 +65,51 @@ pub struct SessionInfo {
     pub segments: u64,
     pub transcripts: u64,
     pub peer: String,
+    /// The owning node, in cluster mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl SessionInfo {
+    /// The registry's form of this view (cluster mode); the agent fills in
+    /// the node.
+    pub fn to_record(&self) -> SessionRecord {
+        SessionRecord {
+            session_id: self.session_id.clone(),
+            node: String::new(),
+            state: self.state.to_string(),
+            core: self.core,
+            created_at: self.created_at.clone(),
+            last_activity_at: self.last_activity_at.clone(),
+            audio_bytes: self.audio_bytes,
+            audio_seconds: self.audio_seconds,
+            chunks: self.chunks,
+            segments: self.segments,
+            transcripts: self.transcripts,
+            peer: self.peer.clone(),
+        }
+    }
+
+    /// The view of a session another node owns, from its registry record
+    /// (as fresh as that node's last update, about a second).
+    pub fn from_record(record: SessionRecord, now: std::time::SystemTime) -> SessionInfo {
+        let state = SessionState::parse(&record.state).map_or("active", SessionState::name);
+        SessionInfo {
+            idle_s: record.idle_seconds(now).unwrap_or(0.0),
+            session_id: record.session_id,
+            state,
+            core: record.core,
+            created_at: record.created_at,
+            last_activity_at: record.last_activity_at,
+            audio_bytes: record.audio_bytes,
+            audio_seconds: record.audio_seconds,
+            chunks: record.chunks,
+            segments: record.segments,
+            transcripts: record.transcripts,
+            peer: record.peer,
+            node: Some(record.node),
+        }
+    }
 }
 
 /// A live session and its connection, as the core's shard holds it.
@@ -101,6 +147,12 @@ impl StreamCtx {
             segments: figures.segments,
             transcripts: figures.transcripts,
             peer: self.peer.to_string(),
+            node: self
+                .core
+                .shared
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.handle.node_id().to_string()),
         }
     }
 
@@ -158,6 +210,20 @@ pub async fn serve(
             return;
         }
     };
+    // Cluster-wide admission comes after the local limits, so a node that is
+    // full itself never takes a cluster slot.
+    let lease = match admit_in_cluster(&core).await {
+        Ok(lease) => lease,
+        Err((kind, message)) => {
+            core.metrics.count(|c| c.sessions_rejected += 1);
+            tracing::debug!(core = core.core_id, %peer, code = kind.code(), "session refused by the cluster");
+            refuse_with_close(&link, kind, message.into(), 1013);
+            drop(permit);
+            finish(&link, reader).await;
+            let _ = writer.await;
+            return;
+        }
+    };
     let mut params = StreamParams::new(settings.vad_mode);
     if let Err(message) = params.apply_query(query.as_deref()) {
         refuse(&link, WsErrorKind::UnsupportedFormat, message);
@@ -186,6 +252,9 @@ pub async fn serve(
     core.sessions
         .borrow_mut()
         .insert(id.clone(), Rc::clone(&ctx));
+    if let Some(cluster) = &core.shared.cluster {
+        cluster.handle.session_opened(ctx.info().to_record());
+    }
     core.metrics.count(|c| c.sessions_created += 1);
     tracing::debug!(core = core.core_id, session_id = %id, %peer, "session started");
     let start = ctx.session.borrow().start_message();
@@ -220,6 +289,9 @@ pub async fn serve(
         .end(EndReason::ClientDisconnect, Instant::now());
     pump(&ctx);
     core.sessions.borrow_mut().remove(&id);
+    if let Some(cluster) = &core.shared.cluster {
+        cluster.handle.session_closed(&id);
+    }
     let reason = ctx
         .session
         .borrow()
@@ -229,6 +301,7 @@ pub async fn serve(
         *c.sessions_closed.entry(reason.name()).or_default() += 1;
     });
     tracing::debug!(core = core.core_id, session_id = %id, reason = reason.name(), "session closed");
+    drop(lease);
     drop(permit);
     session_over.trigger();
     link.reader_done.set(true);
@@ -253,12 +326,50 @@ async fn end_at_max_duration(ctx: Weak<StreamCtx>, limit: Duration, session_over
 
 /// Refuse a session before it starts: an error, then the close frame.
 fn refuse(link: &Link, kind: WsErrorKind, message: String) {
+    refuse_with_close(link, kind, message, kind.close_code().unwrap_or(1011));
+}
+
+/// [`refuse`] with a chosen close code (for kinds that do not close by
+/// themselves, such as `overloaded`).
+fn refuse_with_close(link: &Link, kind: WsErrorKind, message: String, close_code: u16) {
     let error = ServerMessage::Error {
         code: kind.code(),
         message,
     };
     link.push_text(error.to_json(), false);
-    link.push_close(kind.close_code().unwrap_or(1011));
+    link.push_close(close_code);
+}
+
+/// Cluster-wide admission (cluster mode with `cluster_max_sessions`): a
+/// slot from the node's pool of Redis leases, held for the session's life.
+/// `Ok(None)` when there is no cluster bound (nothing to hold, no cost).
+///
+/// # Errors
+/// The error to send before closing 1013: `session_limit_exceeded` when the
+/// cluster is full, `overloaded` when Redis cannot be reached and the fail
+/// mode is `closed`.
+async fn admit_in_cluster(
+    core: &CoreContext,
+) -> Result<Option<LeaseGuard>, (WsErrorKind, &'static str)> {
+    let Some(admission) = core
+        .shared
+        .cluster
+        .as_ref()
+        .and_then(|cluster| cluster.admission.as_ref())
+    else {
+        return Ok(None);
+    };
+    match admission.admit().await {
+        Admit::Granted(lease) => Ok(Some(lease)),
+        Admit::Refused => Err((
+            WsErrorKind::SessionLimitExceeded,
+            "the cluster is at its session limit; retry later",
+        )),
+        Admit::Unavailable => Err((
+            WsErrorKind::Overloaded,
+            "cluster admission is unavailable (Redis cannot be reached); retry later",
+        )),
+    }
 }
 
 /// Wait for the close handshake of a connection we are closing, then stop.

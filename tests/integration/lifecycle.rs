@@ -29,6 +29,17 @@ fn bad_settings_are_refused_at_start_with_the_flag_named() {
         ),
         (&[], &[("TRANSCRIBE_VAD_MODE", "7")], "--vad-mode"),
         (&[], &[("TRANSCRIBE_CORES", "many")], "--cores"),
+        (&["--redis-url", "http://not-redis"], &[], "--redis-url"),
+        (
+            &["--cluster-fail-mode", "sometimes"],
+            &[],
+            "--cluster-fail-mode",
+        ),
+        (
+            &[],
+            &[("TRANSCRIBE_CLUSTER_MAX_SESSIONS", "3")],
+            "--cluster-max-sessions",
+        ),
     ];
     for (args, env, flag) in cases {
         let (status, _, stderr) = run_to_exit(args, env);
@@ -75,6 +86,11 @@ fn help_documents_every_setting_with_its_default() {
         "--admin-key",
         "--log-format",
         "--shutdown-grace-seconds",
+        "--redis-url",
+        "--node-id",
+        "--advertise-url",
+        "--cluster-max-sessions",
+        "--cluster-fail-mode",
     ] {
         assert!(stdout.contains(flag), "--help lacks {flag}");
     }

@@ -12,12 +12,16 @@
 //! - `hardening`: per-address and duration limits, CORS, write and handshake
 //!   timeouts, shutdown in the middle of many streams.
 //! - `streaming`: the WebSocket protocol, sessions, limits, operators.
+//! - `cluster`: several servers sharing a real `redis-server`: the
+//!   cluster-wide limit, sessions listed, read and deleted from any node,
+//!   dead nodes, Redis restarts.
 //! - `lifecycle`: configuration refusals, port in use, health and readiness,
 //!   the I/O driver, graceful shutdown.
 
 mod support;
 
 mod batch;
+mod cluster;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod hardening;
