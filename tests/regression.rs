@@ -211,6 +211,22 @@ fn finding_ws_session_capacity_then_read() {
     assert!(outcome.is_ok(), "the session harness panicked");
 }
 
+/// A sniffed-audio reproducer (harness layout: selector byte 1, then the
+/// body) is refused without any allocation out of proportion to its size.
+fn assert_refused_in_proportion(name: &str) {
+    use transcription_service::audio::decode::{decode, AudioFormat};
+    let data = regression(name);
+    assert_eq!(data[0], 1, "{name} is not a sniffed-audio input");
+    let body = &data[1..];
+    let (result, largest) = largest_request(|| decode(AudioFormat::Sniff, body));
+    assert!(result.is_err(), "{name}: {result:?}");
+    assert!(
+        largest <= 64 << 20,
+        "{name}: decoding a {}-byte body asked for {largest} bytes at once",
+        body.len()
+    );
+}
+
 /// Finding audio_decode-flac-comment-alloc: a 20-byte FLAC body (a
 /// VORBIS_COMMENT block whose one comment claims a length of 3.3 GB) makes
 /// `audio::decode` ask the allocator for 3.3 GB: symphonia-metadata 0.5.5
@@ -222,18 +238,7 @@ fn finding_ws_session_capacity_then_read() {
 /// Correct: a clear error, and no allocation out of proportion to the body.
 #[test]
 fn finding_audio_decode_flac_comment_alloc() {
-    use transcription_service::audio::decode::{decode, AudioFormat};
-    let data = regression("audio_decode-flac-comment-alloc");
-    // The harness layout: one selector byte (1 = sniffed), then the body.
-    assert_eq!(data[0], 1);
-    let body = &data[1..];
-    let (result, largest) = largest_request(|| decode(AudioFormat::Sniff, body));
-    assert!(result.is_err(), "{result:?}");
-    assert!(
-        largest <= 64 << 20,
-        "decoding a {}-byte body asked for {largest} bytes at once",
-        body.len()
-    );
+    assert_refused_in_proportion("audio_decode-flac-comment-alloc");
 }
 
 /// The same class through a FLAC PICTURE block (media type length 4 GB,
@@ -241,17 +246,7 @@ fn finding_audio_decode_flac_comment_alloc() {
 /// lengths (`flac.rs:66`, `flac.rs:95`) are read the same way.
 #[test]
 fn finding_audio_decode_flac_picture_alloc() {
-    use transcription_service::audio::decode::{decode, AudioFormat};
-    let data = regression("audio_decode-flac-picture-alloc");
-    assert_eq!(data[0], 1);
-    let body = &data[1..];
-    let (result, largest) = largest_request(|| decode(AudioFormat::Sniff, body));
-    assert!(result.is_err(), "{result:?}");
-    assert!(
-        largest <= 64 << 20,
-        "decoding a {}-byte body asked for {largest} bytes at once",
-        body.len()
-    );
+    assert_refused_in_proportion("audio_decode-flac-picture-alloc");
 }
 
 /// Informational finding audio_decode-riff-channel-mask-shift: a
@@ -334,15 +329,5 @@ fn finding_audio_decode_resampled_to_nothing() {
 /// of probing).
 #[test]
 fn finding_audio_decode_mp3_sync_then_flac_alloc() {
-    use transcription_service::audio::decode::{decode, AudioFormat};
-    let data = regression("audio_decode-mp3-sync-then-flac-alloc");
-    assert_eq!(data[0], 1);
-    let body = &data[1..];
-    let (result, largest) = largest_request(|| decode(AudioFormat::Sniff, body));
-    assert!(result.is_err(), "{result:?}");
-    assert!(
-        largest <= 64 << 20,
-        "decoding a {}-byte body asked for {largest} bytes at once",
-        body.len()
-    );
+    assert_refused_in_proportion("audio_decode-mp3-sync-then-flac-alloc");
 }
