@@ -1266,46 +1266,14 @@ fn run_segmenter(config: SegmenterConfig, decisions: &[u8]) {
 }
 
 /// Segments in order, numbered from 0, non-overlapping, non-empty, inside the
-/// audio, no longer than the maximum, and all closed.
+/// audio, no longer than the maximum, and all closed: the segmenter's own
+/// contract check.
 fn check_segment_events(config: &SegmenterConfig, events: &[SegmentEvent], audio_end: u64) {
-    let frame_samples = config.frame_samples() as u64;
-    let max_frames = u64::from(config.max_segment_ms.div_ceil(config.frame_ms).max(1));
-    let mut open: Option<(u64, u64)> = None;
-    let mut next_id = 0;
-    let mut last_end = 0;
-    for event in events {
-        match *event {
-            SegmentEvent::SpeechStart {
-                segment_id,
-                start_sample,
-            } => {
-                assert!(open.is_none(), "start while open: {events:?}");
-                assert_eq!(segment_id, next_id);
-                assert!(start_sample >= last_end, "overlap: {events:?}");
-                open = Some((segment_id, start_sample));
-            }
-            SegmentEvent::SegmentEnd {
-                segment_id,
-                start_sample,
-                end_sample,
-            } => {
-                assert_eq!(open, Some((segment_id, start_sample)), "{events:?}");
-                assert!(start_sample < end_sample, "empty segment: {events:?}");
-                assert!(
-                    end_sample <= audio_end,
-                    "segment past the audio: {events:?}"
-                );
-                assert!(
-                    end_sample - start_sample <= max_frames * frame_samples,
-                    "segment longer than the maximum: {events:?}"
-                );
-                open = None;
-                next_id += 1;
-                last_end = end_sample;
-            }
-        }
+    if let Err(broken) =
+        transcription_service::audio::segmenter::check_events(config, events, audio_end)
+    {
+        panic!("{broken}");
     }
-    assert!(open.is_none(), "unclosed segment after finish: {events:?}");
 }
 
 /// Every finding's input keeps this signature: replay it by target name.

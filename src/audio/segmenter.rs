@@ -327,6 +327,71 @@ impl Segmenter {
     }
 }
 
+/// Check a finished run's events against the segmenter's promises: segments
+/// numbered from 0 in order, each started before it ends, non-overlapping,
+/// non-empty, inside the audio (`audio_end_sample`), no longer than
+/// `config`'s maximum (rounded up to whole frames), and none left open. For
+/// tests and fuzzers of this module and of what feeds it.
+///
+/// # Errors
+/// The first broken promise, with the events.
+pub fn check_events(
+    config: &SegmenterConfig,
+    events: &[SegmentEvent],
+    audio_end_sample: u64,
+) -> Result<(), String> {
+    let max_samples = u64::from(config.max_segment_ms.div_ceil(config.frame_ms).max(1))
+        * config.frame_samples() as u64;
+    let mut open: Option<(u64, u64)> = None;
+    let mut next_id = 0;
+    let mut last_end = 0;
+    let broken = |what: &str| Err(format!("{what}: {events:?}"));
+    for event in events {
+        match *event {
+            SegmentEvent::SpeechStart {
+                segment_id,
+                start_sample,
+            } => {
+                if open.is_some() {
+                    return broken("a start while a segment is open");
+                }
+                if segment_id != next_id {
+                    return broken("segment ids out of order");
+                }
+                if start_sample < last_end {
+                    return broken("segments overlap");
+                }
+                open = Some((segment_id, start_sample));
+            }
+            SegmentEvent::SegmentEnd {
+                segment_id,
+                start_sample,
+                end_sample,
+            } => {
+                if open != Some((segment_id, start_sample)) {
+                    return broken("an end that does not match the open segment");
+                }
+                if start_sample >= end_sample {
+                    return broken("an empty segment");
+                }
+                if end_sample > audio_end_sample {
+                    return broken("a segment past the audio");
+                }
+                if end_sample - start_sample > max_samples {
+                    return broken("a segment longer than the maximum");
+                }
+                open = None;
+                next_id += 1;
+                last_end = end_sample;
+            }
+        }
+    }
+    if open.is_some() {
+        return broken("a segment left open after finish");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,38 +642,6 @@ mod tests {
     }
 
     /// Checks every rule the streaming session relies on.
-    fn check_invariants(events: &[SegmentEvent], audio_end_sample: u64) {
-        let mut open: Option<(u64, u64)> = None;
-        let mut next_id = 0;
-        let mut last_end = 0;
-        for event in events {
-            match *event {
-                SegmentEvent::SpeechStart {
-                    segment_id,
-                    start_sample,
-                } => {
-                    assert!(open.is_none(), "start while open: {events:?}");
-                    assert_eq!(segment_id, next_id);
-                    assert!(start_sample >= last_end, "overlap: {events:?}");
-                    open = Some((segment_id, start_sample));
-                }
-                SegmentEvent::SegmentEnd {
-                    segment_id,
-                    start_sample,
-                    end_sample,
-                } => {
-                    assert_eq!(open, Some((segment_id, start_sample)), "{events:?}");
-                    assert!(start_sample < end_sample);
-                    assert!(end_sample <= audio_end_sample);
-                    open = None;
-                    next_id += 1;
-                    last_end = end_sample;
-                }
-            }
-        }
-        assert!(open.is_none(), "unclosed segment after finish: {events:?}");
-    }
-
     #[derive(Debug, Clone, Copy)]
     enum Step {
         Frame(bool),
@@ -674,11 +707,8 @@ mod tests {
             }
             segmenter.finish(&mut events);
             let audio_end = segmenter.frames_seen() * config.frame_samples() as u64;
-            check_invariants(&events, audio_end);
-            // Segment length never exceeds the (frame-rounded) maximum.
-            let max_frames = u64::from(config.max_segment_ms.div_ceil(config.frame_ms).max(1));
-            for (_, start, end) in ends(&events) {
-                prop_assert!(end - start <= max_frames * config.frame_samples() as u64);
+            if let Err(broken) = check_events(&config, &events, audio_end) {
+                prop_assert!(false, "{}", broken);
             }
         }
     }
