@@ -26,15 +26,15 @@ pub use signal::{DrainSignal, Notify};
 
 use crate::config::UringSettings;
 use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS};
+use crate::metrics::{CoreGauges, CoreMetrics};
+use crate::server::ServerShared;
+use crate::ws::conn::{SessionInfo, StreamCtx};
+use crate::ws::session::{EndReason, SessionState};
 
 /// How often each core sends its sessions' figures to the cluster registry
 /// (cluster mode only). Lossy: the agent drops updates its queue has no room
 /// for, and the next round carries newer figures anyway.
 const CLUSTER_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
-use crate::metrics::{CoreGauges, CoreMetrics};
-use crate::server::ServerShared;
-use crate::ws::conn::{SessionInfo, StreamCtx};
-use crate::ws::session::{EndReason, SessionState};
 
 /// The I/O driver a core runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
