@@ -392,16 +392,21 @@ fn concurrent_admission_never_exceeds_and_exactly_reaches_the_limit() {
     drop(guards);
 }
 
+/// An agent of a cluster limited to 10 sessions, pre-reserving 2 at a time.
+fn small_limit_agent(redis: &RedisServer, id: &str) -> ClusterAgent {
+    let mut settings = settings(redis, id);
+    settings.cluster_max_sessions = Some(10);
+    settings.lease_block = 2;
+    start_agent(settings)
+}
+
 #[test]
 fn returned_leases_are_reusable() {
     let redis = RedisServer::start();
-    let node = |id: &str| {
-        let mut settings = settings(&redis, id);
-        settings.cluster_max_sessions = Some(10);
-        settings.lease_block = 2;
-        start_agent(settings)
-    };
-    let (a, b) = (node("node-a"), node("node-b"));
+    let (a, b) = (
+        small_limit_agent(&redis, "node-a"),
+        small_limit_agent(&redis, "node-b"),
+    );
     // Both pools pre-reserve 2; A takes everything it can get.
     assert!(wait_until(PATIENCE, || {
         a.admission().snapshot().held == 2 && b.admission().snapshot().held == 2
@@ -455,13 +460,10 @@ fn unbounded_cluster_admits_without_leases() {
 #[test]
 fn dead_node_vanishes_with_its_sessions_and_its_leases() {
     let redis = RedisServer::start();
-    let node = |id: &str| {
-        let mut settings = settings(&redis, id);
-        settings.cluster_max_sessions = Some(10);
-        settings.lease_block = 2;
-        start_agent(settings)
-    };
-    let (a, b) = (node("node-a"), node("node-b"));
+    let (a, b) = (
+        small_limit_agent(&redis, "node-a"),
+        small_limit_agent(&redis, "node-b"),
+    );
     let mut kept = Vec::new();
     for index in 0..6 {
         match block_on(a.admission().admit()) {

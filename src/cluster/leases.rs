@@ -15,16 +15,26 @@ use redis::{Connection, RedisResult, Script};
 
 use super::keys::Keys;
 
+/// A lease script: the shared preamble (Redis's own clock in ms as `now`,
+/// expired leases removed, `expiry` = `now` + `ARGV[1]` ms), then `$body`.
+macro_rules! lease_script {
+    ($body:literal) => {
+        concat!(
+            "if redis.replicate_commands then redis.replicate_commands() end\n",
+            "local t = redis.call('TIME')\n",
+            "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n",
+            "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n",
+            "local expiry = now + tonumber(ARGV[1])\n",
+            $body
+        )
+    };
+}
+
 /// Grants up to `#ARGV - 2` of the candidate names in `ARGV[3..]` while the
 /// live count stays at most `ARGV[2]`; each expires `ARGV[1]` ms from now.
 /// Returns how many were granted (always a prefix of the candidates).
-const ACQUIRE_LUA: &str = r"
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local expiry = now + tonumber(ARGV[1])
-local room = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+const ACQUIRE_LUA: &str = lease_script!(
+    r"local room = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
 local granted = 0
 for i = 3, #ARGV do
   if granted >= room then break end
@@ -32,19 +42,15 @@ for i = 3, #ARGV do
   granted = granted + 1
 end
 return granted
-";
+"
+);
 
 /// Extends the leases named in `ARGV[3..]` to `ARGV[1]` ms from now. A
 /// lease Redis no longer has (it expired, or Redis restarted empty) is
 /// taken again if the live count allows (`ARGV[2]`). Returns the names that
 /// could not be kept.
-const RENEW_LUA: &str = r"
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local expiry = now + tonumber(ARGV[1])
-local missing = {}
+const RENEW_LUA: &str = lease_script!(
+    r"local missing = {}
 for i = 3, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
@@ -63,7 +69,8 @@ for _, name in ipairs(missing) do
   end
 end
 return lost
-";
+"
+);
 
 /// The most leases one script call names: bounds the script's run time
 /// (Redis runs nothing else meanwhile).
