@@ -1,0 +1,226 @@
+//! `transcribe FILE`: one batch request and the transcript in the format the
+//! user asked for.
+//!
+//! The file goes to `POST /v1/transcribe` as it is (the server decodes it),
+//! because that endpoint takes `vad_mode` and `words` as well as `language`
+//! and answers with segments and times. `json` prints that answer verbatim;
+//! `text`, `srt` and `vtt` are rendered here from its segments, cue for cue
+//! as the OpenAI-compatible endpoint renders them.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::audio_file::{self, RawInput};
+use crate::client::{Client, KeyRole};
+use crate::error::{output_error, CliError};
+
+/// The output formats of a batch transcription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The server's JSON answer as it came: text, duration, segments, model.
+    Json,
+    /// The transcript text on one line.
+    Text,
+    /// SubRip subtitles, one cue per segment.
+    Srt,
+    /// WebVTT subtitles, one cue per segment.
+    Vtt,
+}
+
+/// Everything a batch run needs besides the client.
+pub struct BatchRequest {
+    pub file: PathBuf,
+    pub format: Format,
+    pub language: Option<String>,
+    pub vad_mode: Option<u8>,
+    pub words: bool,
+    pub raw: RawInput,
+    pub output: Option<PathBuf>,
+}
+
+/// The part of the server's answer the local formats use.
+#[derive(Debug, Deserialize)]
+pub struct Transcript {
+    pub text: String,
+    pub segments: Vec<Segment>,
+}
+
+/// One segment, in seconds of audio.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Segment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// Transcribe the file and write the result.
+///
+/// # Errors
+/// Audio failures for a file that cannot be read or that the server cannot
+/// use; connect, auth and server failures from the request.
+pub fn run(client: &Client, request: &BatchRequest) -> Result<(), CliError> {
+    let bytes = audio_file::read(&request.file)?;
+    let container = audio_file::classify(&request.file, &bytes, request.raw)?;
+    let mut http = client
+        .request("POST", "/v1/transcribe", KeyRole::Api)
+        .set("Content-Type", &container.content_type());
+    if let Some(language) = &request.language {
+        http = http.query("language", language);
+    }
+    if let Some(vad_mode) = request.vad_mode {
+        http = http.query("vad_mode", &vad_mode.to_string());
+    }
+    if request.words {
+        http = http.query("words", "true");
+    }
+    let body = client
+        .call(http, Some(&bytes), KeyRole::Api)
+        .map_err(|error| error.in_file(&request.file))?;
+    let rendered = render(&body, request.format)?;
+    write_output(request.output.as_deref(), &rendered)
+}
+
+/// The output for `format` from the server's JSON answer.
+///
+/// # Errors
+/// A server failure when the answer is not a transcript.
+pub fn render(body: &str, format: Format) -> Result<String, CliError> {
+    if format == Format::Json {
+        return Ok(format!("{}\n", body.trim_end()));
+    }
+    let transcript: Transcript = serde_json::from_str(body).map_err(|error| {
+        CliError::server(format!("the server's answer is not a transcript: {error}"))
+    })?;
+    Ok(match format {
+        Format::Json | Format::Text => format!("{}\n", transcript.text),
+        Format::Srt => subtitles(&transcript.segments, Cues::Srt),
+        Format::Vtt => subtitles(&transcript.segments, Cues::Vtt),
+    })
+}
+
+/// The two subtitle dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cues {
+    Srt,
+    Vtt,
+}
+
+/// SRT (numbered cues, `,` before the milliseconds) or WebVTT (a `WEBVTT`
+/// header, `.` before the milliseconds): a cue per segment, a blank line
+/// after each.
+pub fn subtitles(segments: &[Segment], cues: Cues) -> String {
+    let mut out = String::new();
+    if cues == Cues::Vtt {
+        out.push_str("WEBVTT\n\n");
+    }
+    for (index, segment) in segments.iter().enumerate() {
+        if cues == Cues::Srt {
+            let _ = writeln!(out, "{}", index + 1);
+        }
+        let _ = writeln!(
+            out,
+            "{} --> {}",
+            cue_timestamp(segment.start, cues),
+            cue_timestamp(segment.end, cues)
+        );
+        let _ = writeln!(out, "{}\n", segment.text);
+    }
+    out
+}
+
+/// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT); negative times are 0.
+pub fn cue_timestamp(seconds: f64, cues: Cues) -> String {
+    let total_ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    let (hours, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (secs, millis) = (rest / 1000, rest % 1000);
+    let separator = match cues {
+        Cues::Srt => ',',
+        Cues::Vtt => '.',
+    };
+    format!("{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}")
+}
+
+/// Write to `--output` or stdout.
+fn write_output(output: Option<&Path>, text: &str) -> Result<(), CliError> {
+    match output {
+        Some(path) => std::fs::write(path, text).map_err(|error| {
+            CliError::server(format!(
+                "cannot write {}: {}",
+                path.display(),
+                crate::client::io_reason(&error)
+            ))
+        }),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(output_error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments() -> Vec<Segment> {
+        vec![
+            Segment {
+                start: 0.42,
+                end: 2.1,
+                text: "alpha bravo".into(),
+            },
+            Segment {
+                start: 3661.5,
+                end: 3662.0,
+                text: "charlie".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn timestamps_round_to_the_millisecond() {
+        assert_eq!(cue_timestamp(0.0, Cues::Srt), "00:00:00,000");
+        assert_eq!(cue_timestamp(1.2345, Cues::Vtt), "00:00:01.235");
+        assert_eq!(cue_timestamp(59.9996, Cues::Srt), "00:01:00,000");
+        assert_eq!(cue_timestamp(3661.5, Cues::Vtt), "01:01:01.500");
+        assert_eq!(cue_timestamp(-1.0, Cues::Srt), "00:00:00,000");
+    }
+
+    #[test]
+    fn srt_numbers_its_cues() {
+        assert_eq!(
+            subtitles(&segments(), Cues::Srt),
+            "1\n00:00:00,420 --> 00:00:02,100\nalpha bravo\n\n2\n01:01:01,500 --> 01:01:02,000\ncharlie\n\n"
+        );
+    }
+
+    #[test]
+    fn vtt_has_a_header_and_no_numbers() {
+        assert_eq!(
+            subtitles(&segments(), Cues::Vtt),
+            "WEBVTT\n\n00:00:00.420 --> 00:00:02.100\nalpha bravo\n\n01:01:01.500 --> 01:01:02.000\ncharlie\n\n"
+        );
+        assert_eq!(subtitles(&[], Cues::Vtt), "WEBVTT\n\n");
+        assert_eq!(subtitles(&[], Cues::Srt), "");
+    }
+
+    #[test]
+    fn formats_render_from_the_answer() {
+        let body = r#"{"text":"alpha bravo","duration":2.5,"segments":[{"id":0,"start":0.42,"end":2.1,"text":"alpha bravo"}],"model":"mock","processing_ms":1.0}"#;
+        assert_eq!(
+            render(body, Format::Json).expect("json"),
+            format!("{body}\n")
+        );
+        assert_eq!(render(body, Format::Text).expect("text"), "alpha bravo\n");
+        assert!(render(body, Format::Srt)
+            .expect("srt")
+            .starts_with("1\n00:00:00,420 --> 00:00:02,100\n"));
+        assert!(render("not json", Format::Text).is_err());
+    }
+}
