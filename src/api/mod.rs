@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openai;
 pub mod sessions;
 pub mod transcribe;
+pub mod web;
 
 use subtle::ConstantTimeEq;
 
@@ -36,6 +37,14 @@ pub enum Route {
     Metrics,
     /// `GET /v1/cluster/nodes` (cluster mode).
     ClusterNodes,
+    /// `GET /`: the live-transcription page ([`web`]).
+    Page,
+    /// `GET /dashboard`: the operators' page; it checks the admin key itself
+    /// so that it can answer a browser with an HTML form ([`web`]).
+    Dashboard,
+    /// `GET /assets/{name}`: a static asset compiled into the binary; the
+    /// name is read from the path by the handler.
+    Asset,
 }
 
 /// Which key a route needs when keys are configured.
@@ -63,12 +72,19 @@ impl Route {
             Route::SessionsMetrics => "sessions_metrics",
             Route::Metrics => "metrics",
             Route::ClusterNodes => "cluster_nodes",
+            Route::Page => "page",
+            Route::Dashboard => "dashboard",
+            Route::Asset => "asset",
         }
     }
 
     pub fn access(self) -> Access {
         match self {
-            Route::Health | Route::Ready => Access::Open,
+            // The dashboard is `Open` here only because its handler checks
+            // the admin key itself (`web::dashboard`).
+            Route::Health | Route::Ready | Route::Page | Route::Dashboard | Route::Asset => {
+                Access::Open
+            }
             Route::Transcribe | Route::OpenAiTranscriptions | Route::Stream => Access::Api,
             Route::Sessions
             | Route::Session
@@ -125,7 +141,17 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         "GET",
         Route::ClusterNodes,
     ),
+    ("/", &[Method::Get, Method::Head], "GET, HEAD", Route::Page),
+    (
+        "/dashboard",
+        &[Method::Get, Method::Head],
+        "GET, HEAD",
+        Route::Dashboard,
+    ),
 ];
+
+/// `/assets/{name}` accepts these, for the names [`web::asset`] knows.
+const ASSET_METHODS: (&[Method], &str) = (&[Method::Get, Method::Head], "GET, HEAD");
 
 /// `/v1/sessions/{id}` accepts these.
 const SESSION_METHODS: (&[Method], &str) = (&[Method::Get, Method::Delete], "GET, DELETE");
@@ -167,6 +193,10 @@ fn lookup(path: &str) -> Option<(&'static [Method], &'static str, Route)> {
                 Route::Session,
             ))
         })
+        .or_else(|| {
+            let name = path.strip_prefix("/assets/")?;
+            web::asset(name).map(|_| (ASSET_METHODS.0, ASSET_METHODS.1, Route::Asset))
+        })
 }
 
 /// The answer to a CORS preflight for a known path, or `None` when `head`
@@ -188,8 +218,25 @@ pub fn preflight(core: &CoreContext, head: &RequestHead) -> Option<Response> {
 /// `401 unauthorized` when a key is configured and the request's is missing
 /// or wrong.
 pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result<(), ApiError> {
+    // Browsers cannot set headers on a WebSocket: they pass the key in the query.
+    authorize_access(core, head, route.access(), route == Route::Stream)
+}
+
+/// Check a request's key against the one `access` needs. `query_token`:
+/// whether `?access_token=` is accepted besides the header (for requests a
+/// browser makes without script: a WebSocket upgrade, a page navigation).
+///
+/// # Errors
+/// `401 unauthorized` when a key is configured and the request's is missing
+/// or wrong.
+pub fn authorize_access(
+    core: &CoreContext,
+    head: &RequestHead,
+    access: Access,
+    query_token: bool,
+) -> Result<(), ApiError> {
     let settings = &core.shared.settings;
-    let required = match route.access() {
+    let required = match access {
         Access::Open => return Ok(()),
         Access::Api => settings.api_key.as_deref(),
         Access::Admin => settings
@@ -208,9 +255,8 @@ pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result
                 .or_else(|| value.strip_prefix("bearer "))
         })
         .map(|key| key.trim().to_owned());
-    // Browsers cannot set headers on a WebSocket: they pass the key in the query.
     let presented = from_header.or_else(|| {
-        (route == Route::Stream)
+        query_token
             .then(|| access_token(head.query.as_deref()))
             .flatten()
     });
@@ -258,6 +304,9 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::SessionsMetrics => sessions::metrics(core, request).await,
         Route::ClusterNodes => cluster::nodes(core).await,
         Route::Metrics => Ok(metrics::prometheus(core)),
+        Route::Page => Ok(web::page()),
+        Route::Dashboard => Ok(web::dashboard(core, &request.head)),
+        Route::Asset => Ok(web::asset_response(&request.head)),
         // The connection upgrades this route before any handler runs.
         Route::Stream => Err(ApiError::bad_request(
             "this endpoint needs a WebSocket upgrade",
