@@ -77,7 +77,7 @@ export function drawLineChart(canvas, points, { nowMs, windowMs, color, integer 
   let lastLabelX = Infinity;
   for (let age = 0; age <= windowMs; age += stepMs) {
     const px = Math.min(Math.max(x(nowMs - age), left + 16), right - 14);
-    if (lastLabelX - px < 40) continue;
+    if (lastLabelX - px < 32) continue;
     g.fillText(tickLabel(age, stepMs), px, bottom + 6);
     lastLabelX = px;
   }
