@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::core::CoreContext;
 use crate::http::Response;
+use crate::model::pool::ModelState;
 
 #[derive(Serialize)]
 struct Health {
@@ -17,6 +18,8 @@ struct Health {
     cores: usize,
     io_driver: &'static str,
     model: &'static str,
+    /// `loading`, `ready` or `failed`.
+    model_state: &'static str,
 }
 
 /// The health document: always 200 while the process serves.
@@ -34,6 +37,11 @@ pub fn health(core: &CoreContext) -> Response {
             cores: shared.settings.cores,
             io_driver: shared.io_driver.get().copied().unwrap_or("starting"),
             model: shared.model_name,
+            model_state: match shared.to_pool.model_state() {
+                ModelState::Loading => "loading",
+                ModelState::Ready => "ready",
+                ModelState::Failed => "failed",
+            },
         },
     )
 }
@@ -45,12 +53,19 @@ struct Ready {
     reason: Option<&'static str>,
 }
 
-/// Readiness: 200 while accepting work; 503 while draining or while the
-/// model queue is full, so a load balancer sends work elsewhere.
+/// Readiness: 200 while accepting work; 503 while the model loads (or
+/// failed to), while draining or while the model queue is full, so a load
+/// balancer sends work elsewhere.
 pub fn ready(core: &CoreContext) -> Response {
     let shared = &core.shared;
     let reason = if shared.is_draining() {
         Some("draining")
+    } else if let Some(reason) = match shared.to_pool.model_state() {
+        ModelState::Loading => Some("model_loading"),
+        ModelState::Failed => Some("model_failed"),
+        ModelState::Ready => None,
+    } {
+        Some(reason)
     } else if shared.to_pool.is_full() {
         Some("model queue full")
     } else {

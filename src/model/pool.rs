@@ -13,7 +13,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,8 @@ pub struct ToPool {
     sender: Sender<Job>,
     in_flight: Arc<AtomicUsize>,
     restarts: Arc<AtomicU64>,
+    loading: Arc<Loading>,
+    workers: usize,
 }
 
 impl ToPool {
@@ -136,6 +138,136 @@ impl ToPool {
     pub fn is_full(&self) -> bool {
         self.sender.is_full()
     }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Whether the model is still loading, ready in every worker, or failed.
+    pub fn model_state(&self) -> ModelState {
+        self.loading.state()
+    }
+
+    /// Why the model failed to load, once it has.
+    pub fn load_error(&self) -> Option<String> {
+        self.loading.error()
+    }
+}
+
+/// Makes the model, on the pool's loader thread.
+pub type ModelLoader = Box<dyn FnOnce() -> Result<Arc<dyn SpeechModel>, EngineError> + Send>;
+
+/// Where the pool's model stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    /// The weights or some worker's engine state are still being made.
+    Loading,
+    /// Every worker has its engine.
+    Ready,
+    /// The model or a worker's engine could not be made; every job fails.
+    Failed,
+}
+
+/// The loaded model, handed from the loader thread to the workers, and how
+/// many workers have made their engine.
+struct Loading {
+    inner: Mutex<LoadingInner>,
+    changed: Condvar,
+}
+
+struct LoadingInner {
+    model: Option<Result<Arc<dyn SpeechModel>, String>>,
+    workers_pending: usize,
+    worker_error: Option<String>,
+}
+
+impl Loading {
+    fn new(workers: usize) -> Loading {
+        Loading {
+            inner: Mutex::new(LoadingInner {
+                model: None,
+                workers_pending: workers,
+                worker_error: None,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoadingInner> {
+        // The lock guards plain data that no panic leaves half-written.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_model(&self, model: Result<Arc<dyn SpeechModel>, String>) {
+        self.lock().model = Some(model);
+        self.changed.notify_all();
+    }
+
+    /// Block until the loader is done: the model, or why there is none.
+    fn wait_model(&self) -> Result<Arc<dyn SpeechModel>, String> {
+        let mut inner = self.lock();
+        loop {
+            if let Some(model) = &inner.model {
+                return model.clone();
+            }
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// A worker has made its engine (or failed to: `error`).
+    fn worker_settled(&self, error: Option<String>) {
+        let mut inner = self.lock();
+        inner.workers_pending = inner.workers_pending.saturating_sub(1);
+        if inner.worker_error.is_none() {
+            inner.worker_error = error;
+        }
+        if Loading::state_of(&inner) == ModelState::Ready {
+            tracing::info!("the model is ready in every worker");
+        }
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    fn state_of(inner: &LoadingInner) -> ModelState {
+        match &inner.model {
+            Some(Err(_)) => ModelState::Failed,
+            _ if inner.worker_error.is_some() => ModelState::Failed,
+            Some(Ok(_)) if inner.workers_pending == 0 => ModelState::Ready,
+            _ => ModelState::Loading,
+        }
+    }
+
+    fn state(&self) -> ModelState {
+        Loading::state_of(&self.lock())
+    }
+
+    fn error(&self) -> Option<String> {
+        let inner = self.lock();
+        match &inner.model {
+            Some(Err(error)) => Some(error.clone()),
+            _ => inner.worker_error.clone(),
+        }
+    }
+
+    fn wait_settled(&self) -> ModelState {
+        let mut inner = self.lock();
+        loop {
+            let state = Loading::state_of(&inner);
+            if state != ModelState::Loading {
+                return state;
+            }
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
 }
 
 /// The pool: owns the worker threads until [`ModelPool::join`].
@@ -148,7 +280,8 @@ pub struct ModelPool {
 }
 
 impl ModelPool {
-    /// Start `workers` threads, each with its own engine state from `model`.
+    /// Start `workers` threads, each with its own engine state from `model`,
+    /// and return once every state is made.
     ///
     /// # Errors
     /// When a worker's engine state cannot be created or a thread cannot be
@@ -158,28 +291,77 @@ impl ModelPool {
         workers: usize,
         queue_capacity: usize,
     ) -> anyhow::Result<ModelPool> {
+        let pool = ModelPool::start_loading(Box::new(move || Ok(model)), workers, queue_capacity)?;
+        match pool.wait_loaded() {
+            ModelState::Ready => Ok(pool),
+            _ => {
+                let error = pool.to_pool.load_error().unwrap_or_default();
+                pool.join();
+                Err(anyhow::anyhow!("{error}"))
+            }
+        }
+    }
+
+    /// Start `workers` threads and return at once; `loader` runs on a thread
+    /// of its own, then each worker makes its engine state from the model.
+    /// Until then the queue takes jobs, which wait ([`ToPool::model_state`]
+    /// says `Loading`). If loading fails, every job is answered with the
+    /// error.
+    ///
+    /// # Errors
+    /// When a thread cannot be spawned.
+    pub fn start_loading(
+        loader: ModelLoader,
+        workers: usize,
+        queue_capacity: usize,
+    ) -> anyhow::Result<ModelPool> {
         assert!(workers >= 1 && queue_capacity >= 1);
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue_capacity);
         let in_flight = Arc::new(AtomicUsize::new(0));
         let restarts = Arc::new(AtomicU64::new(0));
+        let loading = Arc::new(Loading::new(workers));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let mut handles = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers + 1);
+        let loaded = Arc::clone(&loading);
+        handles.push(
+            std::thread::Builder::new()
+                .name("model-loader".to_string())
+                .spawn(move || {
+                    let started = Instant::now();
+                    let model = catch_unwind(AssertUnwindSafe(loader)).unwrap_or_else(|panic| {
+                        let message = crate::core::unwind::panic_message(panic.as_ref());
+                        Err(EngineError::Failed(format!("loading panicked: {message}")))
+                    });
+                    match &model {
+                        Ok(model) => tracing::info!(
+                            model = model.name(),
+                            seconds = started.elapsed().as_secs_f64(),
+                            "model loaded"
+                        ),
+                        Err(error) => tracing::error!(%error, "the model failed to load"),
+                    }
+                    loaded.set_model(model.map_err(|error| match error {
+                        EngineError::Failed(message) | EngineError::InvalidAudio(message) => {
+                            message
+                        }
+                    }));
+                })?,
+        );
         for index in 0..workers {
-            let engine = model
-                .new_worker()
-                .map_err(|error| anyhow::anyhow!("model worker {index}: {error}"))?;
             let worker = Worker {
                 index,
-                model: Arc::clone(&model),
-                engine: Some(engine),
+                model: None,
+                engine: None,
                 in_flight: Arc::clone(&in_flight),
                 restarts: Arc::clone(&restarts),
+                load_error: None,
             };
             let receiver = receiver.clone();
             let stopped = stopped.clone();
+            let loading = Arc::clone(&loading);
             let handle = std::thread::Builder::new()
                 .name(format!("model-worker-{index}"))
-                .spawn(move || worker.run(receiver, stopped))?;
+                .spawn(move || worker.run(&loading, receiver, stopped))?;
             handles.push(handle);
         }
         Ok(ModelPool {
@@ -187,10 +369,17 @@ impl ModelPool {
                 sender,
                 in_flight,
                 restarts,
+                loading,
+                workers,
             },
             workers: handles,
             stop,
         })
+    }
+
+    /// Block until the model is loaded into every worker or has failed.
+    pub fn wait_loaded(&self) -> ModelState {
+        self.to_pool.loading.wait_settled()
     }
 
     /// The submitting handle for cores.
@@ -214,17 +403,48 @@ impl ModelPool {
 /// One worker thread's state.
 struct Worker {
     index: usize,
-    /// Where a fresh engine comes from after a panic.
-    model: Arc<dyn SpeechModel>,
-    /// `None` only while a replacement could not be made (every job then
-    /// fails until one can).
+    /// Where a fresh engine comes from after a panic; `None` until loaded.
+    model: Option<Arc<dyn SpeechModel>>,
+    /// `None` before loading and while a replacement could not be made
+    /// (every job then fails until one can).
     engine: Option<Box<dyn ModelWorker>>,
     in_flight: Arc<AtomicUsize>,
     restarts: Arc<AtomicU64>,
+    /// Why the model could not be loaded: every job is answered with it.
+    load_error: Option<String>,
 }
 
 impl Worker {
-    fn run(mut self, jobs: Receiver<Job>, stopped: Receiver<()>) {
+    fn run(mut self, loading: &Loading, jobs: Receiver<Job>, stopped: Receiver<()>) {
+        // Jobs wait in the queue while the model loads.
+        match loading.wait_model() {
+            Ok(model) => {
+                let made =
+                    catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
+                        let message = crate::core::unwind::panic_message(panic.as_ref());
+                        Err(EngineError::Failed(format!(
+                            "engine set-up panicked: {message}"
+                        )))
+                    });
+                match made {
+                    Ok(engine) => {
+                        self.engine = Some(engine);
+                        loading.worker_settled(None);
+                    }
+                    Err(error) => {
+                        let error = format!("model worker {}: {error}", self.index);
+                        tracing::error!(%error, "a model worker could not make its engine");
+                        self.load_error = Some(error.clone());
+                        loading.worker_settled(Some(error));
+                    }
+                }
+                self.model = Some(model);
+            }
+            Err(error) => {
+                self.load_error = Some(error);
+                loading.worker_settled(None);
+            }
+        }
         loop {
             crossbeam_channel::select! {
                 recv(jobs) -> job => match job {
@@ -254,9 +474,14 @@ impl Worker {
     fn run_job(&mut self, job: &Job) -> JobOutcome {
         let started = Instant::now();
         let queue_wait = started.saturating_duration_since(job.enqueued_at);
-        let result = match self.engine.as_mut() {
-            None => self.replace_engine().and_then(|()| self.transcribe(job)),
-            Some(_) => self.transcribe(job),
+        let result = if let Some(error) = &self.load_error {
+            Err(EngineError::Failed(format!(
+                "the model failed to load: {error}"
+            )))
+        } else if self.engine.is_none() {
+            self.replace_engine().and_then(|()| self.transcribe(job))
+        } else {
+            self.transcribe(job)
         };
         JobOutcome {
             result,
@@ -297,7 +522,9 @@ impl Worker {
 
     /// Make a fresh engine for this worker and count the replacement.
     fn replace_engine(&mut self) -> Result<(), EngineError> {
-        let model = Arc::clone(&self.model);
+        let Some(model) = self.model.clone() else {
+            return Err(EngineError::Failed("no model".into()));
+        };
         let made = catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
             let message = crate::core::unwind::panic_message(panic.as_ref());
             Err(EngineError::Failed(format!(
@@ -442,6 +669,80 @@ mod tests {
         assert_eq!(to_pool.worker_restarts(), 1);
         drop(to_pool);
         pool.join();
+    }
+
+    #[test]
+    fn jobs_wait_while_the_model_loads_and_run_once_it_is_ready() {
+        let (release, released) = crossbeam_channel::bounded::<()>(0);
+        let loader: ModelLoader = Box::new(move || {
+            let _ = released.recv();
+            Ok(Arc::new(MockModel {
+                latency: Duration::ZERO,
+                rtf: 0.0,
+            }) as Arc<dyn SpeechModel>)
+        });
+        let pool = ModelPool::start_loading(loader, 2, 4).expect("pool starts");
+        let to_pool = pool.to_pool();
+        assert_eq!(to_pool.model_state(), ModelState::Loading);
+        let (job, mut receiver) =
+            Job::new(0, JobKind::Batch, vec![5; 1600], 16_000, Default::default());
+        to_pool.try_submit(job).expect("queued while loading");
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            matches!(receiver.try_recv(), Ok(None)),
+            "no answer before the model"
+        );
+        assert_eq!(to_pool.model_state(), ModelState::Loading);
+        release.send(()).expect("loader waits");
+        assert_eq!(pool.wait_loaded(), ModelState::Ready);
+        let outcome = futures_executor_block_on(receiver).expect("answered");
+        assert!(outcome.result.is_ok());
+        drop(to_pool);
+        pool.join();
+    }
+
+    #[test]
+    fn a_model_that_fails_to_load_fails_every_job_with_the_reason() {
+        let loader: ModelLoader =
+            Box::new(|| Err(EngineError::Failed("weights are corrupt".into())));
+        let pool = ModelPool::start_loading(loader, 2, 4).expect("pool starts");
+        assert_eq!(pool.wait_loaded(), ModelState::Failed);
+        let to_pool = pool.to_pool();
+        assert!(to_pool
+            .load_error()
+            .is_some_and(|e| e.contains("weights are corrupt")));
+        for _ in 0..3 {
+            let (job, receiver) =
+                Job::new(0, JobKind::Batch, vec![5; 1600], 16_000, Default::default());
+            to_pool.try_submit(job).expect("queued");
+            let error = futures_executor_block_on(receiver)
+                .expect("answered")
+                .result
+                .expect_err("no model");
+            assert!(
+                matches!(error, EngineError::Failed(ref m) if m.contains("failed to load: weights are corrupt")),
+                "{error}"
+            );
+        }
+        drop(to_pool);
+        pool.join();
+    }
+
+    #[test]
+    fn start_reports_an_engine_that_cannot_be_made() {
+        struct NoState;
+        impl SpeechModel for NoState {
+            fn name(&self) -> &'static str {
+                "no-state"
+            }
+            fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError> {
+                Err(EngineError::Failed("out of memory".into()))
+            }
+        }
+        let error = ModelPool::start(Arc::new(NoState), 2, 4)
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("out of memory"), "{error}");
     }
 
     /// A minimal blocking wait for a oneshot, so the tests need no executor.

@@ -26,13 +26,12 @@ use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cluster::{ClusterAdmission, ClusterAgent, ClusterHandle, DeleteOutcome, RemoteCommand};
+use crate::config::ModelChoice;
 use crate::config::Settings;
 use crate::core::{CoreCommand, CoreInbox, CoreStart, IoDriver};
 use crate::limits::LISTEN_BACKLOG;
 use crate::metrics::{Aggregator, MetricsHandle};
-use crate::model::mock::MockModel;
-use crate::model::pool::{ModelPool, ToPool};
-use crate::model::SpeechModel;
+use crate::model::pool::{ModelPool, ModelState, ToPool};
 
 /// How long start-up waits for a core to report that it accepts.
 const CORE_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,16 +100,21 @@ impl Server {
     /// When the address is in use or cannot be bound, or a thread or runtime
     /// cannot be started. Anything already started is stopped again.
     pub fn start(settings: Settings) -> anyhow::Result<Server> {
-        let model: Arc<dyn SpeechModel> = Arc::new(MockModel {
-            latency: settings.mock_latency,
-            rtf: settings.mock_rtf,
-        });
         let local_addr = probe_bind(settings.listen_addr)?;
-        let pool = ModelPool::start(
-            Arc::clone(&model),
+        // A real model loads in the background while the server answers
+        // (`/v1/ready` says `model_loading`); the mock is ready at once
+        // unless a test makes it slow.
+        let pool = ModelPool::start_loading(
+            crate::model::loader(&settings),
             settings.model_workers,
             settings.model_queue_capacity,
         )?;
+        let instant = settings.model == ModelChoice::Mock && settings.mock_load.is_zero();
+        if instant && pool.wait_loaded() != ModelState::Ready {
+            let error = pool.to_pool().load_error().unwrap_or_default();
+            pool.join();
+            anyhow::bail!("the mock model failed to start: {error}");
+        }
         let aggregator = Aggregator::start().context("starting the metrics aggregator")?;
         let (core_inboxes, inbox_receivers): (Vec<_>, Vec<_>) = (0..settings.cores)
             .map(|_| futures_channel::mpsc::unbounded::<CoreCommand>())
@@ -143,7 +147,7 @@ impl Server {
         };
         let shared = Arc::new(ServerShared {
             to_pool: pool.to_pool(),
-            model_name: model.name(),
+            model_name: settings.model.name(),
             started_at: Instant::now(),
             io_driver: OnceLock::new(),
             draining: AtomicBool::new(false),

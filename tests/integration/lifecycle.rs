@@ -40,6 +40,23 @@ fn bad_settings_are_refused_at_start_with_the_flag_named() {
             &[("TRANSCRIBE_CLUSTER_MAX_SESSIONS", "3")],
             "--cluster-max-sessions",
         ),
+        (&["--model", "parrot"], &[], "--model"),
+        (&["--model-path", "/tmp/x.bin"], &[], "--model-path"),
+        (
+            &[
+                "--model",
+                "whisper",
+                "--model-path",
+                "/nonexistent/model.bin",
+            ],
+            &[],
+            "--model",
+        ),
+        (
+            &["--model", "whisper", "--model-threads", "0"],
+            &[],
+            "--model",
+        ),
     ];
     for (args, env, flag) in cases {
         let (status, _, stderr) = run_to_exit(args, env);
@@ -91,6 +108,9 @@ fn help_documents_every_setting_with_its_default() {
         "--advertise-url",
         "--cluster-max-sessions",
         "--cluster-fail-mode",
+        "--model",
+        "--model-path",
+        "--model-threads",
     ] {
         assert!(stdout.contains(flag), "--help lacks {flag}");
     }
@@ -129,12 +149,39 @@ fn health_reports_the_contract_fields() {
     assert_eq!(health["max_sessions"], 12);
     assert_eq!(health["cores"], 2);
     assert_eq!(health["model"], "mock");
+    assert_eq!(health["model_state"], "ready");
     let driver = health["io_driver"].as_str().expect("io_driver");
     assert!(driver == "io_uring" || driver == "epoll", "{driver}");
 
     let ready = get(&server, "/v1/ready");
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json(), serde_json::json!({"ready": true}));
+}
+
+#[test]
+fn a_loading_model_is_not_ready_and_its_jobs_wait_for_it() {
+    let mut server = Server::start(&["--mock-load-ms", "3000"]);
+    let ready = get(&server, "/v1/ready");
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.json(),
+        serde_json::json!({"ready": false, "reason": "model_loading"})
+    );
+    assert_eq!(get(&server, "/v1/health").json()["model_state"], "loading");
+    // A request sent while loading waits for the model and is answered.
+    let reply = crate::support::post(
+        &server,
+        "/v1/transcribe",
+        "audio/wav",
+        &fixture("hello.wav"),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["segments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(get(&server, "/v1/ready").status, 200);
+    assert_eq!(get(&server, "/v1/health").json()["model_state"], "ready");
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
 }
 
 #[test]
