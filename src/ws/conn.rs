@@ -29,7 +29,7 @@ use crate::core::unwind::catch_unwind_future;
 use crate::core::{CoreContext, DrainSignal, Notify};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
-use crate::model::pool::{Job, JobKind, SubmitError};
+use crate::model::pool::{Job, JobKind, SubmitError, ToPool};
 use crate::model::TranscribeOptions;
 
 /// Bytes read from the socket at a time.
@@ -537,6 +537,14 @@ fn submit_jobs(ctx: &Rc<StreamCtx>) {
         let Some(request) = ctx.session.borrow_mut().next_job() else {
             return;
         };
+        if request.kind == JobKind::Interim && interims_would_delay_finals(&ctx.core.shared.to_pool)
+        {
+            // Shed like a refused interim; the next one is due after another
+            // interval of speech. Finals are offered before interims, so none
+            // is waiting behind this one.
+            ctx.session.borrow_mut().job_refused(request);
+            return;
+        }
         let (sample_rate, language) = {
             let session = ctx.session.borrow();
             (
@@ -614,6 +622,13 @@ fn submit_jobs(ctx: &Rc<StreamCtx>) {
             }
         }
     }
+}
+
+/// Whether the model queue is deep enough that an interim would delay
+/// finals: at least one job already waits for every worker. A real engine's
+/// interim costs as much as a final, so under load only finals are sent.
+fn interims_would_delay_finals(to_pool: &ToPool) -> bool {
+    to_pool.queue_depth() >= to_pool.workers()
 }
 
 /// Put the session on its core's list of sessions whose finals wait for room
