@@ -22,6 +22,41 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which speech engine transcribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// The deterministic mock (NATO-alphabet words; for tests and load tests).
+    Mock,
+    /// Whisper through whisper.cpp (builds with the `whisper` feature).
+    Whisper,
+}
+
+/// The validated engine choice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChoice {
+    Mock,
+    Whisper {
+        /// The ggml weights.
+        path: std::path::PathBuf,
+        /// Threads each model worker runs a job on.
+        threads: usize,
+    },
+}
+
+impl ModelChoice {
+    /// The name `/v1/health` and the responses report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelChoice::Mock => "mock",
+            ModelChoice::Whisper { .. } => "whisper",
+        }
+    }
+}
+
+/// Where `--model whisper` looks for its weights by default (what
+/// `scripts/fetch-model.sh` writes).
+pub const DEFAULT_WHISPER_MODEL_PATH: &str = "models/ggml-tiny.en.bin";
+
 /// The flags and variables as given. See [`Settings`] for the validated form.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -143,6 +178,28 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_INTERIM_INTERVAL_MS", default_value_t = 500)]
     pub interim_interval_ms: u32,
 
+    /// The speech engine: the deterministic mock, or Whisper (needs a build with `--features whisper`).
+    #[arg(long, env = "TRANSCRIBE_MODEL", value_enum, default_value_t = ModelKind::Mock)]
+    pub model: ModelKind,
+
+    /// The Whisper weights (a ggml file; `scripts/fetch-model.sh` makes one) [default: models/ggml-tiny.en.bin].
+    #[arg(long, env = "TRANSCRIBE_MODEL_PATH")]
+    pub model_path: Option<std::path::PathBuf>,
+
+    /// Threads each model worker runs one Whisper job on [default: CPUs / model workers, at least 1].
+    #[arg(long, env = "TRANSCRIBE_MODEL_THREADS")]
+    pub model_threads: Option<usize>,
+
+    /// Time the mock model takes to load, in milliseconds: lets tests watch
+    /// `/v1/ready` say `model_loading` as a real model's start-up does.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_MOCK_LOAD_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub mock_load_ms: u64,
+
     /// Fixed inference time of the mock model per job, in milliseconds.
     #[arg(long, env = "TRANSCRIBE_MOCK_LATENCY_MS", default_value_t = 0)]
     pub mock_latency_ms: u64,
@@ -258,6 +315,9 @@ pub struct Settings {
     pub vad_hangover_ms: u32,
     pub max_segment_ms: u32,
     pub interim_interval_ms: u32,
+    pub model: ModelChoice,
+    /// How long the mock takes to load (tests of `model_loading`).
+    pub mock_load: Duration,
     pub mock_latency: Duration,
     pub mock_rtf: f64,
     pub api_key: Option<String>,
@@ -421,6 +481,11 @@ impl Config {
                 self.interim_interval_ms
             ),
         )?;
+        let model = self.model_choice(cpus_available, model_workers)?;
+        check(
+            self.mock_load_ms <= 600_000,
+            "--mock-load-ms must be at most 600000",
+        )?;
         check(
             self.mock_latency_ms <= 600_000,
             "--mock-latency-ms must be at most 600000",
@@ -485,6 +550,8 @@ impl Config {
             // Bounded to 1..=120 s above, so the product fits a u32 exactly.
             max_segment_ms: (self.max_segment_seconds * 1000.0).round() as u32,
             interim_interval_ms: self.interim_interval_ms,
+            model,
+            mock_load: Duration::from_millis(self.mock_load_ms),
             mock_latency: Duration::from_millis(self.mock_latency_ms),
             mock_rtf: self.mock_rtf,
             api_key: self.api_key.clone(),
@@ -592,6 +659,51 @@ fn cors_origins(given: &[String]) -> Result<CorsOrigins, String> {
     Ok(CorsOrigins::List(
         origins.into_iter().map(str::to_string).collect(),
     ))
+}
+
+impl Config {
+    /// The engine: the mock, or Whisper with weights that exist and look like
+    /// a ggml model, in a build that has it.
+    fn model_choice(&self, cpus: usize, workers: usize) -> Result<ModelChoice, String> {
+        if self.model == ModelKind::Mock {
+            check(
+                self.model_path.is_none(),
+                "--model-path is for --model whisper",
+            )?;
+            return Ok(ModelChoice::Mock);
+        }
+        check(
+            cfg!(feature = "whisper"),
+            "--model whisper needs a build with the whisper engine: cargo build --release --features whisper",
+        )?;
+        let threads = self
+            .model_threads
+            .unwrap_or_else(|| (cpus / workers.max(1)).max(1));
+        check(
+            (1..=256).contains(&threads),
+            format!("--model-threads must be between 1 and 256, got {threads}"),
+        )?;
+        let path = self
+            .model_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_WHISPER_MODEL_PATH.into());
+        check_ggml_file(&path)?;
+        Ok(ModelChoice::Whisper { path, threads })
+    }
+}
+
+/// Whether `path` is a well-formed ggml model, so a wrong or damaged file
+/// fails at start-up with a clear message rather than inside whisper.cpp.
+fn check_ggml_file(path: &std::path::Path) -> Result<(), String> {
+    if !path.is_file() {
+        return Err(format!(
+            "--model-path {}: no such file (scripts/fetch-model.sh downloads and converts the Whisper weights)",
+            path.display()
+        ));
+    }
+    crate::model::ggml::check_file(path)
+        .map(|_| ())
+        .map_err(|error| format!("--model-path {}: {error}", path.display()))
 }
 
 fn check(ok: bool, message: impl Into<String>) -> Result<(), String> {

@@ -77,8 +77,15 @@ fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn init_logging(settings: &Settings) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&settings.log_level)
+    let mut filter = EnvFilter::try_new(&settings.log_level)
         .map_err(|error| format!("--log-level {:?}: {error}", settings.log_level))?;
+    // whisper.cpp reports every step of loading at its info level; unless
+    // asked for by name, only its warnings and errors are shown.
+    if !settings.log_level.contains("whisper_rs") {
+        if let Ok(directive) = "whisper_rs=warn".parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

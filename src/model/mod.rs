@@ -6,10 +6,18 @@
 //! ([`SpeechModel`] loaded once and shared, [`ModelWorker`] one per worker
 //! thread), the deterministic [`mock::MockModel`], and the pool.
 
+pub mod ggml;
 pub mod mock;
 pub mod pool;
+pub mod text;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 use std::fmt;
+use std::sync::Arc;
+
+use crate::config::{ModelChoice, Settings};
+use pool::ModelLoader;
 
 /// What the caller asks of the engine beyond the audio.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,4 +97,35 @@ pub trait ModelWorker: Send {
         sample_rate: u32,
         options: &TranscribeOptions,
     ) -> Result<Transcript, EngineError>;
+}
+
+/// What makes the engine `settings` choose, run by the pool's loader thread.
+pub fn loader(settings: &Settings) -> ModelLoader {
+    match &settings.model {
+        ModelChoice::Mock => {
+            let mock = mock::MockModel {
+                latency: settings.mock_latency,
+                rtf: settings.mock_rtf,
+            };
+            let load = settings.mock_load;
+            Box::new(move || {
+                std::thread::sleep(load);
+                Ok(Arc::new(mock) as Arc<dyn SpeechModel>)
+            })
+        }
+        #[cfg(feature = "whisper")]
+        ModelChoice::Whisper { path, threads } => {
+            let (path, threads) = (path.clone(), *threads);
+            Box::new(move || {
+                whisper::WhisperModel::load(&path, threads)
+                    .map(|model| Arc::new(model) as Arc<dyn SpeechModel>)
+            })
+        }
+        #[cfg(not(feature = "whisper"))]
+        ModelChoice::Whisper { .. } => Box::new(|| {
+            Err(EngineError::Failed(
+                "this build has no whisper engine (build with --features whisper)".into(),
+            ))
+        }),
+    }
 }

@@ -1,0 +1,272 @@
+//! The real engine: OpenAI's Whisper through whisper.cpp (`whisper-rs`),
+//! built with the `whisper` feature.
+//!
+//! The weights (a ggml file, see docs/MODELS.md) are loaded once into a
+//! [`WhisperContext`] shared by every worker; each worker owns one
+//! `WhisperState` (about 190 MB of buffers for tiny.en), made once and reused
+//! for every job. Decoding is greedy with no temperature fallback, so the
+//! same samples always give the same text, and no context is carried from
+//! one job to the next (jobs of different sessions share a worker).
+//!
+//! Whisper encodes a 30 s window whatever the clip's length; for clips up to
+//! 30 s the encoder's context is sized to the clip, but no smaller than
+//! 15.36 s ([`audio_ctx_for`]): about 4 times faster for the short segments
+//! VAD produces, without the repetitions a tighter context causes. Clips shorter
+//! than whisper.cpp's one-second minimum are padded with silence; word times
+//! are clamped to the real audio.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use super::text::{strip_tags, words_from_pieces, Piece};
+use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
+
+/// The sample rate Whisper takes.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Longest clip encoded with a context sized to it; longer audio is encoded
+/// in whisper.cpp's own 30 s windows.
+const WINDOW_SECONDS: f64 = 30.0;
+
+/// Encoder positions in a full 30 s window (one per 20 ms).
+const FULL_AUDIO_CTX: usize = 1500;
+
+/// Encoder positions added after the clip: the decoder predicts the end of
+/// speech better with some silence after it.
+const AUDIO_CTX_MARGIN: usize = 64;
+
+/// The smallest encoder context used (15.36 s). Measured on the flite set
+/// (loadtests/RESULTS.md): a context sized tightly to a 2–3 s clip makes
+/// tiny.en repeat its sentence until the token limit; from 768 positions
+/// up it does not, at a quarter of the full window's cost.
+const MIN_AUDIO_CTX: usize = 768;
+
+/// Shortest clip whisper.cpp transcribes (it refuses under 1 s); shorter
+/// clips are padded with silence to this.
+const MIN_SAMPLES: usize = SAMPLE_RATE as usize * 11 / 10;
+
+/// A loaded Whisper model.
+pub struct WhisperModel {
+    context: Arc<WhisperContext>,
+    threads: usize,
+    multilingual: bool,
+    path: PathBuf,
+}
+
+impl WhisperModel {
+    /// Load the ggml weights at `path`; each job then runs on `threads`
+    /// threads of its worker.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not a model whisper.cpp accepts.
+    pub fn load(path: &Path, threads: usize) -> Result<WhisperModel, EngineError> {
+        static LOGGING: Once = Once::new();
+        // whisper.cpp and ggml print to stderr unless hooked; the hooks send
+        // their lines to `tracing` instead.
+        LOGGING.call_once(whisper_rs::install_logging_hooks);
+        let mut parameters = WhisperContextParameters::default();
+        parameters.use_gpu(false);
+        let context = WhisperContext::new_with_params(path, parameters).map_err(|error| {
+            EngineError::Failed(format!(
+                "whisper.cpp could not load {}: {error}",
+                path.display()
+            ))
+        })?;
+        let multilingual = context.is_multilingual();
+        Ok(WhisperModel {
+            context: Arc::new(context),
+            threads: threads.max(1),
+            multilingual,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Whether the model speaks more than English.
+    pub fn is_multilingual(&self) -> bool {
+        self.multilingual
+    }
+
+    /// The file the weights came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl SpeechModel for WhisperModel {
+    fn name(&self) -> &'static str {
+        "whisper"
+    }
+
+    fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError> {
+        let state = self.context.create_state().map_err(|error| {
+            EngineError::Failed(format!(
+                "whisper.cpp could not make a decoder state: {error}"
+            ))
+        })?;
+        Ok(Box::new(WhisperWorker {
+            state,
+            eot: self.context.token_eot(),
+            threads: self.threads,
+            multilingual: self.multilingual,
+        }))
+    }
+}
+
+/// One worker's decoder state.
+struct WhisperWorker {
+    state: WhisperState,
+    /// Token ids from end-of-text up are special (timestamps, task, language).
+    eot: i32,
+    threads: usize,
+    multilingual: bool,
+}
+
+impl ModelWorker for WhisperWorker {
+    fn transcribe(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        options: &TranscribeOptions,
+    ) -> Result<Transcript, EngineError> {
+        if sample_rate == 0 {
+            return Err(EngineError::InvalidAudio("sample rate 0".into()));
+        }
+        let mut audio = to_whisper_audio(samples, sample_rate);
+        let duration = audio.len() as f64 / f64::from(SAMPLE_RATE);
+        if audio.len() < MIN_SAMPLES {
+            audio.resize(MIN_SAMPLES, 0.0);
+        }
+        let language = self.language(options);
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(i32::try_from(self.threads).unwrap_or(1));
+        params.set_language(Some(&language));
+        params.set_no_context(true);
+        params.set_token_timestamps(true);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        let padded_seconds = audio.len() as f64 / f64::from(SAMPLE_RATE);
+        params.set_audio_ctx(i32::try_from(audio_ctx_for(padded_seconds)).unwrap_or(0));
+        self.state
+            .full(params, &audio)
+            .map_err(|error| EngineError::Failed(format!("whisper.cpp: {error}")))?;
+        Ok(self.collect(duration))
+    }
+}
+
+impl WhisperWorker {
+    /// The language to decode in: English-only models always speak `en`;
+    /// a multilingual one takes the hint's primary subtag (`pt-BR` → `pt`)
+    /// when whisper knows it, and detects the language otherwise.
+    fn language(&self, options: &TranscribeOptions) -> String {
+        if !self.multilingual {
+            return "en".to_string();
+        }
+        options
+            .language
+            .as_deref()
+            .and_then(|tag| tag.split(['-', '_']).next())
+            .map(str::to_ascii_lowercase)
+            .filter(|primary| whisper_rs::get_lang_id(primary).is_some())
+            .unwrap_or_else(|| "auto".to_string())
+    }
+
+    /// The text and words of the last run, for `duration` seconds of real
+    /// (unpadded) audio.
+    fn collect(&self, duration: f64) -> Transcript {
+        let mut texts = Vec::new();
+        let mut pieces_text = Vec::new();
+        let mut times = Vec::new();
+        for segment in self.state.as_iter() {
+            if let Ok(text) = segment.to_str_lossy() {
+                texts.push(text.into_owned());
+            }
+            for index in 0..segment.n_tokens() {
+                let Some(token) = segment.get_token(index) else {
+                    continue;
+                };
+                if token.token_id() >= self.eot {
+                    continue;
+                }
+                let data = token.token_data();
+                let Ok(text) = token.to_str_lossy() else {
+                    continue;
+                };
+                pieces_text.push(text.into_owned());
+                // whisper.cpp's times are in centiseconds.
+                times.push((data.t0 as f64 / 100.0, data.t1 as f64 / 100.0));
+            }
+        }
+        let pieces: Vec<Piece<'_>> = pieces_text
+            .iter()
+            .zip(&times)
+            .map(|(text, &(start, end))| Piece { text, start, end })
+            .collect();
+        Transcript {
+            text: strip_tags(&texts.join(" ")),
+            words: words_from_pieces(&pieces, duration),
+        }
+    }
+}
+
+/// Mono PCM16 at any rate as Whisper's input: f32 in `-1.0..1.0` at 16 kHz.
+fn to_whisper_audio(samples: &[i16], sample_rate: u32) -> Vec<f32> {
+    let audio: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    if sample_rate == SAMPLE_RATE {
+        audio
+    } else {
+        crate::audio::resample::resample_f32(&audio, sample_rate, SAMPLE_RATE)
+    }
+}
+
+/// The encoder context for a clip of `seconds`: one position per 20 ms plus
+/// a margin, rounded up to a multiple of 64, at least [`MIN_AUDIO_CTX`]; the
+/// full window (0 = whisper's default) for clips longer than 30 s.
+pub fn audio_ctx_for(seconds: f64) -> usize {
+    if seconds.is_nan() || seconds > WINDOW_SECONDS {
+        return 0;
+    }
+    let positions = (seconds * 50.0).ceil() as usize + AUDIO_CTX_MARGIN;
+    positions
+        .div_ceil(64)
+        .saturating_mul(64)
+        .clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audio_context_follows_the_clip_up_to_the_full_window() {
+        assert_eq!(audio_ctx_for(1.1), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(5.0), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(15.0), 832);
+        assert_eq!(audio_ctx_for(20.0), 1088);
+        assert_eq!(audio_ctx_for(29.5), FULL_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(30.0), FULL_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(30.01), 0);
+        assert_eq!(audio_ctx_for(f64::NAN), 0);
+    }
+
+    #[test]
+    fn audio_is_scaled_and_resampled_to_16_khz() {
+        let audio = to_whisper_audio(&[0, 16384, -32768], SAMPLE_RATE);
+        assert_eq!(audio, [0.0, 0.5, -1.0]);
+        let resampled = to_whisper_audio(&vec![1000; 8000], 8000);
+        assert!(
+            (resampled.len() as i64 - 16000).abs() <= 2,
+            "{}",
+            resampled.len()
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! The real engine end to end: the `transcription-server` binary built with
+//! the `whisper` feature, started with `--model whisper` on the tiny.en
+//! weights that `scripts/fetch-model.sh` converts, transcribing flite speech
+//! (tests/fixtures/whisper/, made by scripts/make-whisper-fixtures.sh).
+//!
+//! Run with `scripts/test-whisper.sh` (it fetches the model first). Without
+//! the model file these tests fail and say how to get it: they never skip.
+
+#![cfg(feature = "whisper")]
+
+#[path = "integration/support.rs"]
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use support::{get, multipart, post, Server, Ws};
+use transcription_service::model::text::{normalise, word_edits};
+
+/// The size of a correct tiny.en conversion (../shared/REAL_ENGINE.md).
+const TINY_EN_BYTES: u64 = 77_704_715;
+
+/// 20 ms of 16 kHz PCM16.
+const FRAME_BYTES: usize = 640;
+
+fn model_path() -> PathBuf {
+    let path = std::env::var_os("TRANSCRIBE_TEST_MODEL_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin")
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-model.sh first",
+        path.display()
+    );
+    path
+}
+
+fn whisper_fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/whisper")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// A server on the real engine, ready to transcribe.
+fn whisper_server(extra: &[&str]) -> Server {
+    let path = model_path();
+    let path = path.to_str().expect("UTF-8 path");
+    let mut args = vec!["--model", "whisper", "--model-path", path];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    assert!(
+        support::eventually(std::time::Duration::from_secs(60), || get(
+            &server,
+            "/v1/ready"
+        )
+        .status
+            == 200),
+        "the model never became ready: {:?}",
+        server.stderr_lines()
+    );
+    server
+}
+
+fn batch(server: &Server, wav: &[u8], query: &str) -> Value {
+    let reply = post(
+        server,
+        &format!("/v1/transcribe{query}"),
+        "audio/wav",
+        wav,
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// The finals of streaming `wav` (a 44-byte-header PCM16 WAV), as fast as the
+/// server reads.
+fn stream_finals(server: &Server, wav: &[u8]) -> Vec<Value> {
+    let mut ws = Ws::connect(server, "");
+    ws.stream_audio(&wav[44..], FRAME_BYTES);
+    ws.send_text(r#"{"type": "end"}"#);
+    let (messages, code) = ws.read_to_close();
+    assert_eq!(code, Some(1000), "{messages:#?}");
+    assert!(
+        messages.iter().all(|m| m["type"] != "error"),
+        "{messages:#?}"
+    );
+    messages
+        .into_iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .collect()
+}
+
+#[test]
+fn the_converted_model_has_the_known_size_and_loads() {
+    let path = model_path();
+    let size = std::fs::metadata(&path).expect("model file").len();
+    assert_eq!(size, TINY_EN_BYTES, "{}", path.display());
+    let server = whisper_server(&[]);
+    let health = get(&server, "/v1/health").json();
+    assert_eq!(health["model"], "whisper");
+    assert_eq!(health["model_state"], "ready");
+    let warnings: Vec<String> = server
+        .stderr_lines()
+        .into_iter()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .collect();
+    assert!(warnings.is_empty(), "loading warned: {warnings:#?}");
+}
+
+#[test]
+fn flite_hello_world_comes_back_word_for_word() {
+    let server = whisper_server(&[]);
+    let body = batch(&server, &whisper_fixture("hello_world.wav"), "?words=true");
+    assert_eq!(body["model"], "whisper");
+    assert_eq!(
+        normalise(body["text"].as_str().expect("text")),
+        "hello world this is a test"
+    );
+    let segments = body["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 1, "{body:#}");
+    let words: Vec<String> = segments[0]["words"]
+        .as_array()
+        .expect("words")
+        .iter()
+        .map(|w| normalise(w["word"].as_str().expect("word")))
+        .collect();
+    assert_eq!(words, ["hello", "world", "this", "is", "a", "test"]);
+    let (start, end) = (segments[0]["start"].as_f64(), segments[0]["end"].as_f64());
+    let (start, end) = (start.expect("start"), end.expect("end"));
+    let mut previous = start;
+    for word in segments[0]["words"].as_array().expect("words") {
+        let (ws, we) = (
+            word["start"].as_f64().expect("s"),
+            word["end"].as_f64().expect("e"),
+        );
+        assert!(
+            ws >= previous - 1e-9 && ws <= we && we <= end + 1e-9,
+            "{body:#}"
+        );
+        previous = ws;
+    }
+}
+
+#[test]
+fn two_utterances_give_two_segments_at_their_times() {
+    let server = whisper_server(&[]);
+    let body = batch(&server, &whisper_fixture("two_utterances.wav"), "");
+    let segments = body["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 2, "{body:#}");
+    assert_eq!(
+        normalise(segments[0]["text"].as_str().expect("text")),
+        "the weather is nice today"
+    );
+    assert_eq!(
+        normalise(segments[1]["text"].as_str().expect("text")),
+        "please send me the report tomorrow"
+    );
+    // The fixture: 0.3 s of silence, the first sentence, 1.5 s of silence,
+    // the second, 0.3 s; the segments must sit around that gap.
+    let times = |s: &Value| {
+        (
+            s["start"].as_f64().expect("start"),
+            s["end"].as_f64().expect("end"),
+        )
+    };
+    let ((s0, e0), (s1, e1)) = (times(&segments[0]), times(&segments[1]));
+    let duration = body["duration"].as_f64().expect("duration");
+    assert!(s0 < 0.5 && s0 < e0, "{body:#}");
+    assert!(
+        s1 - e0 > 0.4,
+        "the 1.5 s gap between the segments: {body:#}"
+    );
+    assert!(s1 < e1 && e1 <= duration + 1e-9, "{body:#}");
+}
+
+#[test]
+fn streaming_gives_the_same_finals_as_batch() {
+    let server = whisper_server(&[]);
+    for name in ["hello_world.wav", "two_utterances.wav"] {
+        let wav = whisper_fixture(name);
+        let body = batch(&server, &wav, "");
+        let finals = stream_finals(&server, &wav);
+        let streamed: Vec<String> = finals
+            .iter()
+            .map(|f| normalise(f["text"].as_str().expect("text")))
+            .collect();
+        let batched: Vec<String> = body["segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .map(|s| normalise(s["text"].as_str().expect("text")))
+            .collect();
+        assert_eq!(streamed, batched, "{name}");
+    }
+}
+
+#[test]
+fn silence_gives_no_text() {
+    let server = whisper_server(&[]);
+    let silence = support::fixture("silence.wav");
+    let body = batch(&server, &silence, "");
+    assert_eq!(body["text"], "");
+    assert_eq!(body["segments"], serde_json::json!([]));
+    assert!(stream_finals(&server, &silence).is_empty());
+}
+
+#[test]
+fn word_error_rate_on_the_flite_set_is_under_ten_percent() {
+    let server = whisper_server(&[]);
+    let list = String::from_utf8(whisper_fixture("wer.txt")).expect("UTF-8");
+    let (mut edits, mut words) = (0, 0);
+    let mut report = Vec::new();
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let (name, reference) = line.split_once('\t').expect("NAME<TAB>TEXT");
+        let body = batch(&server, &whisper_fixture(name), "");
+        let heard = normalise(body["text"].as_str().expect("text"));
+        let reference = normalise(reference);
+        let r: Vec<&str> = reference.split_whitespace().collect();
+        let h: Vec<&str> = heard.split_whitespace().collect();
+        edits += word_edits(&r, &h);
+        words += r.len();
+        report.push(format!("{name}: {heard:?} (reference {reference:?})"));
+    }
+    assert!(words >= 40, "the set has {words} words");
+    let wer = edits as f64 / words as f64;
+    eprintln!("WER {:.1} % ({edits} edits / {words} words)", wer * 100.0);
+    assert!(
+        wer < 0.10,
+        "WER {:.1} %:\n{}",
+        wer * 100.0,
+        report.join("\n")
+    );
+}
+
+#[test]
+fn the_openai_endpoint_returns_real_text_in_every_format() {
+    let server = whisper_server(&[]);
+    let wav = whisper_fixture("hello_world.wav");
+    for format in ["json", "text", "srt", "vtt", "verbose_json"] {
+        let (content_type, body) = multipart(
+            &[("model", "whisper-1"), ("response_format", format)],
+            Some(("hello_world.wav", "audio/wav", &wav)),
+        );
+        let reply = post(
+            &server,
+            "/v1/audio/transcriptions",
+            &content_type,
+            &body,
+            &[],
+        );
+        assert_eq!(reply.status, 200, "{format}: {}", reply.text());
+        let text = reply.text();
+        let heard = match format {
+            "json" | "verbose_json" => reply.json()["text"].as_str().expect("text").to_string(),
+            _ => text.clone(),
+        };
+        assert!(
+            normalise(&heard).contains("hello world this is a test"),
+            "{format}: {text}"
+        );
+        if format == "srt" {
+            assert!(text.starts_with("1\n00:00:0"), "{text}");
+        }
+        if format == "vtt" {
+            assert!(text.starts_with("WEBVTT"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_model_file_is_refused_at_start_up() {
+    let dir = scratch_dir("damaged");
+    let path = dir.join("cut.bin");
+    let model = std::fs::read(model_path()).expect("model");
+    // Cut inside the last tensor: whisper.cpp would abort the process on
+    // some damaged files, so the server checks the structure first.
+    std::fs::write(&path, &model[..model.len() - 1000]).expect("write");
+    let (status, _, stderr) = support::run_to_exit(
+        &[
+            "--model",
+            "whisper",
+            "--model-path",
+            path.to_str().expect("UTF-8"),
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cut short"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_model_whisper_cpp_rejects_fails_readiness_and_jobs_clearly() {
+    // Well-formed, but with a tensor whisper.cpp does not know: it passes the
+    // start-up check, then loading fails in the background.
+    let dir = scratch_dir("unknown-tensor");
+    let path = dir.join("renamed.bin");
+    let mut model = std::fs::read(model_path()).expect("model");
+    let name = b"encoder.conv1.weight";
+    let at = model
+        .windows(name.len())
+        .position(|window| window == name)
+        .expect("tensor name in the model");
+    model[at..at + name.len()].copy_from_slice(b"encoder.convX.weight");
+    std::fs::write(&path, &model).expect("write");
+    let server = Server::start(&[
+        "--model",
+        "whisper",
+        "--model-path",
+        path.to_str().expect("UTF-8"),
+    ]);
+    assert!(support::eventually(
+        std::time::Duration::from_secs(30),
+        || { get(&server, "/v1/health").json()["model_state"] == "failed" }
+    ));
+    let ready = get(&server, "/v1/ready");
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["reason"], "model_failed");
+    let reply = post(
+        &server,
+        "/v1/transcribe",
+        "audio/wav",
+        &whisper_fixture("hello_world.wav"),
+        &[],
+    );
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(reply.error_code(), "internal");
+    assert!(reply.text().contains("failed to load"), "{}", reply.text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("whisper-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
