@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod openai;
 pub mod sessions;
+pub mod subtitles;
 pub mod transcribe;
 pub mod web;
 

@@ -5,11 +5,10 @@
 //! answered in the shapes OpenAI clients parse. `prompt` and `temperature`
 //! are accepted and ignored, as a local engine has no use for them.
 
-use std::fmt::Write;
-
 use serde::Serialize;
 
 use super::batch::{self, BatchTranscript, Form};
+use super::subtitles::Cues;
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{Request, Response};
@@ -204,33 +203,11 @@ pub fn render(
 
 /// SRT (`vtt == false`) or WebVTT cues, one per segment.
 fn subtitles(transcript: &BatchTranscript, vtt: bool) -> String {
-    let mut out = String::new();
-    if vtt {
-        out.push_str("WEBVTT\n\n");
-    }
-    for (index, segment) in transcript.segments.iter().enumerate() {
-        if !vtt {
-            let _ = writeln!(out, "{}", index + 1);
-        }
-        let _ = writeln!(
-            out,
-            "{} --> {}",
-            timestamp(segment.start, vtt),
-            timestamp(segment.end, vtt)
-        );
-        let _ = writeln!(out, "{}\n", segment.text);
-    }
-    out
-}
-
-/// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT).
-fn timestamp(seconds: f64, vtt: bool) -> String {
-    let total_ms = (seconds.max(0.0) * 1000.0).round() as u64;
-    let (hours, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
-    let (minutes, rest) = (rest / 60_000, rest % 60_000);
-    let (secs, millis) = (rest / 1000, rest % 1000);
-    let separator = if vtt { '.' } else { ',' };
-    format!("{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}")
+    let segments = transcript
+        .segments
+        .iter()
+        .map(|segment| (segment.start, segment.end, segment.text.as_str()));
+    super::subtitles::subtitles(segments, if vtt { Cues::Vtt } else { Cues::Srt })
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! `text`, `srt` and `vtt` are rendered here from its segments, cue for cue
 //! as the OpenAI-compatible endpoint renders them.
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use crate::audio_file::{self, RawInput};
 use crate::client::{Client, KeyRole};
 use crate::error::{output_error, CliError};
+use transcription_service::api::subtitles::Cues;
 
 /// The output formats of a batch transcription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,47 +101,13 @@ pub fn render(body: &str, format: Format) -> Result<String, CliError> {
     })
 }
 
-/// The two subtitle dialects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cues {
-    Srt,
-    Vtt,
-}
-
-/// SRT (numbered cues, `,` before the milliseconds) or WebVTT (a `WEBVTT`
-/// header, `.` before the milliseconds): a cue per segment, a blank line
-/// after each.
-pub fn subtitles(segments: &[Segment], cues: Cues) -> String {
-    let mut out = String::new();
-    if cues == Cues::Vtt {
-        out.push_str("WEBVTT\n\n");
-    }
-    for (index, segment) in segments.iter().enumerate() {
-        if cues == Cues::Srt {
-            let _ = writeln!(out, "{}", index + 1);
-        }
-        let _ = writeln!(
-            out,
-            "{} --> {}",
-            cue_timestamp(segment.start, cues),
-            cue_timestamp(segment.end, cues)
-        );
-        let _ = writeln!(out, "{}\n", segment.text);
-    }
-    out
-}
-
-/// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT); negative times are 0.
-pub fn cue_timestamp(seconds: f64, cues: Cues) -> String {
-    let total_ms = (seconds.max(0.0) * 1000.0).round() as u64;
-    let (hours, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
-    let (minutes, rest) = (rest / 60_000, rest % 60_000);
-    let (secs, millis) = (rest / 1000, rest % 1000);
-    let separator = match cues {
-        Cues::Srt => ',',
-        Cues::Vtt => '.',
-    };
-    format!("{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}")
+/// The segments' cues, through the server library's own formatter (the
+/// same bytes `/v1/audio/transcriptions` answers).
+fn subtitles(segments: &[Segment], cues: Cues) -> String {
+    transcription_service::api::subtitles::subtitles(
+        segments.iter().map(|s| (s.start, s.end, s.text.as_str())),
+        cues,
+    )
 }
 
 /// Write to `--output` or stdout.
@@ -167,48 +133,6 @@ fn write_output(output: Option<&Path>, text: &str) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn segments() -> Vec<Segment> {
-        vec![
-            Segment {
-                start: 0.42,
-                end: 2.1,
-                text: "alpha bravo".into(),
-            },
-            Segment {
-                start: 3661.5,
-                end: 3662.0,
-                text: "charlie".into(),
-            },
-        ]
-    }
-
-    #[test]
-    fn timestamps_round_to_the_millisecond() {
-        assert_eq!(cue_timestamp(0.0, Cues::Srt), "00:00:00,000");
-        assert_eq!(cue_timestamp(1.2345, Cues::Vtt), "00:00:01.235");
-        assert_eq!(cue_timestamp(59.9996, Cues::Srt), "00:01:00,000");
-        assert_eq!(cue_timestamp(3661.5, Cues::Vtt), "01:01:01.500");
-        assert_eq!(cue_timestamp(-1.0, Cues::Srt), "00:00:00,000");
-    }
-
-    #[test]
-    fn srt_numbers_its_cues() {
-        assert_eq!(
-            subtitles(&segments(), Cues::Srt),
-            "1\n00:00:00,420 --> 00:00:02,100\nalpha bravo\n\n2\n01:01:01,500 --> 01:01:02,000\ncharlie\n\n"
-        );
-    }
-
-    #[test]
-    fn vtt_has_a_header_and_no_numbers() {
-        assert_eq!(
-            subtitles(&segments(), Cues::Vtt),
-            "WEBVTT\n\n00:00:00.420 --> 00:00:02.100\nalpha bravo\n\n01:01:01.500 --> 01:01:02.000\ncharlie\n\n"
-        );
-        assert_eq!(subtitles(&[], Cues::Vtt), "WEBVTT\n\n");
-        assert_eq!(subtitles(&[], Cues::Srt), "");
-    }
 
     #[test]
     fn formats_render_from_the_answer() {
