@@ -701,7 +701,7 @@ fn check_ggml_file(path: &std::path::Path) -> Result<(), String> {
             path.display()
         ));
     }
-    crate::model::ggml::check_file(path)
+    ct2ggml::check::check_file(path)
         .map(|_| ())
         .map_err(|error| format!("--model-path {}: {error}", path.display()))
 }

@@ -6,7 +6,6 @@
 //! ([`SpeechModel`] loaded once and shared, [`ModelWorker`] one per worker
 //! thread), the deterministic [`mock::MockModel`], and the pool.
 
-pub mod ggml;
 pub mod mock;
 pub mod pool;
 pub mod text;

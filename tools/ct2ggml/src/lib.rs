@@ -11,10 +11,15 @@
 //!    projections, and [`f16`] converts element types.
 //! 6. [`ggml`] writes the file: header, filters, vocabulary, tensors.
 //!
+//! [`check`] walks a finished ggml file without loading it (the server checks
+//! its `--model-path` with it before whisper.cpp, which aborts on some damaged
+//! files, sees it).
+//!
 //! [`convert_dir`] runs the whole path on files; [`convert`] runs it on bytes
 //! already in memory, which is what the tests use. Limits on every length read
 //! from input live in [`limits`].
 
+pub mod check;
 pub mod ct2;
 pub mod error;
 pub mod f16;
@@ -280,6 +285,11 @@ mod tests {
         let (summary, out) = convert_synthetic(&model).expect("conversion");
         let file = synthetic::read_ggml(&out);
         assert_eq!(file.hparams, [5, 3, 4, 2, 1, 2, 4, 2, 1, 3, 1]);
+        // The server's start-up check accepts what the converter writes.
+        let checked = check::check(std::io::Cursor::new(&out)).expect("a well-formed file");
+        assert_eq!(checked.hparams, summary.hparams);
+        assert_eq!(checked.tokens, file.tokens.len());
+        assert_eq!(checked.bytes, out.len() as u64);
         assert!(!summary.multilingual);
         assert_eq!(file.filter_shape, (3, 201));
         assert_eq!(file.filters, mel::filters(3));

@@ -1,5 +1,6 @@
-//! A structural check of a whisper.cpp ggml model file, run at start-up
-//! before the file reaches whisper.cpp.
+//! A structural check of a whisper.cpp ggml model file, the reverse of
+//! [`crate::ggml`]: the server runs it at start-up, before the file reaches
+//! whisper.cpp.
 //!
 //! whisper.cpp returns an error for many bad files, but some (an unknown
 //! `ftype`, absurd dimensions, a file cut short inside a tensor) trip a
@@ -11,24 +12,8 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// `ggml` in little-endian.
-pub const MAGIC: u32 = 0x6767_6d6c;
-
-/// The hyper-parameters at the head of the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hparams {
-    pub n_vocab: i32,
-    pub n_audio_ctx: i32,
-    pub n_audio_state: i32,
-    pub n_audio_head: i32,
-    pub n_audio_layer: i32,
-    pub n_text_ctx: i32,
-    pub n_text_state: i32,
-    pub n_text_head: i32,
-    pub n_text_layer: i32,
-    pub n_mels: i32,
-    pub ftype: i32,
-}
+use crate::ggml::MAGIC;
+use crate::hparams::Hparams;
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
