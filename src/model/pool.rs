@@ -208,10 +208,15 @@ impl Loading {
 
     /// Block until the loader is done: the model, or why there is none.
     fn wait_model(&self) -> Result<Arc<dyn SpeechModel>, String> {
+        self.wait_for(|inner| inner.model.clone())
+    }
+
+    /// Block until `settled` gives an answer; it is asked at every change.
+    fn wait_for<T>(&self, settled: impl Fn(&LoadingInner) -> Option<T>) -> T {
         let mut inner = self.lock();
         loop {
-            if let Some(model) = &inner.model {
-                return model.clone();
+            if let Some(answer) = settled(&inner) {
+                return answer;
             }
             inner = self
                 .changed
@@ -256,17 +261,9 @@ impl Loading {
     }
 
     fn wait_settled(&self) -> ModelState {
-        let mut inner = self.lock();
-        loop {
-            let state = Loading::state_of(&inner);
-            if state != ModelState::Loading {
-                return state;
-            }
-            inner = self
-                .changed
-                .wait(inner)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        self.wait_for(|inner| {
+            Some(Loading::state_of(inner)).filter(|state| *state != ModelState::Loading)
+        })
     }
 }
 
