@@ -416,14 +416,7 @@ impl Worker {
         // Jobs wait in the queue while the model loads.
         match loading.wait_model() {
             Ok(model) => {
-                let made =
-                    catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
-                        let message = crate::core::unwind::panic_message(panic.as_ref());
-                        Err(EngineError::Failed(format!(
-                            "engine set-up panicked: {message}"
-                        )))
-                    });
-                match made {
+                match new_engine(model.as_ref()) {
                     Ok(engine) => {
                         self.engine = Some(engine);
                         loading.worker_settled(None);
@@ -522,13 +515,7 @@ impl Worker {
         let Some(model) = self.model.clone() else {
             return Err(EngineError::Failed("no model".into()));
         };
-        let made = catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
-            let message = crate::core::unwind::panic_message(panic.as_ref());
-            Err(EngineError::Failed(format!(
-                "engine set-up panicked: {message}"
-            )))
-        });
-        match made {
+        match new_engine(model.as_ref()) {
             Ok(engine) => {
                 self.engine = Some(engine);
                 self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -541,6 +528,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// A fresh engine state from `model`; a panic while making it is an error.
+fn new_engine(model: &dyn SpeechModel) -> Result<Box<dyn ModelWorker>, EngineError> {
+    catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
+        let message = crate::core::unwind::panic_message(panic.as_ref());
+        Err(EngineError::Failed(format!(
+            "engine set-up panicked: {message}"
+        )))
+    })
 }
 
 #[cfg(test)]
