@@ -8,6 +8,7 @@ set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)      # webrtc-vad compiles libfvad's C sources
 command -v kill >/dev/null 2>&1 || need+=(procps) # the shutdown tests send signals
+command -v script >/dev/null 2>&1 || need+=(bsdutils) # the CLI's terminal test runs it under a pty
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # cluster tests start their own
 # nginx: the load-balancer test (tests/integration/cluster.rs) runs its own on
 # loopback; found in /usr/sbin, which is not on every user's PATH.

@@ -350,6 +350,52 @@ fn stream_prints_exactly_the_finals() {
     }
 }
 
+/// What a person sees: the client on a real terminal (a pseudo-terminal from
+/// util-linux `script`), streaming in real time so interims arrive.
+#[test]
+fn on_a_terminal_interims_rewrite_the_line_and_finals_stay() {
+    let server = Server::start(&[]);
+    let url = server.url("");
+    let command = format!(
+        "{} --url {url} stream --realtime {}",
+        env!("CARGO_BIN_EXE_transcribe"),
+        fixture_path("two_utterances.wav")
+    );
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("TRANSCRIBE_URL")
+        .env_remove("TRANSCRIBE_API_KEY")
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(output.status.success(), "{output:?}");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    // Dimmed interims, each drawn over the current line.
+    assert!(
+        screen.contains("\r\x1b[2K\x1b[2m"),
+        "no interim drawn: {screen:?}"
+    );
+    // On a terminal the client also says what it streams and how the session
+    // ended (on stderr, the same screen).
+    assert!(
+        screen.contains("ended (client_end): 2 segments"),
+        "{screen:?}"
+    );
+    // Every final ends up on a line of its own, whatever was drawn before it
+    // on that line (an interim, then the erase).
+    let lines: Vec<String> = screen
+        .split("\r\n")
+        .map(|line| line.rsplit("\x1b[2K").next().unwrap_or(line).to_string())
+        .filter(|line| !line.is_empty() && !line.starts_with("transcribe: "))
+        .collect();
+    assert_eq!(
+        lines,
+        final_lines(&batch_answer(&server, "two_utterances.wav")),
+        "{screen:?}"
+    );
+}
+
 #[test]
 fn stream_of_silence_prints_nothing_and_succeeds() {
     let server = Server::start(&[]);
