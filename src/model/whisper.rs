@@ -43,7 +43,7 @@ const AUDIO_CTX_MARGIN: usize = 64;
 /// (loadtests/RESULTS.md): a context sized tightly to a 2–3 s clip makes
 /// tiny.en repeat its sentence until the token limit; from 768 positions
 /// up it does not, at a quarter of the full window's cost.
-const MIN_AUDIO_CTX: usize = 768;
+pub const MIN_AUDIO_CTX: usize = 768;
 
 /// Shortest clip whisper.cpp transcribes (it refuses under 1 s); shorter
 /// clips are padded with silence to this.
@@ -54,6 +54,7 @@ pub struct WhisperModel {
     context: Arc<WhisperContext>,
     threads: usize,
     multilingual: bool,
+    min_audio_ctx: usize,
     path: PathBuf,
 }
 
@@ -81,8 +82,18 @@ impl WhisperModel {
             context: Arc::new(context),
             threads: threads.max(1),
             multilingual,
+            min_audio_ctx: MIN_AUDIO_CTX,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The same model with another floor for the encoder context (positions
+    /// of 20 ms, clamped to 1..=1500; 1500 is always the full window). For
+    /// measuring the trade-off (`benches/whisper.rs`); the server uses
+    /// [`MIN_AUDIO_CTX`].
+    pub fn with_min_audio_ctx(mut self, positions: usize) -> WhisperModel {
+        self.min_audio_ctx = positions.clamp(1, FULL_AUDIO_CTX);
+        self
     }
 
     /// Whether the model speaks more than English.
@@ -112,6 +123,7 @@ impl SpeechModel for WhisperModel {
             eot: self.context.token_eot(),
             threads: self.threads,
             multilingual: self.multilingual,
+            min_audio_ctx: self.min_audio_ctx,
         }))
     }
 }
@@ -123,6 +135,7 @@ struct WhisperWorker {
     eot: i32,
     threads: usize,
     multilingual: bool,
+    min_audio_ctx: usize,
 }
 
 impl ModelWorker for WhisperWorker {
@@ -155,7 +168,8 @@ impl ModelWorker for WhisperWorker {
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
         let padded_seconds = audio.len() as f64 / f64::from(SAMPLE_RATE);
-        params.set_audio_ctx(i32::try_from(audio_ctx_for(padded_seconds)).unwrap_or(0));
+        let audio_ctx = audio_ctx_for(padded_seconds, self.min_audio_ctx);
+        params.set_audio_ctx(i32::try_from(audio_ctx).unwrap_or(0));
         self.state
             .full(params, &audio)
             .map_err(|error| EngineError::Failed(format!("whisper.cpp: {error}")))?;
@@ -229,9 +243,10 @@ fn to_whisper_audio(samples: &[i16], sample_rate: u32) -> Vec<f32> {
 }
 
 /// The encoder context for a clip of `seconds`: one position per 20 ms plus
-/// a margin, rounded up to a multiple of 64, at least [`MIN_AUDIO_CTX`]; the
-/// full window (0 = whisper's default) for clips longer than 30 s.
-pub fn audio_ctx_for(seconds: f64) -> usize {
+/// a margin, rounded up to a multiple of 64, at least `floor` (the server's
+/// is [`MIN_AUDIO_CTX`]); the full window (0 = whisper's default) for clips
+/// longer than 30 s.
+pub fn audio_ctx_for(seconds: f64, floor: usize) -> usize {
     if seconds.is_nan() || seconds > WINDOW_SECONDS {
         return 0;
     }
@@ -239,7 +254,7 @@ pub fn audio_ctx_for(seconds: f64) -> usize {
     positions
         .div_ceil(64)
         .saturating_mul(64)
-        .clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
+        .clamp(floor.min(FULL_AUDIO_CTX), FULL_AUDIO_CTX)
 }
 
 #[cfg(test)]
@@ -248,14 +263,17 @@ mod tests {
 
     #[test]
     fn the_audio_context_follows_the_clip_up_to_the_full_window() {
-        assert_eq!(audio_ctx_for(1.1), MIN_AUDIO_CTX);
-        assert_eq!(audio_ctx_for(5.0), MIN_AUDIO_CTX);
-        assert_eq!(audio_ctx_for(15.0), 832);
-        assert_eq!(audio_ctx_for(20.0), 1088);
-        assert_eq!(audio_ctx_for(29.5), FULL_AUDIO_CTX);
-        assert_eq!(audio_ctx_for(30.0), FULL_AUDIO_CTX);
-        assert_eq!(audio_ctx_for(30.01), 0);
-        assert_eq!(audio_ctx_for(f64::NAN), 0);
+        assert_eq!(audio_ctx_for(1.1, MIN_AUDIO_CTX), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(5.0, MIN_AUDIO_CTX), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(15.0, MIN_AUDIO_CTX), 832);
+        assert_eq!(audio_ctx_for(20.0, MIN_AUDIO_CTX), 1088);
+        assert_eq!(audio_ctx_for(29.5, MIN_AUDIO_CTX), FULL_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(30.0, MIN_AUDIO_CTX), FULL_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(30.01, MIN_AUDIO_CTX), 0);
+        assert_eq!(audio_ctx_for(f64::NAN, MIN_AUDIO_CTX), 0);
+        assert_eq!(audio_ctx_for(1.1, 1), 128);
+        assert_eq!(audio_ctx_for(5.0, 1), 320);
+        assert_eq!(audio_ctx_for(5.0, 5000), FULL_AUDIO_CTX);
     }
 
     #[test]
