@@ -199,6 +199,33 @@ fn streaming_gives_the_same_finals_as_batch() {
 }
 
 #[test]
+fn the_cli_streams_a_file_and_prints_whispers_finals() {
+    let server = whisper_server(&[]);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/whisper/two_utterances.wav");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_transcribe"))
+        .args(["--url", &server.url(""), "stream"])
+        .arg(&path)
+        .env_remove("TRANSCRIBE_API_KEY")
+        .output()
+        .expect("run transcribe");
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let heard: Vec<String> = printed
+        .lines()
+        .map(|line| normalise(line.split_once("] ").map_or(line, |(_, text)| text)))
+        .collect();
+    assert_eq!(
+        heard,
+        [
+            "the weather is nice today",
+            "please send me the report tomorrow"
+        ],
+        "{printed}"
+    );
+}
+
+#[test]
 fn silence_gives_no_text() {
     let server = whisper_server(&[]);
     let silence = support::fixture("silence.wav");
