@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use crate::core::CoreContext;
 use crate::http::Response;
 use crate::metrics::prometheus::{self, Levels};
+use crate::model::pool::ModelState;
 
 /// The content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -17,6 +18,7 @@ pub fn prometheus(core: &CoreContext) -> Response {
         model_queue_depth: shared.to_pool.queue_depth(),
         model_queue_capacity: shared.to_pool.queue_capacity(),
         model_jobs_in_flight: shared.to_pool.in_flight(),
+        model_ready: shared.to_pool.model_state() == ModelState::Ready,
         model_worker_restarts: shared.to_pool.worker_restarts(),
         uptime_seconds: shared.started_at.elapsed().as_secs_f64(),
     };

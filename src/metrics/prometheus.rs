@@ -27,6 +27,8 @@ pub struct Levels {
     pub model_queue_depth: usize,
     pub model_queue_capacity: usize,
     pub model_jobs_in_flight: usize,
+    /// Whether the model is loaded in every worker.
+    pub model_ready: bool,
     /// A counter kept by the pool, not by the cores.
     pub model_worker_restarts: u64,
     pub uptime_seconds: f64,
@@ -216,7 +218,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             gauges.connections as f64,
         );
     }
-    let gauges: [(&str, &str, f64); 6] = [
+    let gauges: [(&str, &str, f64); 7] = [
         (
             "transcribe_sessions_active",
             "Live sessions across all cores (the limit's count).",
@@ -241,6 +243,11 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             "transcribe_model_jobs_in_flight",
             "Jobs a model worker is running.",
             levels.model_jobs_in_flight as f64,
+        ),
+        (
+            "transcribe_model_ready",
+            "1 once the model is loaded in every worker; 0 while it loads or after it failed to.",
+            f64::from(u8::from(levels.model_ready)),
         ),
         (
             "transcribe_uptime_seconds",

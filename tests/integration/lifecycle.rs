@@ -168,6 +168,10 @@ fn a_loading_model_is_not_ready_and_its_jobs_wait_for_it() {
         serde_json::json!({"ready": false, "reason": "model_loading"})
     );
     assert_eq!(get(&server, "/v1/health").json()["model_state"], "loading");
+    assert_eq!(
+        crate::support::metric(&server, "transcribe_model_ready", &[]),
+        Some(0.0)
+    );
     // A request sent while loading waits for the model and is answered.
     let reply = crate::support::post(
         &server,
@@ -180,6 +184,10 @@ fn a_loading_model_is_not_ready_and_its_jobs_wait_for_it() {
     assert_eq!(reply.json()["segments"].as_array().map(Vec::len), Some(1));
     assert_eq!(get(&server, "/v1/ready").status, 200);
     assert_eq!(get(&server, "/v1/health").json()["model_state"], "ready");
+    assert_eq!(
+        crate::support::metric(&server, "transcribe_model_ready", &[]),
+        Some(1.0)
+    );
     server.signal("TERM");
     assert!(server.wait_exit(Duration::from_secs(20)).is_some());
 }
