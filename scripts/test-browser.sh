@@ -5,9 +5,32 @@
 # port with an API key and an admin key, runs the tests, stops the server.
 # Screenshots go to <target dir>/browser-artifacts/. Ends with one line:
 #   browser tests: N passed, N failed
+#
+# With --whisper: the server is built with the `whisper` feature and runs the
+# real engine (scripts/fetch-model.sh first), and the test is
+# tests/browser/whisper.test.mjs: Whisper must hear the words the page streams
+# from the fake microphone. It ends with `browser tests (whisper): …`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+
+mode=mock
+case ${1:-} in
+    "") ;;
+    --whisper) mode=whisper ;;
+    *) echo "usage: scripts/test-browser.sh [--whisper]" >&2; exit 2 ;;
+esac
+build_args=()
+server_args=()
+test_file=browser.test.mjs
+label="browser tests"
+if [ "$mode" = whisper ]; then
+    scripts/fetch-model.sh
+    build_args=(--features whisper)
+    server_args=(--model whisper --model-path "$root/models/ggml-tiny.en.bin")
+    test_file=whisper.test.mjs
+    label="browser tests (whisper)"
+fi
 
 if [ ! -x /usr/bin/chromium ]; then
     echo "installing Debian's chromium" >&2
@@ -25,7 +48,7 @@ fi
 
 # Build, and take the binary's path from cargo itself (CARGO_TARGET_DIR, a
 # configured target dir or triple: cargo knows).
-binary=$(cargo build --bin transcription-server --message-format=json-render-diagnostics |
+binary=$(cargo build --bin transcription-server "${build_args[@]}" --message-format=json-render-diagnostics |
     node -e '
         let out = "";
         process.stdin.on("data", (d) => (out += d)).on("end", () => {
@@ -42,13 +65,13 @@ target_dir=$(cargo metadata --format-version 1 --no-deps |
     node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
 artifacts="$target_dir/browser-artifacts"
 mkdir -p "$artifacts"
-rm -f "$artifacts"/*.png
+if [ "$mode" = whisper ]; then rm -f "$artifacts/page-whisper.png"; else rm -f "$artifacts"/*.png; fi
 
 # Fresh random keys each run, passed in the environment (not on a command line
 # that `ps` shows).
 api_key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 admin_key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-server_log="$artifacts/server.log"
+server_log="$artifacts/server-$mode.log"
 server_out=$(mktemp)
 server_pid=
 cleanup() {
@@ -60,7 +83,7 @@ cleanup() {
 }
 trap cleanup EXIT
 TRANSCRIBE_API_KEY=$api_key TRANSCRIBE_ADMIN_KEY=$admin_key \
-    "$binary" --host 127.0.0.1 --port 0 --log-level warn >"$server_out" 2>"$server_log" &
+    "$binary" --host 127.0.0.1 --port 0 --log-level warn "${server_args[@]}" >"$server_out" 2>"$server_log" &
 server_pid=$!
 addr=
 for _ in $(seq 1 200); do
@@ -75,19 +98,19 @@ if [ -z "$addr" ]; then
     exit 1
 fi
 
-tap="$artifacts/results.tap"
+tap="$artifacts/results-$mode.tap"
 status=0
 (cd "$browser_dir" &&
     BASE_URL="http://$addr" API_KEY=$api_key ADMIN_KEY=$admin_key ARTIFACTS_DIR=$artifacts \
         node --test --test-concurrency=1 \
         --test-reporter=spec --test-reporter-destination=stdout \
         --test-reporter=tap --test-reporter-destination="$tap" \
-        browser.test.mjs) || status=$?
+        "$test_file") || status=$?
 
 passed=$(sed -n 's/^# pass //p' "$tap")
 failed=$(sed -n 's/^# fail //p' "$tap")
 echo "screenshots: $artifacts"
-echo "browser tests: ${passed:-0} passed, ${failed:-0} failed"
+echo "$label: ${passed:-0} passed, ${failed:-0} failed"
 if [ "$status" -ne 0 ] && [ "${failed:-0}" -eq 0 ]; then
     failed=1 # node itself failed (a syntax error, a crash before any test)
 fi

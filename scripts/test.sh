@@ -22,3 +22,5 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += 
 # and the pages in headless Chromium.
 scripts/test-whisper.sh
 scripts/test-browser.sh
+# The page's microphone audio through the real engine: Whisper must hear it.
+scripts/test-browser.sh --whisper

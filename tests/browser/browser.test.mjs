@@ -11,118 +11,38 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { eventually, launch, required, screenshot, watchStream } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BASE_URL = required('BASE_URL');
 const API_KEY = required('API_KEY');
 const ADMIN_KEY = required('ADMIN_KEY');
-const ARTIFACTS_DIR = resolve(process.env.ARTIFACTS_DIR || join(here, '../../target/browser-artifacts'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const MICROPHONE_WAV = resolve(here, '../fixtures/two_utterances.wav');
 const UPLOAD_WAV = resolve(here, '../fixtures/hello.wav');
 /** Long enough for a final on a slow machine: the fixture's first one comes after about 2 s. */
 const FINAL_TIMEOUT_MS = 20000;
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set (run scripts/test-browser.sh)`);
-  return value;
-}
-
-let browser;
-let context;
-/** Console errors and page errors of every page, checked at the end. */
-const problems = [];
 /** Console errors a test expects (a refused key), by pattern. */
 const expectedErrors = [/status of 401/, /WebSocket connection to .* failed/];
+/** The browser; its `problems` (console errors, uncaught exceptions) are checked at the end. */
+let chrome;
+const newPage = (label) => chrome.newPage(label);
 
 before(async () => {
-  mkdirSync(ARTIFACTS_DIR, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // Playwright gives the browser a fresh --user-data-dir of its own.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      `--use-file-for-fake-audio-capture=${MICROPHONE_WAV}`,
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  context = await browser.newContext({ viewport: { width: 1120, height: 860 }, permissions: ['microphone'] });
+  chrome = await launch(MICROPHONE_WAV, expectedErrors);
 });
 
 after(async () => {
-  await context?.close();
-  await browser?.close();
+  await chrome?.close();
 });
-
-/** A new tab whose console errors and uncaught exceptions are collected. */
-async function newPage(label) {
-  const page = await context.newPage();
-  page.on('console', (message) => {
-    if (message.type() !== 'error') return;
-    const text = message.text();
-    if (!expectedErrors.some((pattern) => pattern.test(text))) problems.push(`${label}: console: ${text}`);
-  });
-  page.on('pageerror', (error) => problems.push(`${label}: uncaught: ${error.message}`));
-  return page;
-}
-
-/** The JSON messages the server sends on the page's stream, and what the page sends. */
-function watchStream(page) {
-  const stream = { messages: [], sent: [], closed: false, url: null };
-  page.on('websocket', (socket) => {
-    if (!socket.url().includes('/v1/transcribe/stream')) return;
-    stream.url = socket.url();
-    socket.on('framereceived', ({ payload }) => {
-      if (typeof payload === 'string') stream.messages.push(JSON.parse(payload));
-    });
-    socket.on('framesent', ({ payload }) => {
-      if (typeof payload === 'string') stream.sent.push(JSON.parse(payload));
-    });
-    socket.on('close', () => {
-      stream.closed = true;
-    });
-  });
-  stream.finals = () => stream.messages.filter((m) => m.type === 'transcript' && m.is_final);
-  stream.interims = () => stream.messages.filter((m) => m.type === 'transcript' && !m.is_final);
-  stream.find = (type) => stream.messages.find((m) => m.type === type);
-  return stream;
-}
-
-async function screenshot(page, name) {
-  await page.screenshot({ path: join(ARTIFACTS_DIR, name), fullPage: true });
-}
 
 async function adminGet(path) {
   const response = await fetch(`${BASE_URL}${path}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
   assert.equal(response.status, 200, `GET ${path}`);
   return response.json();
-}
-
-/** Retry `check` (which throws when not yet true) until it passes or `timeoutMs` is over. */
-async function eventually(check, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((done) => setTimeout(done, 100));
-    }
-  }
 }
 
 /** Open / with the API key typed in, press Start, wait for the session. */
@@ -338,5 +258,5 @@ test('a wrong key is refused on the stream, the upload and the dashboard', async
 });
 
 test('no page logged an error or broke its Content-Security-Policy', () => {
-  assert.deepEqual(problems, []);
+  assert.deepEqual(chrome.problems, []);
 });
