@@ -42,6 +42,38 @@ pub struct Piece<'a> {
     pub end: f64,
 }
 
+/// Sub-word tokens as bytes joined into pieces of whole characters: a byte
+/// BPE splits multi-byte characters (accents, CJK) across tokens, so a token
+/// that ends inside a character waits for the next one, and the piece spans
+/// both tokens' times. Bytes that are not UTF-8 at all become U+FFFD.
+pub fn pieces_from_token_bytes(
+    tokens: impl IntoIterator<Item = (Vec<u8>, f64, f64)>,
+) -> Vec<(String, f64, f64)> {
+    /// The longest UTF-8 character; a longer unfinished run is not one.
+    const CHAR_BYTES_MAX: usize = 4;
+    let mut pieces = Vec::new();
+    let mut pending: Option<(Vec<u8>, f64)> = None;
+    for (bytes, start, end) in tokens {
+        let (mut joined, start) = pending.take().unwrap_or((Vec::new(), start));
+        joined.extend_from_slice(&bytes);
+        match std::str::from_utf8(&joined) {
+            Ok(text) => pieces.push((text.to_string(), start, end)),
+            // The tail is the start of a character the next token finishes.
+            Err(error)
+                if error.error_len().is_none()
+                    && joined.len() - error.valid_up_to() < CHAR_BYTES_MAX =>
+            {
+                pending = Some((joined, start));
+            }
+            Err(_) => pieces.push((String::from_utf8_lossy(&joined).into_owned(), start, end)),
+        }
+    }
+    if let Some((joined, start)) = pending {
+        pieces.push((String::from_utf8_lossy(&joined).into_owned(), start, start));
+    }
+    pieces
+}
+
 /// Words from sub-word pieces: a piece that starts with whitespace starts a
 /// new word; a word runs from its first piece's start to its last piece's
 /// end. Text inside bracketed tags is dropped, and so is the punctuation
@@ -221,6 +253,33 @@ mod tests {
         assert_eq!(texts, ["Hello", "world", "don't"]);
         assert_eq!((words[1].start, words[1].end), (0.5, 0.9));
         assert_eq!((words[2].start, words[2].end), (1.0, 1.25));
+    }
+
+    #[test]
+    fn characters_split_across_tokens_are_joined() {
+        let e_acute = "é".as_bytes();
+        let kanji = "語".as_bytes();
+        let tokens = vec![
+            (b" caf".to_vec(), 0.0, 0.2),
+            (e_acute[..1].to_vec(), 0.2, 0.3),
+            (e_acute[1..].to_vec(), 0.3, 0.4),
+            (kanji[..2].to_vec(), 0.5, 0.6),
+            (kanji[2..].to_vec(), 0.6, 0.7),
+            (vec![0xff], 0.8, 0.9),
+        ];
+        let pieces = pieces_from_token_bytes(tokens);
+        assert_eq!(
+            pieces,
+            [
+                (" caf".to_string(), 0.0, 0.2),
+                ("é".to_string(), 0.2, 0.4),
+                ("語".to_string(), 0.5, 0.7),
+                ("\u{fffd}".to_string(), 0.8, 0.9),
+            ]
+        );
+        // A character left unfinished at the end is replaced, not dropped.
+        let cut = pieces_from_token_bytes(vec![(e_acute[..1].to_vec(), 1.0, 1.1)]);
+        assert_eq!(cut, [("\u{fffd}".to_string(), 1.0, 1.0)]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use super::text::{strip_tags, words_from_pieces, Piece};
+use super::text::{pieces_from_token_bytes, strip_tags, words_from_pieces, Piece};
 use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
 
 /// The sample rate Whisper takes.
@@ -198,8 +198,7 @@ impl WhisperWorker {
     /// (unpadded) audio.
     fn collect(&self, duration: f64) -> Transcript {
         let mut texts = Vec::new();
-        let mut pieces_text = Vec::new();
-        let mut times = Vec::new();
+        let mut tokens = Vec::new();
         for segment in self.state.as_iter() {
             if let Ok(text) = segment.to_str_lossy() {
                 texts.push(text.into_owned());
@@ -212,18 +211,25 @@ impl WhisperWorker {
                     continue;
                 }
                 let data = token.token_data();
-                let Ok(text) = token.to_str_lossy() else {
+                let Ok(bytes) = token.to_bytes() else {
                     continue;
                 };
-                pieces_text.push(text.into_owned());
                 // whisper.cpp's times are in centiseconds.
-                times.push((data.t0 as f64 / 100.0, data.t1 as f64 / 100.0));
+                tokens.push((
+                    bytes.to_vec(),
+                    data.t0 as f64 / 100.0,
+                    data.t1 as f64 / 100.0,
+                ));
             }
         }
-        let pieces: Vec<Piece<'_>> = pieces_text
+        let joined = pieces_from_token_bytes(tokens);
+        let pieces: Vec<Piece<'_>> = joined
             .iter()
-            .zip(&times)
-            .map(|(text, &(start, end))| Piece { text, start, end })
+            .map(|(text, start, end)| Piece {
+                text,
+                start: *start,
+                end: *end,
+            })
             .collect();
         Transcript {
             text: strip_tags(&texts.join(" ")),
