@@ -1184,14 +1184,7 @@ pub fn vad_segmenter(data: &[u8]) {
     let uncut = run_vad(config, vad_mode, &samples, &cuts, None);
     let pairs: Vec<(u64, u64)> = uncut
         .iter()
-        .filter_map(|event| match *event {
-            SegmentEvent::SegmentEnd {
-                start_sample,
-                end_sample,
-                ..
-            } => Some((start_sample, end_sample)),
-            SegmentEvent::SpeechStart { .. } => None,
-        })
+        .filter_map(SegmentEvent::finished_range)
         .collect();
     let pcm = Pcm {
         samples,

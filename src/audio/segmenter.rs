@@ -106,6 +106,20 @@ pub enum SegmentEvent {
     },
 }
 
+impl SegmentEvent {
+    /// A finished segment's `[start_sample, end_sample)`; `None` for a start.
+    pub fn finished_range(&self) -> Option<(u64, u64)> {
+        match *self {
+            SegmentEvent::SegmentEnd {
+                start_sample,
+                end_sample,
+                ..
+            } => Some((start_sample, end_sample)),
+            SegmentEvent::SpeechStart { .. } => None,
+        }
+    }
+}
+
 /// The segment currently open.
 #[derive(Debug, Clone, Copy)]
 struct OpenSegment {

@@ -163,14 +163,7 @@ pub fn segment_all(pcm: &Pcm, config: SegmenterConfig, vad_mode: u8) -> Vec<(u64
     detector.finish(&mut events);
     events
         .iter()
-        .filter_map(|event| match *event {
-            SegmentEvent::SegmentEnd {
-                start_sample,
-                end_sample,
-                ..
-            } => Some((start_sample, end_sample)),
-            SegmentEvent::SpeechStart { .. } => None,
-        })
+        .filter_map(SegmentEvent::finished_range)
         .collect()
 }
 
