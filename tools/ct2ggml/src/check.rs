@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::ggml::MAGIC;
 use crate::hparams::Hparams;
+use crate::quantize::{Q8_0_BLOCK_BYTES, Q8_0_BLOCK_VALUES, TYPE_F16, TYPE_F32, TYPE_Q8_0};
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +140,10 @@ impl<R: Read + Seek> Walker<R> {
             ftype: self.i32_in("ftype", 0, i32::MAX)?,
         };
         // whisper.cpp stores the quantisation version times 1000 beside the
-        // type; only unquantised weights (f32, f16) are supported here.
-        if !matches!(hparams.ftype % 1000, 0 | 1) {
+        // type; f32, f16 and q8_0 weights (crate::quantize) are supported.
+        if !matches!(hparams.ftype % 1000, 0 | 1 | 7) {
             return Err(format!(
-                "ftype {} is not supported (only f32 and f16 weights)",
+                "ftype {} is not supported (only f32, f16 and q8_0 weights)",
                 hparams.ftype
             ));
         }
@@ -159,10 +160,19 @@ impl<R: Read + Seek> Walker<R> {
         let at = self.offset;
         let n_dims = self.i32_in("tensor rank", 1, 4)?;
         let name_len = self.i32_in("tensor name length", 1, 256)?;
-        let ttype = self.i32_in("tensor type", 0, 1)?;
+        let ttype = self.i32_in("tensor type", 0, 8)?;
+        if !matches!(ttype, TYPE_F32 | TYPE_F16 | TYPE_Q8_0) {
+            return Err(format!(
+                "the tensor at byte {at} has type {ttype} (only f32, f16 and q8_0 are supported)"
+            ));
+        }
         let mut elements: u64 = 1;
-        for _ in 0..n_dims {
+        let mut row = 0;
+        for index in 0..n_dims {
             let dim = self.i32_in("tensor dimension", 1, 1 << 24)?;
+            if index == 0 {
+                row = dim as u64;
+            }
             elements = elements.saturating_mul(dim as u64);
         }
         let mut name = vec![0u8; name_len as usize];
@@ -171,8 +181,21 @@ impl<R: Read + Seek> Walker<R> {
             .map_err(|_| format!("cut short in the name of the tensor at byte {at}"))?;
         self.offset += name_len as u64;
         let name = String::from_utf8_lossy(&name).into_owned();
-        let size = if ttype == 0 { 4 } else { 2 };
-        self.skip(&format!("tensor {name:?}"), elements.saturating_mul(size))
+        let bytes = match ttype {
+            TYPE_F32 => elements.saturating_mul(4),
+            TYPE_F16 => elements.saturating_mul(2),
+            _ => {
+                // q8_0: whole blocks of 32 values along each row.
+                let block = Q8_0_BLOCK_VALUES as u64;
+                if row % block != 0 {
+                    return Err(format!(
+                        "tensor {name:?}: q8_0 rows of {row} values are not whole blocks of {block}"
+                    ));
+                }
+                (elements / block).saturating_mul(Q8_0_BLOCK_BYTES as u64)
+            }
+        };
+        self.skip(&format!("tensor {name:?}"), bytes)
     }
 }
 
@@ -229,7 +252,7 @@ mod tests {
     #[test]
     fn bad_headers_and_records_are_refused_with_the_reason() {
         let cases: [(usize, i32, &str); 6] = [
-            (4 + 10 * 4, 7, "ftype 7"),
+            (4 + 10 * 4, 8, "ftype 8"),
             (4 + 2 * 4, 1 << 30, "n_audio_state"),
             (4 + 3 * 4, 5, "multiples"),
             (4 + 11 * 4, 100_000, "mel filter rows"),

@@ -27,6 +27,7 @@ pub mod ggml;
 pub mod hparams;
 pub mod limits;
 pub mod mel;
+pub mod quantize;
 pub mod tensors;
 pub mod vocab;
 
@@ -119,13 +120,41 @@ fn convert_dir_write(
     output: &Path,
     temporary: &Path,
 ) -> Result<Summary, Error> {
+    write_atomically(output, temporary, |out| convert(model_bin, vocabulary, out))
+}
+
+/// Reads the f16 ggml file `input` and writes its q8_0 version to `output`
+/// atomically, as [`convert_dir`] does.
+///
+/// # Errors
+/// Any error of [`quantize::quantize_q8_0`], or a file that cannot be read or
+/// written.
+pub fn quantize_file(input: &Path, output: &Path) -> Result<quantize::Summary, Error> {
+    let model = read_limited(input, limits::MODEL_BYTES_MAX)?;
+    let temporary = temporary_path(output);
+    let result = write_atomically(output, &temporary, |out| {
+        quantize::quantize_q8_0(&model, out)
+    });
+    if result.is_err() {
+        // Best effort: the temporary file may not exist yet.
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Runs `write` into `temporary`, syncs it, and renames it to `output`.
+fn write_atomically<T>(
+    output: &Path,
+    temporary: &Path,
+    write: impl FnOnce(&mut BufWriter<fs::File>) -> Result<T, Error>,
+) -> Result<T, Error> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
     let file = fs::File::create(temporary).map_err(io_error(temporary))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let summary = convert(model_bin, vocabulary, &mut out)?;
+    let summary = write(&mut out)?;
     let file = out.into_inner().map_err(|error| Error::Io {
         path: temporary.to_path_buf(),
         source: error.into_error(),

@@ -1,27 +1,32 @@
 //! `ct2ggml --input DIR --output FILE`: converts the CTranslate2 Whisper
 //! model in DIR (config.json, model.bin, vocabulary.txt) to the ggml file
-//! whisper.cpp loads. The work is in the library; this parses arguments,
-//! prints what was derived, and turns errors into exit codes.
+//! whisper.cpp loads. `ct2ggml --quantize q8_0 --input F16_FILE --output FILE`
+//! turns a converted f16 file into a q8_0 one. The work is in the library;
+//! this parses arguments, prints what was derived, and turns errors into exit
+//! codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: ct2ggml --input DIR --output FILE
+       ct2ggml --quantize q8_0 --input F16_FILE --output FILE
 
 Converts a CTranslate2 Whisper model directory (config.json, model.bin,
-vocabulary.txt) to the ggml model file whisper.cpp loads. The output is
+vocabulary.txt) to the ggml model file whisper.cpp loads; with --quantize,
+turns such an f16 ggml file into one whose matrices are q8_0. The output is
 written to a temporary file beside FILE and renamed into place.";
 
 struct Arguments {
     input: PathBuf,
     output: PathBuf,
+    quantize: bool,
 }
 
 fn parse_arguments(
     mut arguments: impl Iterator<Item = String>,
 ) -> Result<Option<Arguments>, String> {
-    let (mut input, mut output) = (None, None);
+    let (mut input, mut output, mut quantize) = (None, None, None);
     while let Some(argument) = arguments.next() {
         let (flag, inline) = match argument.split_once('=') {
             Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
@@ -31,6 +36,7 @@ fn parse_arguments(
             "-h" | "--help" => return Ok(None),
             "--input" | "-i" => &mut input,
             "--output" | "-o" => &mut output,
+            "--quantize" => &mut quantize,
             other => return Err(format!("unknown argument {other:?}")),
         };
         let value = inline
@@ -38,8 +44,22 @@ fn parse_arguments(
             .ok_or_else(|| format!("{flag} needs a value"))?;
         *slot = Some(PathBuf::from(value));
     }
+    let quantize = match quantize {
+        None => false,
+        Some(kind) if kind.as_os_str() == "q8_0" => true,
+        Some(kind) => {
+            return Err(format!(
+                "--quantize takes q8_0, not {:?}",
+                kind.to_string_lossy()
+            ))
+        }
+    };
     match (input, output) {
-        (Some(input), Some(output)) => Ok(Some(Arguments { input, output })),
+        (Some(input), Some(output)) => Ok(Some(Arguments {
+            input,
+            output,
+            quantize,
+        })),
         _ => Err("both --input and --output are required".to_string()),
     }
 }
@@ -57,6 +77,25 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
+    if arguments.quantize {
+        return match ct2ggml::quantize_file(&arguments.input, &arguments.output) {
+            Ok(summary) => {
+                println!(
+                    "ct2ggml: wrote {} ({} bytes: {} of {} tensors q8_0) in {:.2} s",
+                    arguments.output.display(),
+                    summary.output_bytes,
+                    summary.tensors_quantised,
+                    summary.tensors,
+                    started.elapsed().as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ct2ggml: error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match ct2ggml::convert_dir(&arguments.input, &arguments.output) {
         Ok(summary) => {
             let hparams = summary.hparams;
