@@ -57,6 +57,10 @@ impl ModelChoice {
 /// `scripts/fetch-model.sh` writes).
 pub const DEFAULT_WHISPER_MODEL_PATH: &str = "models/ggml-tiny.en.bin";
 
+/// The batch window with Whisper: most of its 30 s encoder window, with
+/// room for the context margin (docs/MODELS.md has the measured effect).
+pub const DEFAULT_WHISPER_BATCH_WINDOW_SECONDS: f64 = 28.0;
+
 /// The flags and variables as given. See [`Settings`] for the validated form.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -190,6 +194,10 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_MODEL_THREADS")]
     pub model_threads: Option<usize>,
 
+    /// Batch requests pack consecutive speech segments into engine windows of up to this many seconds, one model job per window; 0 is one job per segment [default: 28 with --model whisper, 0 with the mock].
+    #[arg(long, env = "TRANSCRIBE_BATCH_WINDOW_SECONDS")]
+    pub batch_window_seconds: Option<f64>,
+
     /// Time the mock model takes to load, in milliseconds: lets tests watch
     /// `/v1/ready` say `model_loading` as a real model's start-up does.
     #[arg(
@@ -316,6 +324,9 @@ pub struct Settings {
     pub max_segment_ms: u32,
     pub interim_interval_ms: u32,
     pub model: ModelChoice,
+    /// Seconds of speech a batch request packs into one engine window; 0 is
+    /// one job per segment.
+    pub batch_window_seconds: f64,
     /// How long the mock takes to load (tests of `model_loading`).
     pub mock_load: Duration,
     pub mock_latency: Duration,
@@ -482,6 +493,18 @@ impl Config {
             ),
         )?;
         let model = self.model_choice(cpus_available, model_workers)?;
+        let batch_window_seconds = self.batch_window_seconds.unwrap_or(match model {
+            ModelChoice::Mock => 0.0,
+            ModelChoice::Whisper { .. } => DEFAULT_WHISPER_BATCH_WINDOW_SECONDS,
+        });
+        check(
+            batch_window_seconds == 0.0
+                || (1.0..=crate::limits::BATCH_WINDOW_SECONDS_MAX).contains(&batch_window_seconds),
+            format!(
+                "--batch-window-seconds must be 0 (off) or between 1 and {}, got {batch_window_seconds}",
+                crate::limits::BATCH_WINDOW_SECONDS_MAX
+            ),
+        )?;
         check(
             self.mock_load_ms <= 600_000,
             "--mock-load-ms must be at most 600000",
@@ -551,6 +574,7 @@ impl Config {
             max_segment_ms: (self.max_segment_seconds * 1000.0).round() as u32,
             interim_interval_ms: self.interim_interval_ms,
             model,
+            batch_window_seconds,
             mock_load: Duration::from_millis(self.mock_load_ms),
             mock_latency: Duration::from_millis(self.mock_latency_ms),
             mock_rtf: self.mock_rtf,

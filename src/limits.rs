@@ -50,10 +50,19 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// accepting until one closes, and the kernel queues (then refuses) the rest.
 pub const CORE_CONNECTIONS_MAX: usize = 16_384;
 
-/// Segments one batch request may keep queued at the model pool at once. A
-/// long recording is fed through this window, so one upload cannot take the
-/// whole queue from everybody else.
+/// Jobs (segments, or windows of packed segments) one batch request may keep
+/// queued at the model pool at once. A long recording is fed through this
+/// window, so one upload cannot take the whole queue from everybody else.
 pub const BATCH_JOBS_IN_FLIGHT_MAX: usize = 8;
+
+/// Silence between two segments packed into one engine window
+/// (`batch_window_seconds`): enough for Whisper to end one sentence before
+/// the next begins, small beside the window.
+pub const BATCH_WINDOW_GAP_MS: u64 = 300;
+
+/// The longest engine window `--batch-window-seconds` may ask for: Whisper's
+/// encoder sees 30 s at most.
+pub const BATCH_WINDOW_SECONDS_MAX: f64 = 30.0;
 
 /// Bodies up to this size are decoded and segmented on the core itself (well
 /// under a millisecond); larger ones go to the blocking pool so that a long

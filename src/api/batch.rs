@@ -9,15 +9,17 @@
 //! request has nothing queued, it is answered `503 overloaded`.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use crate::audio::{self, AudioError, AudioFormat, Pcm, SegmenterConfig};
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::multipart::{self, Part};
 use crate::http::Request;
-use crate::limits::{BATCH_JOBS_IN_FLIGHT_MAX, INLINE_DECODE_BYTES_MAX};
+use crate::limits::{BATCH_JOBS_IN_FLIGHT_MAX, BATCH_WINDOW_GAP_MS, INLINE_DECODE_BYTES_MAX};
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, ReplyReceiver, SubmitError};
+use crate::model::window::{self, Span};
 use crate::model::{EngineError, TranscribeOptions, Word};
 
 /// The raw PCM rate when neither the media type nor the query names one.
@@ -308,24 +310,30 @@ pub async fn run_batch(
 
     let rate = f64::from(pcm.sample_rate);
     let mut segments = Vec::with_capacity(ranges.len());
-    let mut pending: VecDeque<(usize, ReplyReceiver)> = VecDeque::new();
+    let groups = batch_windows(core, audio);
+    let mut pending: VecDeque<(Range<usize>, Vec<Span>, ReplyReceiver)> = VecDeque::new();
     let mut next = 0;
     let mut transcripts = vec![None; ranges.len()];
-    while next < ranges.len() || !pending.is_empty() {
-        while next < ranges.len() && pending.len() < BATCH_JOBS_IN_FLIGHT_MAX {
-            let (start, end) = ranges[next];
-            let samples = slice_samples(&pcm.samples, start, end).to_vec();
+    while next < groups.len() || !pending.is_empty() {
+        while next < groups.len() && pending.len() < BATCH_JOBS_IN_FLIGHT_MAX {
+            let group = groups[next].clone();
+            let window = window::pack(
+                &pcm.samples,
+                ranges,
+                group.clone(),
+                batch_window_gap(pcm.sample_rate),
+            );
             let (job, receiver) = Job::new(
                 core.core_id,
                 JobKind::Batch,
-                samples,
+                window.samples,
                 pcm.sample_rate,
                 options.clone(),
             );
             match core.shared.to_pool.try_submit(job) {
                 Ok(()) => {
                     core.metrics.count(|c| c.model_jobs += 1);
-                    pending.push_back((next, receiver));
+                    pending.push_back((group, window.spans, receiver));
                     next += 1;
                 }
                 Err(SubmitError::Full(_)) => {
@@ -347,7 +355,7 @@ pub async fn run_batch(
                 }
             }
         }
-        let Some((index, receiver)) = pending.pop_front() else {
+        let Some((group, spans, receiver)) = pending.pop_front() else {
             break;
         };
         let outcome = receiver
@@ -366,7 +374,14 @@ pub async fn run_batch(
                 EngineError::Failed(message) => ApiError::new(ErrorKind::Internal, message),
             }
         })?;
-        transcripts[index] = Some(transcript);
+        if group.len() == 1 {
+            // A segment alone in its job: the engine's answer as it is.
+            transcripts[group.start] = Some(transcript);
+        } else {
+            for (index, part) in group.zip(window::unpack(transcript, &spans, pcm.sample_rate)) {
+                transcripts[index] = Some(part);
+            }
+        }
     }
 
     for ((start, end), transcript) in ranges.iter().zip(transcripts) {
@@ -398,13 +413,31 @@ pub async fn run_batch(
     })
 }
 
-/// The samples of `[start, end)`, clamped to the buffer.
-fn slice_samples(samples: &[i16], start: u64, end: u64) -> &[i16] {
-    let end = usize::try_from(end)
-        .unwrap_or(usize::MAX)
-        .min(samples.len());
-    let start = usize::try_from(start).unwrap_or(usize::MAX).min(end);
-    &samples[start..end]
+/// The request's segments grouped into engine windows: consecutive
+/// segments packed up to `batch_window_seconds` (docs/MODELS.md), or each
+/// segment alone when packing is off (0, the mock's default).
+fn batch_windows(core: &CoreContext, audio: &PreparedAudio) -> Vec<Range<usize>> {
+    let seconds = core.shared.settings.batch_window_seconds;
+    let rate = audio.pcm.sample_rate;
+    let window_max = (seconds * f64::from(rate)) as usize;
+    let gap = batch_window_gap(rate);
+    if window_max <= gap {
+        return (0..audio.segments.len())
+            .map(|index| index..index + 1)
+            .collect();
+    }
+    let lengths: Vec<usize> = audio
+        .segments
+        .iter()
+        .map(|&(start, end)| usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX))
+        .collect();
+    window::plan(&lengths, window_max, gap)
+}
+
+/// The silence between two segments packed in one window: enough for
+/// Whisper to end one sentence before the next starts.
+fn batch_window_gap(sample_rate: u32) -> usize {
+    (u64::from(sample_rate) * BATCH_WINDOW_GAP_MS / 1000) as usize
 }
 
 /// Parse a `vad_mode` value.
@@ -509,12 +542,5 @@ mod tests {
         assert!(parse_bool("words", "yes please").is_err());
         assert!(parse_language("en-US").is_ok());
         assert!(parse_language("en;drop").is_err());
-    }
-
-    #[test]
-    fn slices_clamp_to_the_buffer() {
-        let samples = [1i16, 2, 3];
-        assert_eq!(slice_samples(&samples, 1, 10), &[2, 3]);
-        assert_eq!(slice_samples(&samples, 5, 10), &[] as &[i16]);
     }
 }

@@ -97,7 +97,11 @@ pub fn mock_transcript(samples: &[i16], sample_rate: u32) -> Transcript {
         .map(|word| word.word.as_str())
         .collect::<Vec<_>>()
         .join(" ");
-    Transcript { text, words }
+    Transcript {
+        text,
+        words,
+        pieces: Vec::new(),
+    }
 }
 
 fn round_ms(seconds: f64) -> f64 {

@@ -11,6 +11,7 @@ pub mod pool;
 pub mod text;
 #[cfg(feature = "whisper")]
 pub mod whisper;
+pub mod window;
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,11 +45,24 @@ pub struct Word {
     pub end: f64,
 }
 
+/// A run of output text (a sub-word token, whole characters) with its times
+/// in seconds from the start of the audio handed to the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedText {
+    pub text: String,
+    pub start: f64,
+    pub end: f64,
+}
+
 /// The engine's answer for one piece of audio.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Transcript {
     pub text: String,
     pub words: Vec<Word>,
+    /// The text as timed sub-word pieces, tags and punctuation included, for
+    /// engines that have them (Whisper; the mock leaves it empty). Packed
+    /// windows ([`window::unpack`]) split the text by these times.
+    pub pieces: Vec<TimedText>,
 }
 
 /// Why the engine could not transcribe.

@@ -23,7 +23,7 @@ use whisper_rs::{
 };
 
 use super::text::{pieces_from_token_bytes, strip_tags, words_from_pieces, Piece};
-use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
+use super::{EngineError, ModelWorker, SpeechModel, TimedText, TranscribeOptions, Transcript};
 
 /// The sample rate Whisper takes.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -234,6 +234,10 @@ impl WhisperWorker {
         Transcript {
             text: strip_tags(&texts.join(" ")),
             words: words_from_pieces(&pieces, duration),
+            pieces: joined
+                .into_iter()
+                .map(|(text, start, end)| TimedText { text, start, end })
+                .collect(),
         }
     }
 }
