@@ -235,7 +235,7 @@ pub async fn prepare(
     query_rate: Option<u32>,
     vad_mode: u8,
 ) -> Result<PreparedAudio, ApiError> {
-    let settings = &core.shared.settings;
+    let settings = &core.shared.settings.session;
     let (hangover_ms, max_segment_ms) = (settings.vad_hangover_ms, settings.max_segment_ms);
     let content_type = request.head.header("content-type").map(str::to_owned);
     let body = std::mem::take(&mut request.body);
