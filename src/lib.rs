@@ -17,7 +17,10 @@
 //!   connection loop, generic over its transport and its service.
 //! - [`ws`]: streaming over WebSocket: the connection task (admission, reader
 //!   and writer, model jobs, slow consumers), tungstenite over owned buffers,
-//!   the native JSON protocol, and the sans-I/O session state machine.
+//!   and the native JSON protocol, a codec over the session's events.
+//! - [`session`]: the streaming session core: a sans-I/O state machine that
+//!   takes audio, controls and model results and emits protocol-neutral
+//!   events; it knows no wire format.
 //! - `core`: one core's state (its shard of sessions, inbox, drain latch,
 //!   local metrics), what every thread shares, and the operations that span
 //!   cores. It imports no handler and no connection type.
@@ -48,6 +51,8 @@ pub mod http;
 pub mod ws;
 
 pub(crate) mod core;
+
+pub mod session;
 
 pub mod audio;
 

@@ -20,7 +20,7 @@ use crate::core::{ClusterShared, CoreContext, SessionInfo};
 use crate::error::{ApiError, ErrorKind};
 use crate::http::query::parse_query;
 use crate::http::{Request, Response};
-use crate::ws::session::SessionState;
+use crate::session::SessionState;
 
 #[derive(Serialize)]
 struct SessionList {

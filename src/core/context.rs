@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::{ServerShared, SessionInfo};
 use crate::metrics::{CoreGauges, CoreMetrics};
 use crate::rt::Latch;
-use crate::ws::session::{EndReason, SessionState};
+use crate::session::{EndReason, SessionState};
 
 /// The I/O driver a core runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

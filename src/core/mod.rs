@@ -8,12 +8,14 @@
 //! - [`context`]: [`CoreContext`] (the shard of sessions, the drain latch,
 //!   the local metrics), the [`CoreCommand`] inbox, [`IoDriver`].
 //! - [`shared`]: [`ServerShared`], what every thread of the node reads.
+//! - [`permit`]: the node's session limits and the permit a session holds.
 //! - [`session_info`]: [`SessionInfo`], the operator's view of a session.
 //! - [`cross_core`]: list, terminate and sum up sessions across every core.
 //! - [`task`]: the boundary of a core's tasks (stalls and panics counted).
 
 pub mod context;
 pub mod cross_core;
+pub mod permit;
 pub mod session_info;
 pub mod shared;
 pub mod task;

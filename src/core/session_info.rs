@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::cluster::SessionRecord;
-use crate::ws::session::SessionState;
+use crate::session::SessionState;
 
 /// An operator's view of a session (API.md, "Sessions").
 #[derive(Debug, Clone, Serialize)]

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use super::permit::SessionLimits;
 use super::CoreInbox;
 use crate::cluster::{ClusterAdmission, ClusterHandle};
 use crate::config::Settings;
 use crate::metrics::MetricsHandle;
 use crate::model::pool::ToPool;
-use crate::ws::permit::SessionLimits;
 
 /// State every thread reads; shared through an `Arc`. Written only through
 /// atomics (and a `OnceLock` at start-up).

@@ -48,30 +48,26 @@ impl MemoryTransport {
         let end = (self.position + self.chunk_bytes).min(self.input.len());
         &self.input[self.position..end]
     }
+
+    /// Move past what a read took.
+    fn consumed<T>(&mut self, result: BufResult<usize, T>) -> BufResult<usize, T> {
+        if let Ok(read) = result.0 {
+            self.position += read;
+        }
+        result
+    }
 }
 
 impl AsyncReadRent for MemoryTransport {
-    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            // The byte slice's own reader copies into the owned buffer.
-            let mut chunk = self.next_chunk();
-            let result = chunk.read(buf).await;
-            if let Ok(read) = result.0 {
-                self.position += read;
-            }
-            result
-        }
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        // The byte slice's own reader copies into the owned buffer.
+        let result = self.next_chunk().read(buf).await;
+        self.consumed(result)
     }
 
-    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            let mut chunk = self.next_chunk();
-            let result = chunk.readv(buf).await;
-            if let Ok(read) = result.0 {
-                self.position += read;
-            }
-            result
-        }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        let result = self.next_chunk().readv(buf).await;
+        self.consumed(result)
     }
 }
 
@@ -86,12 +82,10 @@ impl AsyncWriteRent for MemoryTransport {
         async move { (Ok(written), buf) }
     }
 
-    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // The connection loop writes one buffer at a time.
-        async move {
-            let unsupported = std::io::Error::from(std::io::ErrorKind::Unsupported);
-            (Err(unsupported), buf)
-        }
+        let unsupported = std::io::Error::from(std::io::ErrorKind::Unsupported);
+        (Err(unsupported), buf)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

@@ -23,7 +23,7 @@ use crate::core::task::watched;
 use crate::core::{CoreCommand, CoreContext, IoDriver, ServerShared};
 use crate::limits::{CORE_CONNECTIONS_MAX, METRICS_PUBLISH_INTERVAL_MS};
 use crate::metrics::CoreMetrics;
-use crate::ws::session::EndReason;
+use crate::session::EndReason;
 use crate::ws::stream::FinalsQueue;
 
 /// How often each core sends its sessions' figures to the cluster registry

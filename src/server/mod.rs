@@ -30,12 +30,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cluster::{ClusterAgent, DeleteOutcome, RemoteCommand};
 use crate::config::ModelChoice;
 use crate::config::Settings;
+use crate::core::permit::SessionLimits;
 pub use crate::core::{ClusterShared, ServerShared};
 use crate::core::{CoreCommand, CoreInbox, IoDriver};
 use crate::limits::LISTEN_BACKLOG;
 use crate::metrics::Aggregator;
 use crate::model::pool::{ModelPool, ModelState};
-use crate::ws::permit::SessionLimits;
 use core_thread::CoreStart;
 
 /// How long start-up waits for a core to report that it accepts.

@@ -16,16 +16,16 @@ use std::time::{Duration, Instant};
 use monoio::io::Splitable;
 use monoio::net::TcpStream;
 
-use super::permit::{Refusal, SessionPermit};
 use super::protocol::{ServerMessage, StreamParams};
-use super::session::{EndReason, Session, SessionConfig};
 use super::socket::{finish, read_loop, write_loop};
 use super::stream::{end_session, pump, send_outputs, sync_gauges, FinalsQueue, StreamCtx};
 use super::transport::Link;
 use crate::cluster::{Admit, LeaseGuard};
+use crate::core::permit::{Refusal, SessionPermit};
 use crate::core::{CoreContext, ShardSession};
 use crate::error::WsErrorKind;
 use crate::rt::{catch_unwind_future, Latch, Notify};
+use crate::session::{EndReason, Session, SessionConfig};
 
 /// Finals a session holds while the model queue is full before it stops
 /// reading the client's audio (TCP then pushes back on the client).

@@ -7,13 +7,13 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::session::JobRequest;
 use super::stream::{pump, FinalsQueue, StreamCtx};
 use crate::core::task::watched;
 use crate::core::CoreContext;
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, ReplyReceiver, SubmitError, ToPool};
 use crate::model::{EngineError, TranscribeOptions};
+use crate::session::JobRequest;
 
 /// How often finals refused by a full model queue are offered again.
 const FINAL_RETRY_MS: u64 = 2;

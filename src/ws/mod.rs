@@ -4,16 +4,20 @@
 //! request (`http::upgrade`), answers `101` and hands the connection back
 //! to `server/`, which passes it here with any bytes that arrived after the
 //! head (they may already hold the first frame). From then on [`conn`]
-//! drives the connection: a reader task feeds socket bytes to
-//! `tungstenite` over an in-memory stream ([`transport`]) and hands frames to
-//! the [`session::Session`] state machine; a writer task sends what the
-//! session produces. The session lives in its core's shard for its whole life
-//! and is reachable by id from the operator endpoints. [`protocol`] holds the
-//! message types; [`permit`] the global session limit.
+//! drives the connection: admission (the node's permit, the cluster's
+//! lease), the session's entry in its core's shard, and the reader and
+//! writer tasks (`socket.rs`). The reader feeds socket bytes to `tungstenite`
+//! over an in-memory stream ([`transport`]) and hands frames to the session
+//! core (`crate::session`, seen here as [`session`]) through the native
+//! protocol's codec ([`native`]: text frames to controls, events to JSON
+//! messages; [`protocol`] holds the messages). After every event
+//! [`stream::pump`] submits the session's model jobs ([`jobs`]) and moves its
+//! outputs to the writer. The session lives in its core's shard for its
+//! whole life and is reachable by id from the operator endpoints.
 
 pub mod conn;
 pub mod jobs;
-pub mod permit;
+pub mod native;
 pub mod protocol;
 pub mod session;
 mod socket;

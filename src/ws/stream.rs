@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::session::{EndReason, Output, Session, SessionState};
+use super::native::Output;
 use super::transport::{Backlog, Link};
 use crate::core::{CoreContext, SessionInfo, ShardSession};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
 use crate::rt::Notify;
+use crate::session::{EndReason, Session, SessionState};
 
 /// How long we wait for the client's close frame after sending ours.
 pub(super) const CLOSE_HANDSHAKE_MS: u64 = 2_000;

@@ -172,11 +172,13 @@ impl PeerCounts {
     }
 
     /// Live sessions from `peer`.
+    #[cfg(test)]
     pub fn live(&self, peer: IpAddr) -> usize {
         self.shard(peer).get(&peer).copied().unwrap_or(0)
     }
 
     /// Addresses with a live session.
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.shards
             .iter()
