@@ -23,6 +23,8 @@ use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{Method, Request, RequestHead, Response, Service};
 use crate::rt::Latch;
+use crate::ws::codec::Codec;
+use crate::ws::native::NativeJson;
 
 /// The server's HTTP service: the routes and handlers below, on one core.
 /// The connection loop (`http::conn`) runs it for every request.
@@ -68,7 +70,7 @@ impl Service for Api<'_> {
     }
 
     fn is_upgrade(route: Route) -> bool {
-        route == Route::Stream
+        stream_codec(route).is_some()
     }
 
     async fn handle(&self, route: Route, request: &mut Request) -> Response {
@@ -160,6 +162,15 @@ impl Route {
             | Route::Metrics
             | Route::ClusterNodes => Access::Admin,
         }
+    }
+}
+
+/// The wire protocol a streaming route speaks, or `None` for a route that
+/// does not upgrade. A new streaming protocol is a codec and a line here.
+pub fn stream_codec(route: Route) -> Option<&'static dyn Codec> {
+    match route {
+        Route::Stream => Some(&NativeJson),
+        _ => None,
     }
 }
 

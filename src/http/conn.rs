@@ -48,7 +48,7 @@ const LINGER_BYTES_MAX: usize = 256 * 1024;
 /// Serve HTTP requests on one connection until it closes, or until a request
 /// upgrades it to WebSocket: then the `101` is written and the connection is
 /// handed back to the caller with the bytes that followed the request head.
-pub async fn serve<T, S>(stream: T, peer: SocketAddr, service: &S) -> Option<Upgrade<T>>
+pub async fn serve<T, S>(stream: T, peer: SocketAddr, service: &S) -> Option<Upgrade<T, S::Route>>
 where
     T: AsyncReadRent + AsyncWriteRent,
     S: Service,
@@ -60,20 +60,23 @@ where
         buf: Vec::with_capacity(READ_BUFFER_BYTES),
         out: Vec::new(),
     };
-    let query = conn.run().await?;
+    let (route, query) = conn.run().await?;
     let Conn { stream, buf, .. } = conn;
     Some(Upgrade {
         stream,
         leftover: buf,
+        route,
         query,
     })
 }
 
 /// A connection a request switched to WebSocket.
-pub struct Upgrade<T> {
+pub struct Upgrade<T, R> {
     pub stream: T,
     /// Bytes read after the request head: the start of the WebSocket stream.
     pub leftover: Vec<u8>,
+    /// The route that upgraded (which streaming protocol the client speaks).
+    pub route: R,
     /// The upgrade request's query (stream parameters).
     pub query: Option<String>,
 }
@@ -108,8 +111,8 @@ struct Conn<'s, T, S> {
 impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
     /// Serve HTTP requests until the connection closes, or until one upgrades
     /// it to WebSocket (the 101 is written; the caller takes over). Returns
-    /// the upgrade request's query.
-    async fn run(&mut self) -> Option<Option<String>> {
+    /// the upgrading route and the request's query.
+    async fn run(&mut self) -> Option<(S::Route, Option<String>)> {
         loop {
             let (head, received_at) = match self.read_head().await {
                 Ok(head) => head,
@@ -158,7 +161,8 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                 return None;
             }
             if S::is_upgrade(route) {
-                return self.upgrade(head, received_at).await;
+                let query = self.upgrade(head, received_at).await?;
+                return Some((route, query));
             }
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
@@ -331,7 +335,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
     }
 
     /// Read once into the spare capacity of the buffer, until `deadline`. With
-    /// `drain_aware`, the core's drain signal also ends the wait.
+    /// `drain_aware`, the service's drain latch also ends the wait.
     async fn read_more(&mut self, deadline: Instant, drain_aware: bool) -> ReadOutcome {
         if self.buf.capacity() - self.buf.len() < READ_SPARE_BYTES_MIN {
             self.buf.reserve(READ_BUFFER_BYTES);

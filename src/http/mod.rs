@@ -13,14 +13,14 @@
 
 pub mod body;
 pub mod conn;
-pub mod cors;
+pub(crate) mod cors;
 pub mod head;
 pub mod memory;
 pub mod multipart;
-pub mod query;
-pub mod response;
+pub(crate) mod query;
+pub(crate) mod response;
 pub mod service;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -215,6 +215,10 @@ fn on_accept(
         let Some(upgrade) = crate::http::conn::serve(stream, peer, &api).await else {
             return;
         };
+        let Some(codec) = crate::api::stream_codec(upgrade.route) else {
+            debug_assert!(false, "only streaming routes upgrade");
+            return;
+        };
         // The connection now speaks WebSocket; bytes already read after the
         // request head go with it.
         crate::ws::conn::serve(
@@ -223,6 +227,7 @@ fn on_accept(
             peer,
             core,
             finals,
+            codec,
             upgrade.query,
         )
         .await;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use monoio::io::Splitable;
 use monoio::net::TcpStream;
 
-use super::protocol::{ServerMessage, StreamParams};
+use super::codec::{Codec, Frame};
 use super::socket::{finish, read_loop, write_loop};
 use super::stream::{end_session, pump, send_outputs, sync_gauges, FinalsQueue, StreamCtx};
 use super::transport::Link;
@@ -25,7 +25,7 @@ use crate::core::permit::{Refusal, SessionPermit};
 use crate::core::{CoreContext, ShardSession};
 use crate::error::WsErrorKind;
 use crate::rt::{catch_unwind_future, Latch, Notify};
-use crate::session::{EndReason, Session, SessionConfig};
+use crate::session::{EndReason, Session, SessionConfig, SessionEvent, StreamParams};
 
 /// Finals a session holds while the model queue is full before it stops
 /// reading the client's audio (TCP then pushes back on the client).
@@ -39,6 +39,7 @@ pub async fn serve(
     peer: SocketAddr,
     core: Rc<CoreContext>,
     finals: Rc<FinalsQueue>,
+    codec: &'static dyn Codec,
     query: Option<String>,
 ) {
     let settings = &core.shared.settings.session;
@@ -50,14 +51,14 @@ pub async fn serve(
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(write_loop(Rc::clone(&link), writer));
 
-    let Some((permit, lease)) = admit(&core, &link, peer).await else {
+    let Some((permit, lease)) = admit(&core, &link, codec, peer).await else {
         finish(&link, reader).await;
         let _ = writer.await;
         return;
     };
     let mut params = StreamParams::new(settings.vad_mode);
-    if let Err(message) = params.apply_query(query.as_deref()) {
-        refuse(&link, WsErrorKind::UnsupportedFormat, message);
+    if let Err(message) = codec.apply_query(&mut params, query.as_deref()) {
+        refuse(&link, codec, WsErrorKind::UnsupportedFormat, message);
         finish(&link, reader).await;
         let _ = writer.await;
         return;
@@ -80,12 +81,15 @@ pub async fn serve(
         slow_check_scheduled: Cell::new(false),
         unblocked: Notify::default(),
         finals,
+        codec,
     });
     let entry = ShardEntry::insert(&ctx, id.clone());
     core.metrics.count(|c| c.sessions_created += 1);
     tracing::debug!(core = core.core_id, session_id = %id, %peer, "session started");
-    let start = ctx.session.borrow().start_message();
-    link.push_text(start.to_json(), false);
+    let start = ctx.session.borrow().start_event();
+    if let Some(frame) = codec.encode(start) {
+        push_frame(&link, frame);
+    }
     if core.drain.is_triggered() {
         end_session(&ctx, EndReason::ServerShutdown);
     }
@@ -141,6 +145,7 @@ pub async fn serve(
 async fn admit(
     core: &CoreContext,
     link: &Link,
+    codec: &dyn Codec,
     peer: SocketAddr,
 ) -> Option<(SessionPermit, Option<LeaseGuard>)> {
     let permit = match SessionPermit::acquire(&core.shared.session_limits, peer.ip()) {
@@ -155,6 +160,7 @@ async fn admit(
             tracing::debug!(core = core.core_id, %peer, ?refusal, "session refused");
             refuse(
                 link,
+                codec,
                 WsErrorKind::SessionLimitExceeded,
                 refusal.message().into(),
             );
@@ -168,7 +174,7 @@ async fn admit(
         Err((kind, message)) => {
             core.metrics.count(|c| c.sessions_rejected += 1);
             tracing::debug!(core = core.core_id, %peer, code = kind.code(), "session refused by the cluster");
-            refuse_with_close(link, kind, message.into(), 1013);
+            refuse_with_close(link, codec, kind, message.into(), 1013);
             None
         }
     }
@@ -203,6 +209,7 @@ impl Drop for ShardEntry {
         }
     }
 }
+
 /// End the session with `max_duration` once it has lasted `limit`, unless
 /// it is over before (`session_over`). Holds the session only weakly.
 async fn end_at_max_duration(ctx: Weak<StreamCtx>, limit: Duration, session_over: Latch) {
@@ -219,19 +226,35 @@ async fn end_at_max_duration(ctx: Weak<StreamCtx>, limit: Duration, session_over
 }
 
 /// Refuse a session before it starts: an error, then the close frame.
-fn refuse(link: &Link, kind: WsErrorKind, message: String) {
-    refuse_with_close(link, kind, message, kind.close_code().unwrap_or(1011));
+fn refuse(link: &Link, codec: &dyn Codec, kind: WsErrorKind, message: String) {
+    let close_code = kind.close_code().unwrap_or(1011);
+    refuse_with_close(link, codec, kind, message, close_code);
 }
 
 /// [`refuse`] with a chosen close code (for kinds that do not close by
 /// themselves, such as `overloaded`).
-fn refuse_with_close(link: &Link, kind: WsErrorKind, message: String, close_code: u16) {
-    let error = ServerMessage::Error {
-        code: kind.code(),
-        message,
-    };
-    link.push_text(error.to_json(), false);
+fn refuse_with_close(
+    link: &Link,
+    codec: &dyn Codec,
+    kind: WsErrorKind,
+    message: String,
+    close_code: u16,
+) {
+    if let Some(frame) = codec.encode(SessionEvent::Error { kind, message }) {
+        push_frame(link, frame);
+    }
     link.push_close(close_code);
+}
+
+/// Queue a frame before the session exists (its start, a refusal): the
+/// outbound queue is empty then, so no backlog can build.
+fn push_frame(link: &Link, frame: Frame) {
+    match frame {
+        Frame::Text { text, sheddable } => {
+            link.push_text(text, sheddable);
+        }
+        Frame::Close(code) => link.push_close(code),
+    }
 }
 
 /// Cluster-wide admission (cluster mode with `cluster_max_sessions`): a

@@ -8,18 +8,19 @@
 //! lease), the session's entry in its core's shard, and the reader and
 //! writer tasks (`socket.rs`). The reader feeds socket bytes to `tungstenite`
 //! over an in-memory stream ([`transport`]) and hands frames to the session
-//! core (`crate::session`, seen here as [`session`]) through the native
-//! protocol's codec ([`native`]: text frames to controls, events to JSON
-//! messages; [`protocol`] holds the messages). After every event
+//! core (`crate::session`, seen here as [`session`]) through the route's
+//! [`codec::Codec`] (so far [`native`]: text frames to controls, events to
+//! JSON messages; [`protocol`] holds the messages). After every event
 //! [`stream::pump`] submits the session's model jobs ([`jobs`]) and moves its
 //! outputs to the writer. The session lives in its core's shard for its
 //! whole life and is reachable by id from the operator endpoints.
 
-pub mod conn;
-pub mod jobs;
+pub mod codec;
+pub(crate) mod conn;
+pub(crate) mod jobs;
 pub mod native;
 pub mod protocol;
 pub mod session;
 mod socket;
-pub mod stream;
+pub(crate) mod stream;
 pub mod transport;

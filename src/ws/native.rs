@@ -4,14 +4,39 @@
 //! connection sends ([`Output`]: a JSON message or the close). Times are
 //! rounded to milliseconds here, the precision of the wire.
 //!
+//! [`NativeJson`] is this codec as the connection uses it (a [`Codec`]);
 //! `Session::on_text`, `Session::take_outputs` and `Session::start_message`
-//! are the session seen through this codec, for the connection and the
-//! tests. Another protocol is another file like this one, plus its route.
+//! are the session seen through it, for tests, benches and the fuzz harness.
+//! Another protocol is another file like this one, plus its route.
 
 use std::time::Instant;
 
+use super::codec::{Codec, Frame};
 use super::protocol::{ClientMessage, ServerMessage, WordOut, ENCODING_PCM_S16LE};
 use crate::session::{Control, Session, SessionEvent, SessionFigures, StreamParams};
+
+/// The native JSON protocol, as the connection uses it.
+pub struct NativeJson;
+
+impl Codec for NativeJson {
+    fn apply_query(&self, params: &mut StreamParams, query: Option<&str>) -> Result<(), String> {
+        params.apply_query(query)
+    }
+
+    fn decode_text(&self, text: &str, params: &StreamParams) -> Control {
+        decode(text, params)
+    }
+
+    fn encode(&self, event: SessionEvent) -> Option<Frame> {
+        Some(match encode(event)? {
+            Output::Message(message) => Frame::Text {
+                text: message.to_json(),
+                sheddable: message.is_sheddable(),
+            },
+            Output::Close(code) => Frame::Close(code),
+        })
+    }
+}
 
 /// Something the connection must send, in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -108,7 +108,10 @@ fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
                 if text.as_str() == FAULT_INJECTION_MESSAGE {
                     panic!("injected fault (test build)");
                 }
-                ctx.session.borrow_mut().on_text(text.as_str(), now)
+                let control = ctx
+                    .codec
+                    .decode_text(text.as_str(), ctx.session.borrow().params());
+                ctx.session.borrow_mut().on_control(control, now)
             }
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::native::Output;
+use super::codec::{Codec, Frame};
 use super::transport::{Backlog, Link};
 use crate::core::{CoreContext, SessionInfo, ShardSession};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
 use crate::rt::Notify;
-use crate::session::{EndReason, Session, SessionState};
+use crate::session::{EndReason, Session, SessionEvent, SessionState};
 
 /// How long we wait for the client's close frame after sending ours.
 pub(super) const CLOSE_HANDSHAKE_MS: u64 = 2_000;
@@ -36,6 +36,8 @@ pub struct StreamCtx {
     pub(super) unblocked: Notify,
     /// The core's sessions whose finals wait for room in the model queue.
     pub(super) finals: Rc<FinalsQueue>,
+    /// The wire protocol the client speaks.
+    pub(super) codec: &'static dyn Codec,
 }
 
 /// A core's sessions whose finals wait for room in the model queue, retried
@@ -124,20 +126,18 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
 }
 
 pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
-    let outputs: Vec<Output> = ctx.session.borrow_mut().take_outputs().collect();
-    for output in outputs {
-        match output {
-            Output::Message(message) => {
-                let backlog = ctx
-                    .link
-                    .push_text(message.to_json(), message.is_sheddable());
-                match backlog {
-                    Backlog::Fine => {}
-                    Backlog::Over(since) => schedule_slow_check(ctx, since),
-                    Backlog::Overflow => close_slow_consumer(ctx),
-                }
-            }
-            Output::Close(code) => ctx.link.push_close(code),
+    let events: Vec<SessionEvent> = ctx.session.borrow_mut().take_events().collect();
+    for frame in events
+        .into_iter()
+        .filter_map(|event| ctx.codec.encode(event))
+    {
+        match frame {
+            Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
+                Backlog::Fine => {}
+                Backlog::Over(since) => schedule_slow_check(ctx, since),
+                Backlog::Overflow => close_slow_consumer(ctx),
+            },
+            Frame::Close(code) => ctx.link.push_close(code),
         }
     }
 }
