@@ -103,6 +103,13 @@ struct JobInFlight {
 /// The task spawned for each accepted job: await the worker's answer,
 /// record its latencies, hand the result to the session and act on it.
 async fn await_job_result(ctx: Rc<StreamCtx>, job: JobInFlight, receiver: ReplyReceiver) {
+    let JobInFlight {
+        kind,
+        segment_id,
+        start_sample,
+        end_sample,
+        submitted_at,
+    } = job;
     let result = match receiver.await {
         Ok(outcome) => {
             ctx.core.metrics.record(|h| {
@@ -118,18 +125,14 @@ async fn await_job_result(ctx: Rc<StreamCtx>, job: JobInFlight, receiver: ReplyR
     if result.is_err() {
         ctx.core.metrics.count(|c| c.model_job_failures += 1);
     }
-    ctx.session.borrow_mut().on_result(
-        job.kind,
-        job.segment_id,
-        job.start_sample,
-        job.end_sample,
-        result,
-        Instant::now(),
-    );
-    if job.kind == JobKind::Interim {
+    let now = Instant::now();
+    ctx.session
+        .borrow_mut()
+        .on_result(kind, segment_id, start_sample, end_sample, result, now);
+    if kind == JobKind::Interim {
         ctx.core
             .metrics
-            .record(|h| record_duration(&mut h.interim_latency_us, job.submitted_at.elapsed()));
+            .record(|h| record_duration(&mut h.interim_latency_us, submitted_at.elapsed()));
     }
     pump(&ctx);
 }
