@@ -51,7 +51,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         addr = %server.local_addr(),
         cores = shared.settings.cores,
-        model_workers = shared.settings.model_workers,
+        model_workers = shared.settings.model.workers,
         io_driver = shared.io_driver.get().copied().unwrap_or("unknown"),
         model = shared.model_name,
         "listening"

@@ -237,7 +237,7 @@ pub async fn prepare(
     query_rate: Option<u32>,
     vad_mode: u8,
 ) -> Result<PreparedAudio, ApiError> {
-    let settings = &core.shared.settings;
+    let settings = &core.shared.settings.session;
     let (hangover_ms, max_segment_ms) = (settings.vad_hangover_ms, settings.max_segment_ms);
     let content_type = request.head.header("content-type").map(str::to_owned);
     let body = std::mem::take(&mut request.body);
@@ -417,7 +417,7 @@ pub async fn run_batch(
 /// segments packed up to `batch_window_seconds` (docs/MODELS.md), or each
 /// segment alone when packing is off (0, the mock's default).
 fn batch_windows(core: &CoreContext, audio: &PreparedAudio) -> Vec<Range<usize>> {
-    let seconds = core.shared.settings.batch_window_seconds;
+    let seconds = core.shared.settings.model.batch_window_seconds;
     let rate = audio.pcm.sample_rate;
     let window_max = (seconds * f64::from(rate)) as usize;
     let gap = batch_window_gap(rate);

@@ -1,7 +1,5 @@
 //! `GET /v1/health` and `GET /v1/ready`.
 
-use std::sync::atomic::Ordering;
-
 use serde::Serialize;
 
 use crate::core::CoreContext;
@@ -32,8 +30,8 @@ pub fn health(core: &CoreContext) -> Response {
             status: "ok",
             version: crate::VERSION,
             uptime_s,
-            active_sessions: shared.active_sessions.load(Ordering::Relaxed),
-            max_sessions: shared.settings.max_sessions,
+            active_sessions: shared.session_limits.active(),
+            max_sessions: shared.settings.session.max_sessions,
             cores: shared.settings.cores,
             io_driver: shared.io_driver.get().copied().unwrap_or("starting"),
             model: shared.model_name,

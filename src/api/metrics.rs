@@ -1,7 +1,5 @@
 //! `GET /metrics`: Prometheus text exposition (admin key when one is set).
 
-use std::sync::atomic::Ordering;
-
 use crate::core::CoreContext;
 use crate::http::Response;
 use crate::metrics::prometheus::{self, Levels};
@@ -13,8 +11,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn prometheus(core: &CoreContext) -> Response {
     let shared = &core.shared;
     let levels = Levels {
-        sessions_active: shared.active_sessions.load(Ordering::Relaxed),
-        sessions_max: shared.settings.max_sessions,
+        sessions_active: shared.session_limits.active(),
+        sessions_max: shared.settings.session.max_sessions,
         model_queue_depth: shared.to_pool.queue_depth(),
         model_queue_capacity: shared.to_pool.queue_capacity(),
         model_jobs_in_flight: shared.to_pool.in_flight(),

@@ -11,15 +11,84 @@ pub mod health;
 pub mod metrics;
 pub mod openai;
 pub mod sessions;
-pub mod subtitles;
 pub mod transcribe;
 pub mod web;
 
+use std::time::Duration;
+
 use subtle::ConstantTimeEq;
 
+use crate::config::HttpSettings;
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
-use crate::http::{Method, Request, RequestHead, Response};
+use crate::http::{Method, Request, RequestHead, Response, Service};
+use crate::rt::Latch;
+use crate::ws::codec::Codec;
+use crate::ws::native::NativeJson;
+
+/// The server's HTTP service: the routes and handlers below, on one core.
+/// The connection loop (`http::conn`) runs it for every request.
+pub struct Api<'c> {
+    core: &'c CoreContext,
+}
+
+impl<'c> Api<'c> {
+    pub fn new(core: &'c CoreContext) -> Self {
+        Api { core }
+    }
+}
+
+impl Service for Api<'_> {
+    type Route = Route;
+
+    fn settings(&self) -> &HttpSettings {
+        &self.core.shared.settings.http
+    }
+
+    fn drain(&self) -> &Latch {
+        &self.core.drain
+    }
+
+    fn core_id(&self) -> usize {
+        self.core.core_id
+    }
+
+    fn preflight(&self, head: &RequestHead) -> Option<Response> {
+        preflight(self.core, head)
+    }
+
+    fn route(&self, head: &RequestHead) -> Result<Route, Response> {
+        route(head)
+    }
+
+    fn authorize(&self, head: &RequestHead, route: Route) -> Result<(), ApiError> {
+        authorize(self.core, head, route)
+    }
+
+    fn label(route: Route) -> &'static str {
+        route.label()
+    }
+
+    fn is_upgrade(route: Route) -> bool {
+        stream_codec(route).is_some()
+    }
+
+    async fn handle(&self, route: Route, request: &mut Request) -> Response {
+        handle(self.core, route, request).await
+    }
+
+    fn on_response(&self, route: &'static str, status: u16, latency: Duration) {
+        self.core.metrics.on_http_response(route, status, latency);
+    }
+
+    fn on_panic(&self) {
+        self.core.metrics.count(|c| c.task_panics += 1);
+    }
+
+    fn on_write_timeout(&self) {
+        self.core.metrics.count(|c| c.write_timeouts += 1);
+    }
+}
 
 /// The endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +162,15 @@ impl Route {
             | Route::Metrics
             | Route::ClusterNodes => Access::Admin,
         }
+    }
+}
+
+/// The wire protocol a streaming route speaks, or `None` for a route that
+/// does not upgrade. A new streaming protocol is a codec and a line here.
+pub fn stream_codec(route: Route) -> Option<&'static dyn Codec> {
+    match route {
+        Route::Stream => Some(&NativeJson),
+        _ => None,
     }
 }
 
@@ -204,7 +282,7 @@ fn lookup(path: &str) -> Option<(&'static [Method], &'static str, Route)> {
 /// is not a preflight (CORS off, or not the preflight form) or the path is
 /// unknown (then the router's 404 answers it).
 pub fn preflight(core: &CoreContext, head: &RequestHead) -> Option<Response> {
-    let cors = &core.shared.settings.cors;
+    let cors = &core.shared.settings.http.cors;
     if !crate::http::cors::is_preflight(cors, head) {
         return None;
     }
@@ -236,7 +314,7 @@ pub fn authorize_access(
     access: Access,
     query_token: bool,
 ) -> Result<(), ApiError> {
-    let settings = &core.shared.settings;
+    let settings = &core.shared.settings.http;
     let required = match access {
         Access::Open => return Ok(()),
         Access::Api => settings.api_key.as_deref(),

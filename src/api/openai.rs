@@ -8,11 +8,11 @@
 use serde::Serialize;
 
 use super::batch::{self, BatchTranscript, Form};
-use super::subtitles::Cues;
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{Request, Response};
 use crate::model::TranscribeOptions;
+use crate::subtitles::Cues;
 
 /// The answer formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub async fn transcriptions(
         }
     }
     drop(form);
-    let audio = batch::prepare(core, request, None, core.shared.settings.vad_mode).await?;
+    let audio = batch::prepare(core, request, None, core.shared.settings.session.vad_mode).await?;
     let options = TranscribeOptions {
         language: language.clone(),
     };
@@ -207,7 +207,7 @@ fn subtitles(transcript: &BatchTranscript, vtt: bool) -> String {
         .segments
         .iter()
         .map(|segment| (segment.start, segment.end, segment.text.as_str()));
-    super::subtitles::subtitles(segments, if vtt { Cues::Vtt } else { Cues::Srt })
+    crate::subtitles::subtitles(segments, if vtt { Cues::Vtt } else { Cues::Srt })
 }
 
 #[cfg(test)]

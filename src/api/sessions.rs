@@ -3,9 +3,8 @@
 //!
 //! Sessions live on the core that accepted them. The core that receives an
 //! operator request answers for its own shard directly and asks every other
-//! core through its inbox, then merges the answers; a core that does not
-//! answer within [`CROSS_CORE_TIMEOUT`] is left out rather than holding the
-//! request.
+//! core through its inbox ([`crate::core::cross_core`]), then merges the
+//! answers.
 //!
 //! In cluster mode (`redis_url` set) `?scope=cluster` lists every node's
 //! sessions and merges every node's metrics from the registry, and a
@@ -13,57 +12,15 @@
 //! through the cluster agent. Without cluster mode those answers are
 //! `503 cluster_unavailable`.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::cluster::DeleteOutcome;
-use crate::core::{CoreCommand, CoreContext};
+use crate::core::cross_core::{all_sessions, metrics_value, terminate_on_any_core};
+use crate::core::{ClusterShared, CoreContext, SessionInfo};
 use crate::error::{ApiError, ErrorKind};
 use crate::http::query::parse_query;
 use crate::http::{Request, Response};
-use crate::server::ClusterShared;
-use crate::ws::conn::SessionInfo;
-use crate::ws::session::SessionState;
-
-/// How long the receiving core waits for the others.
-pub const CROSS_CORE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Every session of every core, oldest first.
-async fn all_sessions(core: &CoreContext) -> Vec<SessionInfo> {
-    let mut sessions = core.session_infos();
-    let mut replies = Vec::new();
-    for (core_id, inbox) in core.shared.core_inboxes.iter().enumerate() {
-        if core_id == core.core_id {
-            continue;
-        }
-        let (reply, receiver) = futures_channel::oneshot::channel();
-        if inbox
-            .unbounded_send(CoreCommand::ListSessions { reply })
-            .is_ok()
-        {
-            replies.push((core_id, receiver));
-        }
-    }
-    for (core_id, receiver) in replies {
-        match monoio::time::timeout(CROSS_CORE_TIMEOUT, receiver).await {
-            Ok(Ok(infos)) => sessions.extend(infos),
-            _ => tracing::warn!(
-                core = core.core_id,
-                other = core_id,
-                "a core did not list its sessions in time"
-            ),
-        }
-    }
-    sessions.sort_by(|a, b| {
-        a.created_at
-            .cmp(&b.created_at)
-            .then_with(|| a.session_id.cmp(&b.session_id))
-    });
-    sessions
-}
+use crate::session::SessionState;
 
 #[derive(Serialize)]
 struct SessionList {
@@ -222,35 +179,6 @@ pub async fn get(core: &CoreContext, request: &Request) -> Result<Response, ApiE
     }
 }
 
-/// Terminate a session on whichever core of this node has it; `false` if
-/// none has. Used by `DELETE` and by deletes from other nodes.
-pub async fn terminate_on_any_core(core: &CoreContext, id: &str) -> bool {
-    if core.terminate_session(id).is_some() {
-        return true;
-    }
-    let mut replies = Vec::new();
-    for (core_id, inbox) in core.shared.core_inboxes.iter().enumerate() {
-        if core_id == core.core_id {
-            continue;
-        }
-        let (reply, receiver) = futures_channel::oneshot::channel();
-        let command = CoreCommand::TerminateSession {
-            id: id.to_string(),
-            reply,
-        };
-        if inbox.unbounded_send(command).is_ok() {
-            replies.push(receiver);
-        }
-    }
-    let mut found = false;
-    for receiver in replies {
-        if let Ok(Ok(Some(_))) = monoio::time::timeout(CROSS_CORE_TIMEOUT, receiver).await {
-            found = true;
-        }
-    }
-    found
-}
-
 #[derive(Serialize)]
 struct Deleted<'a> {
     session_id: &'a str,
@@ -285,66 +213,6 @@ pub async fn delete(core: &CoreContext, request: &Request) -> Result<Response, A
     ))
 }
 
-#[derive(Serialize)]
-struct ByState {
-    created: usize,
-    active: usize,
-    closing: usize,
-}
-
-#[derive(Serialize)]
-struct Quantiles {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Quantiles {
-    /// Milliseconds from a microsecond histogram (zeros when empty).
-    fn of(histogram: &Histogram<u64>) -> Quantiles {
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        if histogram.is_empty() {
-            return Quantiles {
-                p50: 0.0,
-                p90: 0.0,
-                p99: 0.0,
-                max: 0.0,
-            };
-        }
-        Quantiles {
-            p50: ms(histogram.value_at_quantile(0.5)),
-            p90: ms(histogram.value_at_quantile(0.9)),
-            p99: ms(histogram.value_at_quantile(0.99)),
-            max: ms(histogram.max()),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Latencies {
-    #[serde(rename = "final")]
-    final_transcript: Quantiles,
-    model: Quantiles,
-}
-
-#[derive(Serialize)]
-struct SessionMetrics {
-    active_sessions: usize,
-    by_state: ByState,
-    max_sessions: usize,
-    total_created: u64,
-    total_closed: u64,
-    rejected: u64,
-    idle_timeouts: u64,
-    audio_bytes: u64,
-    audio_seconds: f64,
-    chunks: u64,
-    segments: u64,
-    transcripts: u64,
-    latency_ms: Latencies,
-}
-
 /// `GET /v1/sessions/metrics[?scope=cluster]`.
 ///
 /// # Errors
@@ -377,44 +245,9 @@ pub async fn metrics(core: &CoreContext, request: &Request) -> Result<Response, 
     Ok(Response::json(200, &body))
 }
 
-/// The node's `/v1/sessions/metrics` view: live gauges from the shared
-/// atomics, totals and latency quantiles from the aggregator's latest view
-/// (at most one publish interval old). Also what the node publishes to the
-/// cluster registry.
-pub fn metrics_value(core: &CoreContext) -> serde_json::Value {
-    let shared = &core.shared;
-    let view = shared.metrics.latest();
-    let counters = &view.counters;
-    let gauge = |index: usize| shared.sessions_by_state[index].load(Ordering::Relaxed);
-    serde_json::to_value(&SessionMetrics {
-        active_sessions: shared.active_sessions.load(Ordering::Relaxed),
-        by_state: ByState {
-            created: gauge(0),
-            active: gauge(1),
-            closing: gauge(2),
-        },
-        max_sessions: shared.settings.max_sessions,
-        total_created: counters.sessions_created,
-        total_closed: counters.sessions_closed.values().sum(),
-        rejected: counters.sessions_rejected,
-        idle_timeouts: counters.idle_timeouts,
-        audio_bytes: counters.stream_audio_bytes,
-        audio_seconds: (counters.stream_audio_seconds * 1000.0).round() / 1000.0,
-        chunks: counters.stream_chunks,
-        segments: counters.stream_segments,
-        transcripts: counters.transcripts_interim + counters.transcripts_final,
-        latency_ms: Latencies {
-            final_transcript: Quantiles::of(&view.histograms.final_latency_us),
-            model: Quantiles::of(&view.histograms.model_latency_us),
-        },
-    })
-    .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::SessionRecord;
 
     #[test]
     fn scope_is_local_or_cluster() {
@@ -422,23 +255,5 @@ mod tests {
         assert_eq!(parse_scope("cluster").ok(), Some(Scope::Cluster));
         let error = parse_scope("everywhere").expect_err("unknown scope");
         assert_eq!(error.kind, ErrorKind::BadRequest);
-    }
-
-    #[test]
-    fn a_registry_record_shows_as_a_session_object_with_its_node() {
-        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut record = SessionRecord::new("s-1", "active", 1, at, "10.0.0.7:5000");
-        record.node = "node-b".to_string();
-        record.audio_bytes = 3200;
-        let info = SessionInfo::from_record(record.clone(), at + Duration::from_millis(1500));
-        assert_eq!(info.node.as_deref(), Some("node-b"));
-        assert_eq!((info.state, info.core, info.idle_s), ("active", 1, 1.5));
-        let mut back = info.to_record();
-        back.node = record.node.clone();
-        assert_eq!(back, record);
-        let value = serde_json::to_value(&info).expect("json");
-        assert_eq!(value["node"], "node-b");
-        record.state = "nonsense".to_string();
-        assert_eq!(SessionInfo::from_record(record, at).state, "active");
     }
 }

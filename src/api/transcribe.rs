@@ -89,7 +89,10 @@ struct TranscribeJson<'a> {
 /// As [`batch::decode_body`] and [`batch::run_batch`], and `400` for bad
 /// query parameters.
 pub async fn transcribe(core: &CoreContext, request: &mut Request) -> Result<Response, ApiError> {
-    let params = BatchParams::parse(request.head.query.as_deref(), core.shared.settings.vad_mode)?;
+    let params = BatchParams::parse(
+        request.head.query.as_deref(),
+        core.shared.settings.session.vad_mode,
+    )?;
     let audio = batch::prepare(core, request, params.sample_rate, params.vad_mode).await?;
     let options = TranscribeOptions {
         language: params.language.clone(),

@@ -21,10 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crossbeam_channel::Sender;
 use futures_channel::oneshot;
 
-use super::handle::ToAgent;
 use super::settings::FailMode;
 
 /// The answer to an admission request.
@@ -95,7 +93,24 @@ pub(crate) struct AdmissionShared {
     free_high: i64,
     /// A rebalance message is on its way to the agent (at most one at a time).
     rebalance_requested: AtomicBool,
-    to_agent: Sender<ToAgent>,
+    to_agent: Box<dyn AgentQueue>,
+}
+
+/// What the pool asks of the agent.
+#[derive(Debug)]
+pub(crate) enum PoolRequest {
+    /// Refill the pool, or give its excess back.
+    Rebalance,
+    /// The pool was empty: acquire a lease for this request.
+    Admit(oneshot::Sender<Admit>),
+}
+
+/// The agent's queue as the pool sees it (the agent's urgent queue
+/// implements it, in `handle.rs`).
+pub(crate) trait AgentQueue: std::fmt::Debug + Send + Sync {
+    /// Queue `request` without waiting; `false` when the queue is full or
+    /// the agent has stopped.
+    fn offer(&self, request: PoolRequest) -> bool;
 }
 
 impl AdmissionShared {
@@ -105,7 +120,7 @@ impl AdmissionShared {
         mode: u8,
         fail_mode: FailMode,
         lease_block: usize,
-        to_agent: Sender<ToAgent>,
+        to_agent: impl AgentQueue + 'static,
     ) -> Self {
         let block = i64::try_from(lease_block).unwrap_or(i64::MAX / 4);
         AdmissionShared {
@@ -115,7 +130,7 @@ impl AdmissionShared {
             free_low: (block + 1) / 2,
             free_high: block * 2,
             rebalance_requested: AtomicBool::new(false),
-            to_agent,
+            to_agent: Box::new(to_agent),
         }
     }
 
@@ -225,7 +240,7 @@ impl AdmissionShared {
         if !self.rebalance_requested.swap(true, Ordering::AcqRel) {
             // A full queue leaves the flag set; the heartbeat rebalances anyway
             // and clears it.
-            let _ = self.to_agent.try_send(ToAgent::Rebalance);
+            let _ = self.to_agent.offer(PoolRequest::Rebalance);
         }
     }
 
@@ -340,11 +355,12 @@ impl ClusterAdmission {
             return AdmitFuture::ready(answer);
         }
         let (reply, receiver) = oneshot::channel();
-        match self.shared.to_agent.try_send(ToAgent::Admit(reply)) {
-            Ok(()) => AdmitFuture {
+        if self.shared.to_agent.offer(PoolRequest::Admit(reply)) {
+            AdmitFuture {
                 state: AdmitState::Waiting(receiver, Arc::clone(&self.shared)),
-            },
-            Err(_) => AdmitFuture::ready(self.shared.admit_failing()),
+            }
+        } else {
+            AdmitFuture::ready(self.shared.admit_failing())
         }
     }
 

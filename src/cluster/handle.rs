@@ -17,7 +17,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use futures_channel::oneshot;
 use serde_json::Value;
 
-use super::admission::Admit;
+use super::admission::{Admit, AgentQueue, PoolRequest};
 use super::record::{
     ClusterError, ClusterMetrics, DeleteOutcome, InboxMessage, NodeRecord, SessionRecord,
 };
@@ -55,6 +55,16 @@ pub(crate) enum ToAgent {
     Shutdown {
         clean: bool,
     },
+}
+
+impl AgentQueue for Sender<ToAgent> {
+    fn offer(&self, request: PoolRequest) -> bool {
+        let message = match request {
+            PoolRequest::Rebalance => ToAgent::Rebalance,
+            PoolRequest::Admit(reply) => ToAgent::Admit(reply),
+        };
+        self.try_send(message).is_ok()
+    }
 }
 
 /// The low-value messages to the agent: dropped (and counted) when the queue

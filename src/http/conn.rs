@@ -1,9 +1,13 @@
 //! The connection loop: one task per accepted TCP connection.
 //!
-//! The loop owns the socket and one growable read buffer. For each request it
+//! The loop owns the transport (a `TcpStream` in the server, an in-memory
+//! one in tests: anything with monoio's `AsyncReadRent` and
+//! `AsyncWriteRent`) and one growable read buffer. For each request it
 //! reads until [`parse_head`] has a complete head, checks the body limits,
 //! reads the body (`Content-Length` or chunked), hands the [`Request`] to
-//! [`crate::api::handle`] and writes the response. Bytes after one request
+//! the [`Service`] above (the router and handlers of `api/`) and writes the
+//! response. A WebSocket upgrade is answered `101` and the connection is
+//! handed back to the caller ([`Upgrade`]). Bytes after one request
 //! stay in the buffer and are the start of the next, so pipelined requests
 //! are answered in order. Reads are only ever abandoned when the connection is
 //! being closed anyway (timeouts, drain), so no received byte is lost.
@@ -16,22 +20,21 @@
 //! `write_timeout` closes the connection (counted as a write timeout).
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
 use super::body::{BodyError, ChunkedDecoder};
 use super::cors;
 use super::head::{parse_head, BodyFraming, Method, RequestHead};
 use super::response::Response;
+use super::service::Service;
+use super::upgrade::{accept_key, not_an_upgrade, switching_protocols};
 use super::Request;
-use crate::core::unwind::catch_unwind_future;
-use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::limits::{BODY_DEADLINE_MS, READ_BUFFER_BYTES, READ_BUFFER_RETAINED_BYTES_MAX};
+use crate::rt::catch_unwind_future;
 
 /// Free space below which the read buffer grows before the next read.
 const READ_SPARE_BYTES_MIN: usize = 2 * 1024;
@@ -42,28 +45,40 @@ const READ_SPARE_BYTES_MIN: usize = 2 * 1024;
 const LINGER_MS: u64 = 500;
 const LINGER_BYTES_MAX: usize = 256 * 1024;
 
-/// Serve one connection until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, core: Rc<CoreContext>) {
+/// Serve HTTP requests on one connection until it closes, or until a request
+/// upgrades it to WebSocket: then the `101` is written and the connection is
+/// handed back to the caller with the bytes that followed the request head.
+pub async fn serve<T, S>(stream: T, peer: SocketAddr, service: &S) -> Option<Upgrade<T, S::Route>>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+    S: Service,
+{
     let mut conn = Conn {
         stream,
         peer,
-        core,
+        service,
         buf: Vec::with_capacity(READ_BUFFER_BYTES),
         out: Vec::new(),
     };
-    if let Some(upgrade) = conn.run().await {
-        // The connection now speaks WebSocket; bytes already read after the
-        // request head go with it.
-        let Conn {
-            stream, buf, core, ..
-        } = conn;
-        crate::ws::conn::serve(stream, buf, peer, core, upgrade.query).await;
-    }
+    let (route, query) = conn.run().await?;
+    let Conn { stream, buf, .. } = conn;
+    Some(Upgrade {
+        stream,
+        leftover: buf,
+        route,
+        query,
+    })
 }
 
-/// A request that switched the connection to WebSocket.
-struct Upgrade {
-    query: Option<String>,
+/// A connection a request switched to WebSocket.
+pub struct Upgrade<T, R> {
+    pub stream: T,
+    /// Bytes read after the request head: the start of the WebSocket stream.
+    pub leftover: Vec<u8>,
+    /// The route that upgraded (which streaming protocol the client speaks).
+    pub route: R,
+    /// The upgrade request's query (stream parameters).
+    pub query: Option<String>,
 }
 
 /// What a read brought.
@@ -83,20 +98,21 @@ enum Stop {
     Answer(ApiError),
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<'s, T, S> {
+    stream: T,
     peer: SocketAddr,
-    core: Rc<CoreContext>,
+    service: &'s S,
     /// Received bytes not consumed yet (the start of the next request).
     buf: Vec<u8>,
     /// The serialized response, reused between requests.
     out: Vec<u8>,
 }
 
-impl Conn {
+impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
     /// Serve HTTP requests until the connection closes, or until one upgrades
-    /// it to WebSocket (the 101 is written; the caller takes over).
-    async fn run(&mut self) -> Option<Upgrade> {
+    /// it to WebSocket (the 101 is written; the caller takes over). Returns
+    /// the upgrading route and the request's query.
+    async fn run(&mut self) -> Option<(S::Route, Option<String>)> {
         loop {
             let (head, received_at) = match self.read_head().await {
                 Ok(head) => head,
@@ -107,7 +123,7 @@ impl Conn {
                     return None;
                 }
             };
-            if let Some(response) = crate::api::preflight(&self.core, &head) {
+            if let Some(response) = self.service.preflight(&head) {
                 // A preflight carries no body; if one was announced anyway
                 // its framing is unknown, so the connection closes after.
                 let close = head.has_body() || !head.keep_alive;
@@ -121,8 +137,7 @@ impl Conn {
                 }
                 continue;
             }
-            let route = crate::api::route(&head);
-            let route = match route {
+            let route = match self.service.route(&head) {
                 Ok(route) => route,
                 Err(response) => {
                     // The body (if any) was not read: the framing of what
@@ -139,19 +154,21 @@ impl Conn {
                     continue;
                 }
             };
-            if let Err(error) = crate::api::authorize(&self.core, &head, route) {
-                self.answer_and_close(Some(&head), &error, route.label(), received_at)
+            let label = S::label(route);
+            if let Err(error) = self.service.authorize(&head, route) {
+                self.answer_and_close(Some(&head), &error, label, received_at)
                     .await;
                 return None;
             }
-            if route == crate::api::Route::Stream {
-                return self.upgrade(head, received_at).await;
+            if S::is_upgrade(route) {
+                let query = self.upgrade(head, received_at).await?;
+                return Some((route, query));
             }
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
                 Err(Stop::Quiet) => return None,
                 Err(Stop::Answer(error)) => {
-                    self.answer_and_close(Some(&head), &error, route.label(), received_at)
+                    self.answer_and_close(Some(&head), &error, label, received_at)
                         .await;
                     return None;
                 }
@@ -164,16 +181,15 @@ impl Conn {
                 received_at,
             };
             // A bug in a handler costs this request a 500, not the core.
-            let handled =
-                catch_unwind_future(crate::api::handle(&self.core, route, &mut request)).await;
+            let handled = catch_unwind_future(self.service.handle(route, &mut request)).await;
             let response = handled.unwrap_or_else(|message| {
-                self.core.metrics.count(|c| c.task_panics += 1);
-                tracing::error!(core = self.core.core_id, route = route.label(), %message, "a handler panicked");
+                self.service.on_panic();
+                tracing::error!(core = self.service.core_id(), route = label, %message, "a handler panicked");
                 Response::error(&ApiError::new(ErrorKind::Internal, "internal error"))
             });
             let close = !keep_alive || response.close;
             if !self
-                .respond(&request.head, response, close, route.label(), received_at)
+                .respond(&request.head, response, close, label, received_at)
                 .await
                 || close
             {
@@ -185,8 +201,8 @@ impl Conn {
     }
 
     /// Answer a WebSocket handshake: `101` and hand over, or `400`.
-    async fn upgrade(&mut self, head: RequestHead, received_at: Instant) -> Option<Upgrade> {
-        let accepted = crate::ws::upgrade::accept_key(&head).and_then(|accept| {
+    async fn upgrade(&mut self, head: RequestHead, received_at: Instant) -> Option<Option<String>> {
+        let accepted = accept_key(&head).and_then(|accept| {
             if head.has_body() {
                 Err(ApiError::bad_request("a WebSocket upgrade carries no body"))
             } else {
@@ -196,26 +212,25 @@ impl Conn {
         let accept = match accepted {
             Ok(accept) => accept,
             Err(error) => {
-                let response = crate::ws::upgrade::not_an_upgrade(&error);
+                let response = not_an_upgrade(&error);
                 self.respond(&head, response, true, "stream", received_at)
                     .await;
                 self.linger().await;
                 return None;
             }
         };
-        self.out = crate::ws::upgrade::switching_protocols(&accept);
+        self.out = switching_protocols(&accept);
         if !self.write_out().await {
             return None;
         }
-        self.core
-            .metrics
-            .on_http_response("stream", 101, received_at.elapsed());
-        Some(Upgrade { query: head.query })
+        self.service
+            .on_response("stream", 101, received_at.elapsed());
+        Some(head.query)
     }
 
     /// Read until a complete head is buffered, and consume it.
     async fn read_head(&mut self) -> Result<(RequestHead, Instant), Stop> {
-        let settings = &self.core.shared.settings;
+        let settings = self.service.settings();
         let (head_bytes_max, read_timeout, keepalive_timeout) = (
             settings.head_bytes_max,
             settings.read_timeout,
@@ -261,7 +276,7 @@ impl Conn {
 
     /// Read the body the head announced, within the limits.
     async fn read_body(&mut self, head: &RequestHead) -> Result<Vec<u8>, Stop> {
-        let body_bytes_max = self.core.shared.settings.body_bytes_max;
+        let body_bytes_max = self.service.settings().body_bytes_max;
         let length = match head.framing {
             BodyFraming::None | BodyFraming::Length(0) => return Ok(Vec::new()),
             BodyFraming::Length(length) if length > body_bytes_max as u64 => {
@@ -305,7 +320,7 @@ impl Conn {
     }
 
     async fn read_body_more(&mut self, body_deadline: Instant) -> Result<(), Stop> {
-        let deadline = body_deadline.min(Instant::now() + self.core.shared.settings.read_timeout);
+        let deadline = body_deadline.min(Instant::now() + self.service.settings().read_timeout);
         match self.read_more(deadline, false).await {
             ReadOutcome::Data => Ok(()),
             ReadOutcome::Eof => Err(Stop::Answer(ApiError::bad_request(
@@ -320,7 +335,7 @@ impl Conn {
     }
 
     /// Read once into the spare capacity of the buffer, until `deadline`. With
-    /// `drain_aware`, the core's drain signal also ends the wait.
+    /// `drain_aware`, the service's drain latch also ends the wait.
     async fn read_more(&mut self, deadline: Instant, drain_aware: bool) -> ReadOutcome {
         if self.buf.capacity() - self.buf.len() < READ_SPARE_BYTES_MIN {
             self.buf.reserve(READ_BUFFER_BYTES);
@@ -330,10 +345,11 @@ impl Conn {
         let read = self.stream.read(buf.slice_mut(len..capacity));
         let timed = monoio::time::timeout_at(monoio::time::Instant::from_std(deadline), read);
         let outcome = if drain_aware {
-            if self.core.drain.is_triggered() {
+            let drain = self.service.drain();
+            if drain.is_triggered() {
                 return ReadOutcome::Drained;
             }
-            let drained = self.core.drain.wait();
+            let drained = drain.wait();
             monoio::select! {
                 outcome = timed => Some(outcome),
                 _ = drained => None,
@@ -368,8 +384,8 @@ impl Conn {
     ) -> bool {
         // While draining, requests already received (pipelined) are still
         // answered; the connection closes once none is left.
-        let close = close || (self.core.drain.is_triggered() && self.buf.is_empty());
-        let cors = &self.core.shared.settings.cors;
+        let close = close || (self.service.drain().is_triggered() && self.buf.is_empty());
+        let cors = &self.service.settings().cors;
         let response = if cors::is_preflight(cors, head) {
             response
         } else {
@@ -377,16 +393,15 @@ impl Conn {
         };
         response.write_to(&mut self.out, !close, head.method == Method::Head);
         let written = self.write_out().await;
-        self.core
-            .metrics
-            .on_http_response(route, response.status, received_at.elapsed());
+        self.service
+            .on_response(route, response.status, received_at.elapsed());
         // The access log is at debug; server errors are worth a warning.
         let latency_us = received_at.elapsed().as_micros() as u64;
         if response.status >= 500 && response.status != 503 {
-            tracing::warn!(core = self.core.core_id, peer = %self.peer, method = ?head.method,
+            tracing::warn!(core = self.service.core_id(), peer = %self.peer, method = ?head.method,
                 path = %head.path, status = response.status, latency_us, "request failed");
         } else {
-            tracing::debug!(core = self.core.core_id, peer = %self.peer, method = ?head.method,
+            tracing::debug!(core = self.service.core_id(), peer = %self.peer, method = ?head.method,
                 path = %head.path, status = response.status, latency_us, "request");
         }
         written
@@ -402,14 +417,13 @@ impl Conn {
     ) {
         let mut response = Response::error(error);
         if let Some(head) = head {
-            response = cors::decorate(&self.core.shared.settings.cors, head, response);
+            response = cors::decorate(&self.service.settings().cors, head, response);
         }
         response.write_to(&mut self.out, false, false);
         if self.write_out().await {
-            self.core
-                .metrics
-                .on_http_response(route, response.status, received_at.elapsed());
-            tracing::debug!(core = self.core.core_id, peer = %self.peer, %error, "request refused");
+            self.service
+                .on_response(route, response.status, received_at.elapsed());
+            tracing::debug!(core = self.service.core_id(), peer = %self.peer, %error, "request refused");
             self.linger().await;
         }
     }
@@ -419,15 +433,15 @@ impl Conn {
     /// never reads cannot hold the connection); the caller then closes.
     async fn write_out(&mut self) -> bool {
         let out = std::mem::take(&mut self.out);
-        let write_timeout = self.core.shared.settings.write_timeout;
+        let write_timeout = self.service.settings().write_timeout;
         match monoio::time::timeout(write_timeout, self.stream.write_all(out)).await {
             Ok((result, out)) => {
                 self.out = out;
                 result.is_ok()
             }
             Err(_elapsed) => {
-                self.core.metrics.count(|c| c.write_timeouts += 1);
-                tracing::debug!(core = self.core.core_id, peer = %self.peer, "response not taken within the write timeout; closing");
+                self.service.on_write_timeout();
+                tracing::debug!(core = self.service.core_id(), peer = %self.peer, "response not taken within the write timeout; closing");
                 false
             }
         }

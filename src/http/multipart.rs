@@ -9,7 +9,7 @@
 //! No input may panic: every index is checked.
 
 /// Most parts in one body; an OpenAI-style upload has about six.
-pub const PARTS_MAX: usize = 64;
+pub const PARTS_MAX: usize = crate::limits::MULTIPART_PARTS_MAX;
 /// Most bytes of headers in one part, blank line included.
 pub const PART_HEADER_BYTES_MAX: usize = 8 * 1024;
 /// Most headers in one part (they usually have two).

@@ -16,7 +16,7 @@ pub mod window;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::{ModelChoice, Settings};
+use crate::config::{ModelChoice, ModelSettings};
 use pool::ModelLoader;
 
 /// What the caller asks of the engine beyond the audio.
@@ -113,7 +113,7 @@ pub trait ModelWorker: Send {
 }
 
 /// What makes the engine `settings` choose, run by the pool's loader thread.
-pub fn loader(settings: &Settings) -> ModelLoader {
+pub fn loader(settings: &ModelSettings) -> ModelLoader {
     match &settings.model {
         ModelChoice::Mock => {
             let mock = mock::MockModel {

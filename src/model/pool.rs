@@ -326,7 +326,7 @@ impl ModelPool {
                 .spawn(move || {
                     let started = Instant::now();
                     let model = catch_unwind(AssertUnwindSafe(loader)).unwrap_or_else(|panic| {
-                        let message = crate::core::unwind::panic_message(panic.as_ref());
+                        let message = crate::rt::panic_message(panic.as_ref());
                         Err(EngineError::Failed(format!("loading panicked: {message}")))
                     });
                     match &model {
@@ -489,7 +489,7 @@ impl Worker {
             engine.transcribe(&job.samples, job.sample_rate, &job.options)
         }));
         ran.unwrap_or_else(|panic| {
-            let message = crate::core::unwind::panic_message(panic.as_ref());
+            let message = crate::rt::panic_message(panic.as_ref());
             tracing::error!(worker = self.index, core = job.core_id, %message,
                 "model engine panicked on a job; replacing the worker's engine");
             self.discard_engine();
@@ -504,7 +504,7 @@ impl Worker {
     fn discard_engine(&mut self) {
         if let Some(engine) = self.engine.take() {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(engine))) {
-                let message = crate::core::unwind::panic_message(panic.as_ref());
+                let message = crate::rt::panic_message(panic.as_ref());
                 tracing::error!(worker = self.index, %message, "dropping a failed engine panicked");
             }
         }
@@ -533,7 +533,7 @@ impl Worker {
 /// A fresh engine state from `model`; a panic while making it is an error.
 fn new_engine(model: &dyn SpeechModel) -> Result<Box<dyn ModelWorker>, EngineError> {
     catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
-        let message = crate::core::unwind::panic_message(panic.as_ref());
+        let message = crate::rt::panic_message(panic.as_ref());
         Err(EngineError::Failed(format!(
             "engine set-up panicked: {message}"
         )))

@@ -16,8 +16,10 @@
 //! Shutdown marks the node unhealthy in the registry first and stops the
 //! agent last, so the node's sessions leave the registry as they close.
 
+mod core_thread;
+
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,56 +27,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::cluster::{ClusterAdmission, ClusterAgent, ClusterHandle, DeleteOutcome, RemoteCommand};
+use crate::cluster::{ClusterAgent, DeleteOutcome, RemoteCommand};
 use crate::config::ModelChoice;
 use crate::config::Settings;
-use crate::core::{CoreCommand, CoreInbox, CoreStart, IoDriver};
+use crate::core::permit::SessionLimits;
+pub use crate::core::{ClusterShared, ServerShared};
+use crate::core::{CoreCommand, CoreInbox, IoDriver};
 use crate::limits::LISTEN_BACKLOG;
-use crate::metrics::{Aggregator, MetricsHandle};
-use crate::model::pool::{ModelPool, ModelState, ToPool};
+use crate::metrics::Aggregator;
+use crate::model::pool::{ModelPool, ModelState};
+use core_thread::CoreStart;
 
 /// How long start-up waits for a core to report that it accepts.
 const CORE_START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// State every thread reads; shared through an `Arc`. Written only through
-/// atomics (and a `OnceLock` at start-up).
-pub struct ServerShared {
-    pub settings: Settings,
-    pub to_pool: ToPool,
-    pub model_name: &'static str,
-    pub started_at: Instant,
-    /// `io_uring`, `epoll`, or `mixed` when cores got different drivers.
-    pub io_driver: OnceLock<&'static str>,
-    /// Set once on SIGTERM/SIGINT: readiness is 503 and cores drain.
-    pub draining: AtomicBool,
-    /// Live streaming sessions across all cores (the session limit's count).
-    pub active_sessions: AtomicUsize,
-    /// Live sessions per client address (used when `max_sessions_per_peer` is set).
-    pub peer_sessions: crate::ws::permit::PeerCounts,
-    /// Live sessions by state: created, active, closing.
-    pub sessions_by_state: [AtomicUsize; 3],
-    /// Each core's inbox, indexed by core id, for cross-core requests.
-    pub core_inboxes: Vec<CoreInbox>,
-    pub metrics: MetricsHandle,
-    /// The cluster agent's handles; `None` on a single node (no `redis_url`).
-    pub cluster: Option<ClusterShared>,
-}
-
-impl ServerShared {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-}
-
-/// What every core keeps of the cluster agent (both cross threads; neither
-/// ever blocks the caller).
-pub struct ClusterShared {
-    /// Registry updates and operator queries.
-    pub handle: ClusterHandle,
-    /// Cluster-wide admission; `None` without `cluster_max_sessions`, when
-    /// each node's own limit is the only one and admission costs nothing.
-    pub admission: Option<ClusterAdmission>,
-}
 
 struct CoreThread {
     shutdown: futures_channel::oneshot::Sender<()>,
@@ -105,11 +70,12 @@ impl Server {
         // (`/v1/ready` says `model_loading`); the mock is ready at once
         // unless a test makes it slow.
         let pool = ModelPool::start_loading(
-            crate::model::loader(&settings),
-            settings.model_workers,
-            settings.model_queue_capacity,
+            crate::model::loader(&settings.model),
+            settings.model.workers,
+            settings.model.queue_capacity,
         )?;
-        let instant = settings.model == ModelChoice::Mock && settings.mock_load.is_zero();
+        let instant =
+            settings.model.model == ModelChoice::Mock && settings.model.mock_load.is_zero();
         if instant && pool.wait_loaded() != ModelState::Ready {
             let error = pool.to_pool().load_error().unwrap_or_default();
             pool.join();
@@ -147,12 +113,14 @@ impl Server {
         };
         let shared = Arc::new(ServerShared {
             to_pool: pool.to_pool(),
-            model_name: settings.model.name(),
+            model_name: settings.model.model.name(),
             started_at: Instant::now(),
             io_driver: OnceLock::new(),
             draining: AtomicBool::new(false),
-            active_sessions: AtomicUsize::new(0),
-            peer_sessions: Default::default(),
+            session_limits: Arc::new(SessionLimits::new(
+                settings.session.max_sessions,
+                settings.session.max_sessions_per_peer,
+            )),
             sessions_by_state: Default::default(),
             core_inboxes,
             metrics: aggregator.handle(),
@@ -210,7 +178,7 @@ impl Server {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("core-{core_id}"))
-                .spawn(move || crate::core::run(start))
+                .spawn(move || core_thread::run(start))
                 .with_context(|| format!("spawning core {core_id}"))?;
             self.cores.push(CoreThread {
                 shutdown: shutdown_tx,

@@ -1,8 +1,11 @@
-//! The streaming protocol's messages (API.md, "Streaming transcription"):
-//! what clients send in text frames, what the server sends, and the stream
-//! parameters shared by the query string and `config` messages.
+//! The native streaming protocol's messages (API.md, "Streaming
+//! transcription"): what clients send in text frames, what the server sends,
+//! and how the query string and `config` messages set the stream's
+//! parameters. `native.rs` maps them to and from the session's events.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::session::{SessionFigures, StreamParams};
 
 use crate::audio::VAD_RATES_HZ;
 use crate::http::query::parse_query;
@@ -10,25 +13,9 @@ use crate::http::query::parse_query;
 /// The audio encodings a stream may declare.
 pub const ENCODING_PCM_S16LE: &str = "pcm_s16le";
 
-/// A stream's parameters, from the query and then `config`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamParams {
-    pub sample_rate: u32,
-    pub vad_mode: u8,
-    pub interim_results: bool,
-    pub language: Option<String>,
-}
-
+/// The native protocol's ways of setting a stream's parameters: the query
+/// string of the upgrade, then a `config` message.
 impl StreamParams {
-    pub fn new(default_vad_mode: u8) -> StreamParams {
-        StreamParams {
-            sample_rate: 16_000,
-            vad_mode: default_vad_mode,
-            interim_results: true,
-            language: None,
-        }
-    }
-
     /// Apply the parameters of a query string. Unknown names are ignored
     /// (`access_token` among them).
     ///
@@ -175,16 +162,6 @@ pub struct WordOut {
     pub word: String,
     pub start: f64,
     pub end: f64,
-}
-
-/// The per-session figures of `session_end` (and of the operator view).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct SessionFigures {
-    pub audio_bytes: u64,
-    pub audio_seconds: f64,
-    pub chunks: u64,
-    pub segments: u64,
-    pub transcripts: u64,
 }
 
 /// What the server sends, one JSON text frame each.

@@ -5,6 +5,9 @@ use std::time::Instant;
 
 use super::*;
 use crate::model::mock::mock_transcript;
+use crate::model::pool::JobKind;
+use crate::model::EngineError;
+use crate::ws::protocol::ServerMessage;
 
 const WAV_HEADER_BYTES: usize = 44;
 

@@ -17,7 +17,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-use crate::core::{DrainSignal, Notify};
+use crate::rt::{Latch, Notify};
 
 /// The in-memory stream under tungstenite.
 #[derive(Debug, Default)]
@@ -140,9 +140,9 @@ pub struct Link {
     pub writer_wake: Notify,
     /// Fired when our close frame is queued: the reader stops waiting for
     /// audio and waits for the close handshake instead.
-    pub closing: DrainSignal,
+    pub closing: Latch,
     /// Fired to abandon the connection at once (dead or hopelessly slow peer).
-    pub kill: DrainSignal,
+    pub kill: Latch,
     /// Set by the reader when it is done; the writer flushes and stops.
     pub reader_done: Cell<bool>,
     /// Interims dropped because the client read too slowly.
@@ -171,8 +171,8 @@ impl Link {
             outbound_max,
             over_since: Cell::new(None),
             writer_wake: Notify::default(),
-            closing: DrainSignal::default(),
-            kill: DrainSignal::default(),
+            closing: Latch::default(),
+            kill: Latch::default(),
             reader_done: Cell::new(false),
             shed: Cell::new(0),
             read_failed: Cell::new(false),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::audio_file::{self, RawInput};
 use crate::client::{Client, KeyRole};
 use crate::error::{output_error, CliError};
-use transcription_service::api::subtitles::Cues;
+use transcription_service::subtitles::Cues;
 
 /// The output formats of a batch transcription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,7 +104,7 @@ pub fn render(body: &str, format: Format) -> Result<String, CliError> {
 /// The segments' cues, through the server library's own formatter (the
 /// same bytes `/v1/audio/transcriptions` answers).
 fn subtitles(segments: &[Segment], cues: Cues) -> String {
-    transcription_service::api::subtitles::subtitles(
+    transcription_service::subtitles::subtitles(
         segments.iter().map(|s| (s.start, s.end, s.text.as_str())),
         cues,
     )

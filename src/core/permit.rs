@@ -6,8 +6,8 @@
 //! (`SO_REUSEPORT` hashes the whole 4-tuple), so it is a map shared by the
 //! cores: [`PeerCounts`], split into shards each behind its own mutex, held
 //! only for one map update at session start and end, and only when the limit
-//! is configured. Both are given back exactly once, when the
-//! [`SessionPermit`] is dropped.
+//! is configured. Both live in [`SessionLimits`] (with the two bounds) and are
+//! given back exactly once, when the [`SessionPermit`] is dropped.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -15,14 +15,45 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::server::ServerShared;
-
 /// Shards of [`PeerCounts`]; a power of two.
 const PEER_SHARDS: usize = 16;
 
+/// The node's session limits and the live counts they bound, shared by
+/// every core.
+pub struct SessionLimits {
+    /// `max_sessions`: live streaming sessions across all cores.
+    max_sessions: usize,
+    /// `max_sessions_per_peer`, when set.
+    max_sessions_per_peer: Option<usize>,
+    /// Live streaming sessions across all cores (the session limit's count).
+    active: AtomicUsize,
+    /// Live sessions per client address (used when `max_sessions_per_peer` is set).
+    peers: PeerCounts,
+}
+
+impl SessionLimits {
+    pub fn new(max_sessions: usize, max_sessions_per_peer: Option<usize>) -> Self {
+        SessionLimits {
+            max_sessions,
+            max_sessions_per_peer,
+            active: AtomicUsize::new(0),
+            peers: PeerCounts::default(),
+        }
+    }
+
+    /// Live streaming sessions across all cores.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+}
+
 /// A reserved session slot. Dropping it releases the slot.
 pub struct SessionPermit {
-    shared: Arc<ServerShared>,
+    limits: Arc<SessionLimits>,
     /// The address whose per-peer count this permit holds, when that limit is on.
     peer: Option<IpAddr>,
 }
@@ -48,20 +79,20 @@ impl Refusal {
 
 impl SessionPermit {
     /// Reserve a slot for a session from `peer`, or say which limit is reached.
-    pub fn acquire(shared: &Arc<ServerShared>, peer: IpAddr) -> Result<SessionPermit, Refusal> {
-        if !reserve(&shared.active_sessions, shared.settings.max_sessions) {
+    pub fn acquire(limits: &Arc<SessionLimits>, peer: IpAddr) -> Result<SessionPermit, Refusal> {
+        if !reserve(&limits.active, limits.max_sessions) {
             return Err(Refusal::ServerFull);
         }
-        let peer = match shared.settings.max_sessions_per_peer {
+        let peer = match limits.max_sessions_per_peer {
             None => None,
-            Some(max) if shared.peer_sessions.reserve(peer, max) => Some(peer),
+            Some(max) if limits.peers.reserve(peer, max) => Some(peer),
             Some(_) => {
-                shared.active_sessions.fetch_sub(1, Ordering::AcqRel);
+                limits.active.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::PeerFull);
             }
         };
         Ok(SessionPermit {
-            shared: Arc::clone(shared),
+            limits: Arc::clone(limits),
             peer,
         })
     }
@@ -70,9 +101,9 @@ impl SessionPermit {
 impl Drop for SessionPermit {
     fn drop(&mut self) {
         if let Some(peer) = self.peer {
-            self.shared.peer_sessions.release(peer);
+            self.limits.peers.release(peer);
         }
-        let previous = self.shared.active_sessions.fetch_sub(1, Ordering::AcqRel);
+        let previous = self.limits.active.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(previous > 0, "a session permit was released twice");
     }
 }
@@ -141,11 +172,13 @@ impl PeerCounts {
     }
 
     /// Live sessions from `peer`.
+    #[cfg(test)]
     pub fn live(&self, peer: IpAddr) -> usize {
         self.shard(peer).get(&peer).copied().unwrap_or(0)
     }
 
     /// Addresses with a live session.
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.shards
             .iter()

@@ -1,11 +1,10 @@
-//! Core-local wake-ups between tasks.
+//! A one-way, thread-local broadcast between tasks.
 //!
-//! [`DrainSignal`] is a one-way broadcast: once triggered it stays triggered
-//! and wakes every waiter. The core's drain uses it (connections waiting for
-//! their next request await it, so a drain closes idle keep-alive connections
-//! at once), and so do WebSocket connections for "closing" and "kill".
-//! [`Notify`] wakes one waiting task and remembers a wake-up that came while
-//! nobody waited.
+//! [`Latch`] is a one-way broadcast: once triggered it stays triggered and
+//! wakes every waiter. A core's drain is one (connections waiting for their
+//! next request await it, so a drain closes idle keep-alive connections at
+//! once), and so are a streaming connection's "closing" and "kill" and a
+//! session's "over". (One waiter woken at a time: [`super::Notify`].)
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,9 +13,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// The signal. Cheap to clone (an `Rc`); never crosses threads.
+/// The latch. Cheap to clone (an `Rc`); never crosses threads.
 #[derive(Clone, Default)]
-pub struct DrainSignal {
+pub struct Latch {
     inner: Rc<Inner>,
 }
 
@@ -27,8 +26,8 @@ struct Inner {
     waiters: RefCell<HashMap<u64, Waker>>,
 }
 
-impl DrainSignal {
-    /// Fire the signal and wake every waiter. Idempotent.
+impl Latch {
+    /// Fire the latch and wake every waiter. Idempotent.
     pub fn trigger(&self) {
         self.inner.triggered.set(true);
         let waiters = std::mem::take(&mut *self.inner.waiters.borrow_mut());
@@ -41,25 +40,25 @@ impl DrainSignal {
         self.inner.triggered.get()
     }
 
-    /// A future that completes once the signal has fired.
-    pub fn wait(&self) -> DrainWait {
+    /// A future that completes once the latch has fired.
+    pub fn wait(&self) -> LatchWait {
         let id = self.inner.next_waiter_id.get();
         self.inner.next_waiter_id.set(id + 1);
-        DrainWait {
+        LatchWait {
             inner: Rc::clone(&self.inner),
             id,
         }
     }
 }
 
-/// Completes when the drain signal fires. Unregisters itself when dropped, so
+/// Completes when the latch fires. Unregisters itself when dropped, so
 /// waiters that give up leave nothing behind.
-pub struct DrainWait {
+pub struct LatchWait {
     inner: Rc<Inner>,
     id: u64,
 }
 
-impl Future for DrainWait {
+impl Future for LatchWait {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -74,39 +73,9 @@ impl Future for DrainWait {
     }
 }
 
-impl Drop for DrainWait {
+impl Drop for LatchWait {
     fn drop(&mut self) {
         self.inner.waiters.borrow_mut().remove(&self.id);
-    }
-}
-
-/// Wakes a single waiting task; a notification sent while nobody waits is
-/// kept for the next wait.
-#[derive(Default)]
-pub struct Notify {
-    notified: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Notify {
-    pub fn notify(&self) {
-        self.notified.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-
-    /// Completes at the next notification (or at once if one is pending).
-    pub async fn notified(&self) {
-        std::future::poll_fn(|cx| {
-            if self.notified.replace(false) {
-                Poll::Ready(())
-            } else {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
     }
 }
 
@@ -121,7 +90,7 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let drain = DrainSignal::default();
+            let drain = Latch::default();
             let abandoned = drain.wait();
             drop(abandoned);
             assert!(drain.inner.waiters.borrow().is_empty());

@@ -1,0 +1,305 @@
+//! Settings: command-line flags, `TRANSCRIBE_*` environment variables and
+//! defaults, validated once at start-up.
+//!
+//! Every setting of the public contract has a flag `--name-with-dashes` and a
+//! variable `TRANSCRIBE_NAME`; a flag wins over its variable. [`Config::parse`]
+//! reads them and [`Config::validate`] ([`validate`]) turns them into
+//! [`Settings`] ([`settings`]), the only form the rest of the server sees,
+//! grouped into one section per part of the server, or a message that names
+//! the bad value.
+
+mod settings;
+mod validate;
+
+pub use settings::{
+    CorsOrigins, HttpSettings, ModelSettings, SessionSettings, Settings, UringSettings,
+};
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use clap::{Parser, ValueEnum};
+
+use crate::cluster::FailMode;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which speech engine transcribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// The deterministic mock (NATO-alphabet words; for tests and load tests).
+    Mock,
+    /// Whisper through whisper.cpp (builds with the `whisper` feature).
+    Whisper,
+}
+
+/// The validated engine choice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChoice {
+    Mock,
+    Whisper {
+        /// The ggml weights.
+        path: std::path::PathBuf,
+        /// Threads each model worker runs a job on.
+        threads: usize,
+    },
+}
+
+impl ModelChoice {
+    /// The name `/v1/health` and the responses report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelChoice::Mock => "mock",
+            ModelChoice::Whisper { .. } => "whisper",
+        }
+    }
+}
+
+/// The batch window with Whisper: most of its 30 s encoder window, with
+/// room for the context margin (docs/MODELS.md has the measured effect).
+pub const DEFAULT_WHISPER_BATCH_WINDOW_SECONDS: f64 = 28.0;
+
+/// Where `--model whisper` looks for its weights by default (what
+/// `scripts/fetch-model.sh` writes).
+pub const DEFAULT_WHISPER_MODEL_PATH: &str = "models/ggml-tiny.en.bin";
+
+/// The flags and variables as given. See [`Settings`] for the validated form.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "transcription-server",
+    version,
+    about = "A thread-per-core voice-to-text server: WebSocket streaming and batch transcription.",
+    long_about = None
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TRANSCRIBE_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub host: IpAddr,
+
+    /// TCP port to listen on (0 picks a free port and prints it).
+    #[arg(long, env = "TRANSCRIBE_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Core threads, each pinned to one CPU with its own listener [default: all available CPUs].
+    #[arg(long, env = "TRANSCRIBE_CORES")]
+    pub cores: Option<usize>,
+
+    /// Model-worker threads [default: the number of cores].
+    #[arg(long, env = "TRANSCRIBE_MODEL_WORKERS")]
+    pub model_workers: Option<usize>,
+
+    /// Capacity of the model job queue shared by all cores; a full queue answers 503 overloaded.
+    #[arg(long, env = "TRANSCRIBE_MODEL_QUEUE_CAPACITY", default_value_t = 256)]
+    pub model_queue_capacity: usize,
+
+    /// Concurrent streaming sessions across all cores.
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSIONS", default_value_t = 1000)]
+    pub max_sessions: usize,
+
+    /// Concurrent streaming sessions from one client IP address; over it a new one is refused with session_limit_exceeded (1013) [default: 0, no per-address limit].
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSIONS_PER_PEER", default_value_t = 0)]
+    pub max_sessions_per_peer: usize,
+
+    /// Longest a streaming session may last, in seconds; then it ends with reason max_duration (close 1000) [default: 0, no limit].
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSION_SECONDS", default_value_t = 0)]
+    pub max_session_seconds: u64,
+
+    /// Seconds without audio or keepalive after which a session is closed.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SESSION_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    pub session_idle_timeout_seconds: u64,
+
+    /// Seconds between sweeps for idle sessions on each core.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SESSION_CLEANUP_INTERVAL_SECONDS",
+        default_value_t = 30
+    )]
+    pub session_cleanup_interval_seconds: u64,
+
+    /// Largest accepted request body, in bytes (413 above it).
+    #[arg(long, env = "TRANSCRIBE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest request head (request line and headers), in bytes (431 above it).
+    #[arg(long, env = "TRANSCRIBE_MAX_HEAD_BYTES", default_value_t = 16 * 1024)]
+    pub max_head_bytes: usize,
+
+    /// Largest WebSocket message, in bytes (close 1009 above it).
+    #[arg(long, env = "TRANSCRIBE_MAX_WS_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_ws_message_bytes: usize,
+
+    /// Messages a streaming session may have queued for a client that reads slowly; interims are shed first.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_WS_OUTBOUND_MESSAGES_MAX",
+        default_value_t = 256
+    )]
+    pub ws_outbound_messages_max: usize,
+
+    /// Milliseconds a client may stay over the outbound bound before it is closed with slow_consumer (1008).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SLOW_CONSUMER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub slow_consumer_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a complete request head, and the longest pause allowed while it sends a body (408 after it).
+    #[arg(long, env = "TRANSCRIBE_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub read_timeout_ms: u64,
+
+    /// Milliseconds a response may take to be written to a client that does not read it; the connection is closed after it.
+    #[arg(long, env = "TRANSCRIBE_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+
+    /// Browser origins allowed to call the API, comma-separated (`https://app.example.com`), or `*` for any [default: none, CORS off].
+    #[arg(long, env = "TRANSCRIBE_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_KEEPALIVE_TIMEOUT_SECONDS",
+        default_value_t = 75
+    )]
+    pub keepalive_timeout_seconds: u64,
+
+    /// WebRTC VAD aggressiveness, 0 (least) to 3 (most), used when a request does not choose.
+    #[arg(long, env = "TRANSCRIBE_VAD_MODE", default_value_t = 2)]
+    pub vad_mode: u8,
+
+    /// Milliseconds of silence that end a speech segment.
+    #[arg(long, env = "TRANSCRIBE_VAD_HANGOVER_MS", default_value_t = 500)]
+    pub vad_hangover_ms: u32,
+
+    /// Longest speech segment in seconds; longer speech is cut there.
+    #[arg(long, env = "TRANSCRIBE_MAX_SEGMENT_SECONDS", default_value_t = 15.0)]
+    pub max_segment_seconds: f64,
+
+    /// Milliseconds of new speech between interim transcripts of a stream.
+    #[arg(long, env = "TRANSCRIBE_INTERIM_INTERVAL_MS", default_value_t = 500)]
+    pub interim_interval_ms: u32,
+
+    /// The speech engine: the deterministic mock, or Whisper (needs a build with `--features whisper`).
+    #[arg(long, env = "TRANSCRIBE_MODEL", value_enum, default_value_t = ModelKind::Mock)]
+    pub model: ModelKind,
+
+    /// The Whisper weights (a ggml file; `scripts/fetch-model.sh` makes one) [default: models/ggml-tiny.en.bin].
+    #[arg(long, env = "TRANSCRIBE_MODEL_PATH")]
+    pub model_path: Option<std::path::PathBuf>,
+
+    /// Threads each model worker runs one Whisper job on [default: CPUs / model workers, at least 1].
+    #[arg(long, env = "TRANSCRIBE_MODEL_THREADS")]
+    pub model_threads: Option<usize>,
+
+    /// Batch requests pack consecutive speech segments into engine windows of up to this many seconds, one model job per window; 0 is one job per segment [default: 28 with --model whisper, 0 with the mock].
+    #[arg(long, env = "TRANSCRIBE_BATCH_WINDOW_SECONDS")]
+    pub batch_window_seconds: Option<f64>,
+
+    /// Time the mock model takes to load, in milliseconds: lets tests watch
+    /// `/v1/ready` say `model_loading` as a real model's start-up does.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_MOCK_LOAD_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub mock_load_ms: u64,
+
+    /// Fixed inference time of the mock model per job, in milliseconds.
+    #[arg(long, env = "TRANSCRIBE_MOCK_LATENCY_MS", default_value_t = 0)]
+    pub mock_latency_ms: u64,
+
+    /// Inference time of the mock model per second of audio (real-time factor), added to the fixed latency.
+    #[arg(long, env = "TRANSCRIBE_MOCK_RTF", default_value_t = 0.0)]
+    pub mock_rtf: f64,
+
+    /// API key required as `Authorization: Bearer <key>` on /v1 endpoints [default: auth off].
+    #[arg(long, env = "TRANSCRIBE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Admin key required on the session endpoints and /metrics [default: auth off].
+    #[arg(long, env = "TRANSCRIBE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "TRANSCRIBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (e.g. `info`, `debug`, `transcription_service=debug`).
+    #[arg(long, env = "TRANSCRIBE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// io_uring submission queue entries per core.
+    #[arg(long, env = "TRANSCRIBE_URING_ENTRIES", default_value_t = 1024)]
+    pub uring_entries: u32,
+
+    /// Set IORING_SETUP_COOP_TASKRUN on each core's ring (fewer inter-processor interrupts; Linux 5.19+).
+    #[arg(long, env = "TRANSCRIBE_URING_COOP_TASKRUN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub uring_coop_taskrun: bool,
+
+    /// Give each core's ring a kernel submission-polling thread that sleeps after this many idle milliseconds [default: off]. Costs a busy kernel thread per core.
+    #[arg(long, env = "TRANSCRIBE_URING_SQPOLL_IDLE_MS")]
+    pub uring_sqpoll_idle_ms: Option<u32>,
+
+    /// Seconds in-flight work may take to finish after SIGTERM/SIGINT before the server exits.
+    #[arg(long, env = "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Redis URL (`redis://host:port/db`) that turns on cluster mode: nodes sharing it see each other's sessions [default: none, single node].
+    #[arg(long, env = "TRANSCRIBE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// This node's id in the cluster, unique per node [default: hostname:port].
+    #[arg(long, env = "TRANSCRIBE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The URL other nodes and operators reach this node at [default: http://hostname:port].
+    #[arg(long, env = "TRANSCRIBE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Concurrent streaming sessions summed over every node of the cluster (needs --redis-url) [default: none, each node's --max-sessions only].
+    #[arg(long, env = "TRANSCRIBE_CLUSTER_MAX_SESSIONS")]
+    pub cluster_max_sessions: Option<usize>,
+
+    /// What cluster admission does while Redis is unreachable: `open` admits (the node's own limit still applies), `closed` refuses with overloaded.
+    #[arg(long, env = "TRANSCRIBE_CLUSTER_FAIL_MODE", default_value_t = FailMode::Open)]
+    pub cluster_fail_mode: FailMode,
+
+    /// Milliseconds between cluster heartbeats (advanced; tests shorten it).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_CLUSTER_HEARTBEAT_MS",
+        default_value_t = 2_000,
+        hide = true
+    )]
+    pub cluster_heartbeat_ms: u64,
+
+    /// Milliseconds a node's Redis keys outlive its last heartbeat (advanced; at least twice the heartbeat).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_CLUSTER_TTL_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub cluster_ttl_ms: u64,
+
+    /// Free admission leases each node keeps in its pool (advanced; small next to --cluster-max-sessions, or other nodes may be refused while slots sit in pools).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_CLUSTER_LEASE_BLOCK",
+        default_value_t = 4,
+        hide = true
+    )]
+    pub cluster_lease_block: usize,
+}

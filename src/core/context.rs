@@ -1,0 +1,135 @@
+//! One core's state: [`CoreContext`] (its id, its shard of sessions, its
+//! drain latch, its local metrics), the [`CoreCommand`]s other cores send to
+//! its inbox, and the [`IoDriver`] it runs on.
+//!
+//! The shard holds sessions as [`ShardSession`]s: the core can list them,
+//! count them and end them without knowing the protocol or the connection
+//! that carries them. Nothing here imports a handler or a connection type.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{ServerShared, SessionInfo};
+use crate::metrics::{CoreGauges, CoreMetrics};
+use crate::rt::Latch;
+use crate::session::{EndReason, SessionState};
+
+/// The I/O driver a core runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    IoUring,
+    Epoll,
+}
+
+impl IoDriver {
+    /// The name reported as `io_driver` in `/v1/health`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+/// A request from another core (or the same one) to this core. Answered by
+/// the core that owns the sessions concerned.
+pub enum CoreCommand {
+    /// Describe every session of the core.
+    ListSessions {
+        reply: futures_channel::oneshot::Sender<Vec<SessionInfo>>,
+    },
+    /// Terminate a session if this core owns it; answers its last view.
+    TerminateSession {
+        id: String,
+        reply: futures_channel::oneshot::Sender<Option<SessionInfo>>,
+    },
+    /// Cluster mode: another node asked to delete a session of this node.
+    /// The receiving core looks on every core, as an operator `DELETE`
+    /// does, and confirms `Deleted` or `NotFound` to the asking node.
+    RemoteDelete {
+        id: String,
+        reply: crate::cluster::RemoteReply,
+    },
+}
+
+/// The sending side of a core's inbox. Unbounded because only operator
+/// requests travel on it, each bounded by an HTTP request in flight.
+pub type CoreInbox = futures_channel::mpsc::UnboundedSender<CoreCommand>;
+
+/// A live session as its core's shard holds it. The streaming connection
+/// implements it; the core needs no more than this to list, count, sweep and
+/// end its sessions.
+pub trait ShardSession {
+    /// The operator view.
+    fn info(&self) -> SessionInfo;
+    /// The index of the session's state in the per-state gauges (`None` once closed).
+    fn gauge_index(&self) -> Option<usize>;
+    /// When the client last sent something.
+    fn last_activity(&self) -> Instant;
+    /// End the session (operator, idle sweep, shutdown) and act on it.
+    fn end(self: Rc<Self>, reason: EndReason);
+}
+
+/// Everything a core's tasks share. Lives on the core thread (`Rc`).
+pub struct CoreContext {
+    pub core_id: usize,
+    pub shared: Arc<ServerShared>,
+    pub metrics: CoreMetrics,
+    pub drain: Latch,
+    /// Open connections on this core.
+    pub connections: Cell<usize>,
+    /// The core's shard: its live streaming sessions by id.
+    pub sessions: RefCell<HashMap<String, Rc<dyn ShardSession>>>,
+}
+
+impl CoreContext {
+    pub fn new(core_id: usize, shared: Arc<ServerShared>, metrics: CoreMetrics) -> Self {
+        CoreContext {
+            core_id,
+            shared,
+            metrics,
+            drain: Latch::default(),
+            connections: Cell::new(0),
+            sessions: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The core's current levels, for the metrics.
+    pub fn gauges(&self) -> CoreGauges {
+        let mut sessions = [0; 3];
+        for session in self.sessions.borrow().values() {
+            if let Some(index) = session.gauge_index() {
+                sessions[index] += 1;
+            }
+        }
+        CoreGauges {
+            connections: self.connections.get(),
+            sessions,
+        }
+    }
+
+    /// Every session of the shard (a copy: ending one changes the shard).
+    pub fn shard_sessions(&self) -> Vec<Rc<dyn ShardSession>> {
+        self.sessions.borrow().values().cloned().collect()
+    }
+
+    /// The operator view of every session of this core.
+    pub fn session_infos(&self) -> Vec<SessionInfo> {
+        self.shard_sessions()
+            .iter()
+            .map(|session| session.info())
+            .collect()
+    }
+
+    /// Terminate a session of this core (operator DELETE).
+    pub fn terminate_session(&self, id: &str) -> Option<SessionInfo> {
+        let session = self.sessions.borrow().get(id).cloned()?;
+        Rc::clone(&session).end(EndReason::Terminated);
+        let mut info = session.info();
+        info.state = SessionState::Closed.name();
+        Some(info)
+    }
+}

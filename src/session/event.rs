@@ -1,0 +1,75 @@
+//! The session core's boundary, in protocol-neutral terms: the [`Control`]s
+//! a client sends besides audio, and the [`SessionEvent`]s the session
+//! emits. A wire protocol is a codec between its messages and these (the
+//! native JSON one: `ws::native`).
+//!
+//! Times are stream seconds (sample index / sample rate), unrounded: a codec
+//! rounds them to its own precision.
+
+use super::{EndReason, SessionFigures, StreamParams};
+use crate::error::WsErrorKind;
+
+/// What a client asks of its session, besides sending audio.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// End the session once every final is delivered.
+    End,
+    /// End the current segment now; the session goes on.
+    Finalize,
+    /// Nothing but activity (resets the idle timer).
+    Keepalive,
+    /// New parameters, accepted before the first audio only; `Err` holds why
+    /// the client's change is unsupported.
+    Configure(Result<StreamParams, String>),
+    /// A message the protocol could not read, and why.
+    Invalid(String),
+}
+
+/// A word of a final transcript, in stream seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventWord {
+    pub word: String,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// What happened in a session, in order, for its protocol to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// The session exists (always the first event).
+    Started {
+        session_id: String,
+        sample_rate: u32,
+        vad_mode: u8,
+        interim_results: bool,
+    },
+    /// The VAD heard speech start: a segment opened.
+    SpeechStarted { segment_id: u64, start_s: f64 },
+    /// The segment's speech ended (its final follows).
+    SpeechEnded { segment_id: u64, end_s: f64 },
+    /// A provisional transcript of the open segment.
+    Interim {
+        segment_id: u64,
+        text: String,
+        start_s: f64,
+        end_s: f64,
+    },
+    /// A segment's final transcript, in segment order.
+    Final {
+        segment_id: u64,
+        text: String,
+        start_s: f64,
+        end_s: f64,
+        words: Vec<EventWord>,
+    },
+    /// An error; [`SessionEvent::Close`] follows when it ends the session.
+    Error { kind: WsErrorKind, message: String },
+    /// The session ended, with its figures.
+    Ended {
+        session_id: String,
+        reason: EndReason,
+        figures: SessionFigures,
+    },
+    /// Close the connection with this close code; nothing follows.
+    Close(u16),
+}

@@ -1,0 +1,23 @@
+//! A stream's parameters: the audio it carries and what the client asked
+//! for. A protocol fills them in from its own form (the native protocol:
+//! the query string, then a `config` message; `ws::protocol`).
+
+/// A stream's parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamParams {
+    pub sample_rate: u32,
+    pub vad_mode: u8,
+    pub interim_results: bool,
+    pub language: Option<String>,
+}
+
+impl StreamParams {
+    pub fn new(default_vad_mode: u8) -> StreamParams {
+        StreamParams {
+            sample_rate: 16_000,
+            vad_mode: default_vad_mode,
+            interim_results: true,
+            language: None,
+        }
+    }
+}

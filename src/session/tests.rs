@@ -1,0 +1,143 @@
+//! The session core driven with no socket and no protocol: audio bytes and
+//! controls in, model results fed back by hand, protocol-neutral events out.
+
+use std::time::Instant;
+
+use super::*;
+use crate::model::mock::mock_transcript;
+
+fn fixture_pcm(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).expect("fixture");
+    // A canonical 44-byte WAV header precedes the samples.
+    bytes[44..].to_vec()
+}
+
+fn session() -> Session {
+    let config = SessionConfig {
+        vad_hangover_ms: 500,
+        max_segment_ms: 15_000,
+        interim_interval_ms: 300,
+        finals_waiting_max: 4,
+    };
+    let mut params = StreamParams::new(2);
+    params.interim_results = false;
+    Session::new("core-only".into(), params, config, Instant::now())
+}
+
+/// Feed the audio, end the session, and run every job the session asks for
+/// through the mock engine, in order.
+fn run_to_the_end(session: &mut Session, pcm: &[u8]) -> Vec<SessionEvent> {
+    let mut events = vec![session.start_event()];
+    let mut jobs = Vec::new();
+    for frame in pcm.chunks(640) {
+        session.on_audio(frame, Instant::now());
+        while let Some(job) = session.next_job() {
+            jobs.push(job);
+        }
+    }
+    session.on_control(Control::End, Instant::now());
+    while let Some(job) = session.next_job() {
+        jobs.push(job);
+    }
+    for job in jobs {
+        let result = Ok(mock_transcript(&job.samples, 16_000));
+        let (kind, segment_id) = (job.kind, job.segment_id);
+        let (start, end) = (job.start_sample, job.end_sample);
+        session.on_result(kind, segment_id, start, end, result, Instant::now());
+    }
+    events.extend(session.take_events());
+    events
+}
+
+#[test]
+fn two_utterances_give_speech_events_and_ordered_finals_with_words() {
+    let mut session = session();
+    let events = run_to_the_end(&mut session, &fixture_pcm("two_utterances.wav"));
+    assert!(matches!(
+        events.first(),
+        Some(SessionEvent::Started { session_id, sample_rate: 16_000, .. }) if session_id == "core-only"
+    ));
+    let speech: Vec<(u64, bool)> = events
+        .iter()
+        .filter_map(|event| match event {
+            SessionEvent::SpeechStarted { segment_id, .. } => Some((*segment_id, true)),
+            SessionEvent::SpeechEnded { segment_id, .. } => Some((*segment_id, false)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(speech, [(0, true), (0, false), (1, true), (1, false)]);
+    let finals: Vec<(u64, f64, f64, usize)> = events
+        .iter()
+        .filter_map(|event| match event {
+            SessionEvent::Final {
+                segment_id,
+                start_s,
+                end_s,
+                words,
+                ..
+            } => Some((*segment_id, *start_s, *end_s, words.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals.iter().map(|f| f.0).collect::<Vec<_>>(), [0, 1]);
+    for (segment_id, start_s, end_s, words) in &finals {
+        assert!(start_s < end_s, "segment {segment_id}: {start_s}..{end_s}");
+        assert!(*words > 0, "segment {segment_id} has words");
+    }
+    assert!(
+        finals[0].2 <= finals[1].1,
+        "the segments do not overlap: {finals:?}"
+    );
+    let tail = &events[events.len() - 2..];
+    assert!(
+        matches!(
+            tail,
+            [
+                SessionEvent::Ended {
+                    reason: EndReason::ClientEnd,
+                    ..
+                },
+                SessionEvent::Close(1000)
+            ]
+        ),
+        "{tail:?}"
+    );
+    assert_eq!(session.state(), SessionState::Closed);
+}
+
+#[test]
+fn controls_are_protocol_neutral() {
+    let mut session = session();
+    let now = Instant::now();
+    let mut changed = session.params().clone();
+    changed.sample_rate = 8_000;
+    session.on_control(Control::Configure(Ok(changed)), now);
+    assert_eq!(session.params().sample_rate, 8_000);
+    session.on_control(Control::Invalid("what is this".into()), now);
+    session.on_control(Control::Keepalive, now);
+    let events: Vec<SessionEvent> = session.take_events().collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [SessionEvent::Error { kind: crate::error::WsErrorKind::InvalidMessage, message }] if message == "what is this"
+        ),
+        "{events:?}"
+    );
+    session.on_control(Control::Configure(Err("no such rate".into())), now);
+    let events: Vec<SessionEvent> = session.take_events().collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                SessionEvent::Error {
+                    kind: crate::error::WsErrorKind::UnsupportedFormat,
+                    ..
+                },
+                SessionEvent::Close(_)
+            ]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(session.state(), SessionState::Closed);
+}
