@@ -48,6 +48,8 @@ pub enum ModelChoice {
         path: std::path::PathBuf,
         /// Threads each model worker runs a job on.
         threads: usize,
+        /// The encoder context floor of a stream's jobs, in 20 ms positions.
+        live_min_audio_ctx: usize,
     },
 }
 
@@ -201,6 +203,15 @@ pub struct Config {
     /// Threads each model worker runs one Whisper job on [default: CPUs / model workers, at least 1].
     #[arg(long, env = "TRANSCRIBE_MODEL_THREADS")]
     pub model_threads: Option<usize>,
+
+    /// The smallest Whisper encoder context (20 ms positions) for a stream's finals and interims; 768 (the batch floor) turns the live policy off. For measuring the trade-off (docs/MODELS.md).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_WHISPER_LIVE_CONTEXT",
+        default_value_t = 384,
+        hide = true
+    )]
+    pub whisper_live_context: usize,
 
     /// Batch requests pack consecutive speech segments into engine windows of up to this many seconds, one model job per window; 0 is one job per segment [default: 28 with --model whisper, 0 with the mock].
     #[arg(long, env = "TRANSCRIBE_BATCH_WINDOW_SECONDS")]

@@ -212,7 +212,16 @@ impl Config {
             .clone()
             .unwrap_or_else(|| DEFAULT_WHISPER_MODEL_PATH.into());
         check_ggml_file(&path)?;
-        Ok(ModelChoice::Whisper { path, threads })
+        in_range(
+            "--whisper-live-context",
+            self.whisper_live_context,
+            64..=1500,
+        )?;
+        Ok(ModelChoice::Whisper {
+            path,
+            threads,
+            live_min_audio_ctx: self.whisper_live_context,
+        })
     }
 
     /// The cluster settings when `--redis-url` is given. The cluster-only

@@ -110,6 +110,24 @@ pub trait ModelWorker: Send {
         sample_rate: u32,
         options: &TranscribeOptions,
     ) -> Result<Transcript, EngineError>;
+
+    /// Transcribe a job of `kind`. A stream's finals and interims are short
+    /// and a client waits on each, so an engine may spend less on them than
+    /// on a batch window (Whisper: a smaller encoder context, see
+    /// docs/MODELS.md). The default runs [`ModelWorker::transcribe`].
+    ///
+    /// # Errors
+    /// As [`ModelWorker::transcribe`].
+    fn transcribe_job(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        options: &TranscribeOptions,
+        kind: pool::JobKind,
+    ) -> Result<Transcript, EngineError> {
+        let _ = kind;
+        self.transcribe(samples, sample_rate, options)
+    }
 }
 
 /// What makes the engine `settings` choose, run by the pool's loader thread.
@@ -127,11 +145,16 @@ pub fn loader(settings: &ModelSettings) -> ModelLoader {
             })
         }
         #[cfg(feature = "whisper")]
-        ModelChoice::Whisper { path, threads } => {
-            let (path, threads) = (path.clone(), *threads);
+        ModelChoice::Whisper {
+            path,
+            threads,
+            live_min_audio_ctx,
+        } => {
+            let (path, threads, live) = (path.clone(), *threads, *live_min_audio_ctx);
             Box::new(move || {
-                whisper::WhisperModel::load(&path, threads)
-                    .map(|model| Arc::new(model) as Arc<dyn SpeechModel>)
+                whisper::WhisperModel::load(&path, threads).map(|model| {
+                    Arc::new(model.with_live_min_audio_ctx(live)) as Arc<dyn SpeechModel>
+                })
             })
         }
         #[cfg(not(feature = "whisper"))]

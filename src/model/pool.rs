@@ -486,7 +486,7 @@ impl Worker {
             return Err(EngineError::Failed("no engine".into()));
         };
         let ran = catch_unwind(AssertUnwindSafe(|| {
-            engine.transcribe(&job.samples, job.sample_rate, &job.options)
+            engine.transcribe_job(&job.samples, job.sample_rate, &job.options, job.kind)
         }));
         ran.unwrap_or_else(|panic| {
             let message = crate::rt::panic_message(panic.as_ref());

@@ -22,6 +22,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+use super::pool::JobKind;
 use super::text::{pieces_from_token_bytes, strip_tags, words_from_pieces, Piece};
 use super::{EngineError, ModelWorker, SpeechModel, TimedText, TranscribeOptions, Transcript};
 
@@ -45,6 +46,21 @@ const AUDIO_CTX_MARGIN: usize = 64;
 /// up it does not, at a quarter of the full window's cost.
 pub const MIN_AUDIO_CTX: usize = 768;
 
+/// The encoder context floor for live jobs (a stream's finals and
+/// interims): 7.68 s, half the batch floor's cost on a short segment. A
+/// live job whose answer looks like a repetition ([`ran_away`]) runs again
+/// on [`MIN_AUDIO_CTX`]; docs/MODELS.md has the measured trade-off.
+pub const LIVE_MIN_AUDIO_CTX: usize = 384;
+
+/// Words per second of audio beyond which a live answer is taken for a
+/// repetition (fast speech is 4–5).
+const LIVE_WORDS_PER_SECOND_MAX: f64 = 7.0;
+
+/// Tokens per second of audio a live job may decode, plus a constant, so a
+/// repetition stops long before Whisper's 224-token limit.
+const LIVE_TOKENS_PER_SECOND_MAX: f64 = 10.0;
+const LIVE_TOKENS_EXTRA: i32 = 16;
+
 /// Shortest clip whisper.cpp transcribes (it refuses under 1 s); shorter
 /// clips are padded with silence to this.
 const MIN_SAMPLES: usize = SAMPLE_RATE as usize * 11 / 10;
@@ -55,6 +71,7 @@ pub struct WhisperModel {
     threads: usize,
     multilingual: bool,
     min_audio_ctx: usize,
+    live_min_audio_ctx: usize,
     path: PathBuf,
 }
 
@@ -83,6 +100,7 @@ impl WhisperModel {
             threads: threads.max(1),
             multilingual,
             min_audio_ctx: MIN_AUDIO_CTX,
+            live_min_audio_ctx: LIVE_MIN_AUDIO_CTX,
             path: path.to_path_buf(),
         })
     }
@@ -93,6 +111,14 @@ impl WhisperModel {
     /// [`MIN_AUDIO_CTX`].
     pub fn with_min_audio_ctx(mut self, positions: usize) -> WhisperModel {
         self.min_audio_ctx = positions.clamp(1, FULL_AUDIO_CTX);
+        self
+    }
+
+    /// The same model with another floor for live jobs (a stream's finals
+    /// and interims); the server uses [`LIVE_MIN_AUDIO_CTX`]. A floor at or
+    /// above the batch floor turns the live policy off.
+    pub fn with_live_min_audio_ctx(mut self, positions: usize) -> WhisperModel {
+        self.live_min_audio_ctx = positions.clamp(1, FULL_AUDIO_CTX);
         self
     }
 
@@ -124,6 +150,7 @@ impl SpeechModel for WhisperModel {
             threads: self.threads,
             multilingual: self.multilingual,
             min_audio_ctx: self.min_audio_ctx,
+            live_min_audio_ctx: self.live_min_audio_ctx,
         }))
     }
 }
@@ -136,6 +163,7 @@ struct WhisperWorker {
     threads: usize,
     multilingual: bool,
     min_audio_ctx: usize,
+    live_min_audio_ctx: usize,
 }
 
 impl ModelWorker for WhisperWorker {
@@ -145,14 +173,93 @@ impl ModelWorker for WhisperWorker {
         sample_rate: u32,
         options: &TranscribeOptions,
     ) -> Result<Transcript, EngineError> {
+        let audio = WhisperAudio::new(samples, sample_rate)?;
+        self.run(&audio, options, self.min_audio_ctx, 0)
+    }
+
+    fn transcribe_job(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        options: &TranscribeOptions,
+        kind: JobKind,
+    ) -> Result<Transcript, EngineError> {
+        let audio = WhisperAudio::new(samples, sample_rate)?;
+        if kind == JobKind::Batch || self.live_min_audio_ctx >= self.min_audio_ctx {
+            return self.run(&audio, options, self.min_audio_ctx, 0);
+        }
+        // A live job first runs on the smaller context, its tokens bounded so
+        // that a runaway repetition stops early; one that ran away is run
+        // again as a batch job would be.
+        let tokens_max = live_tokens_max(audio.duration);
+        let live = self.run(&audio, options, self.live_min_audio_ctx, tokens_max)?;
+        if !ran_away(&live, audio.duration) {
+            return Ok(live);
+        }
+        tracing::debug!(
+            seconds = audio.duration,
+            words = live.words.len(),
+            "a live job ran away on the small context; running it on the full floor"
+        );
+        self.run(&audio, options, self.min_audio_ctx, 0)
+    }
+}
+
+/// A job's audio as Whisper takes it: 16 kHz f32, padded to whisper.cpp's
+/// minimum, with the real (unpadded) duration.
+struct WhisperAudio {
+    samples: Vec<f32>,
+    duration: f64,
+}
+
+impl WhisperAudio {
+    fn new(samples: &[i16], sample_rate: u32) -> Result<WhisperAudio, EngineError> {
         if sample_rate == 0 {
             return Err(EngineError::InvalidAudio("sample rate 0".into()));
         }
-        let mut audio = to_whisper_audio(samples, sample_rate);
-        let duration = audio.len() as f64 / f64::from(SAMPLE_RATE);
-        if audio.len() < MIN_SAMPLES {
-            audio.resize(MIN_SAMPLES, 0.0);
+        let mut samples = to_whisper_audio(samples, sample_rate);
+        let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
+        if samples.len() < MIN_SAMPLES {
+            samples.resize(MIN_SAMPLES, 0.0);
         }
+        Ok(WhisperAudio { samples, duration })
+    }
+}
+
+/// The most tokens a live job may decode: far above what speech of that
+/// length holds (about 4 tokens a second), so only a repetition reaches it.
+fn live_tokens_max(duration: f64) -> i32 {
+    (LIVE_TOKENS_PER_SECOND_MAX * duration).ceil() as i32 + LIVE_TOKENS_EXTRA
+}
+
+/// Whether a transcript looks like the repetition a too-small context can
+/// cause: more words than anyone speaks in that time, or the same three
+/// words over and over.
+pub fn ran_away(transcript: &Transcript, duration: f64) -> bool {
+    let words = &transcript.words;
+    if words.len() as f64 > LIVE_WORDS_PER_SECOND_MAX * duration + 3.0 {
+        return true;
+    }
+    let lower: Vec<String> = words.iter().map(|word| word.word.to_lowercase()).collect();
+    let mut seen = std::collections::HashMap::new();
+    lower.windows(3).any(|trigram| {
+        let count = seen.entry(trigram).or_insert(0);
+        *count += 1;
+        *count >= 3
+    })
+}
+
+impl WhisperWorker {
+    /// Run whisper.cpp on `audio` with an encoder context of at least
+    /// `ctx_floor` positions and at most `tokens_max` tokens per segment
+    /// (0: no bound).
+    fn run(
+        &mut self,
+        audio: &WhisperAudio,
+        options: &TranscribeOptions,
+        ctx_floor: usize,
+        tokens_max: i32,
+    ) -> Result<Transcript, EngineError> {
         let language = self.language(options);
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(self.threads).unwrap_or(1));
@@ -163,21 +270,20 @@ impl ModelWorker for WhisperWorker {
         params.set_suppress_nst(true);
         params.set_temperature(0.0);
         params.set_temperature_inc(0.0);
+        params.set_max_tokens(tokens_max);
         params.set_print_special(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
-        let padded_seconds = audio.len() as f64 / f64::from(SAMPLE_RATE);
-        let audio_ctx = audio_ctx_for(padded_seconds, self.min_audio_ctx);
+        let padded_seconds = audio.samples.len() as f64 / f64::from(SAMPLE_RATE);
+        let audio_ctx = audio_ctx_for(padded_seconds, ctx_floor);
         params.set_audio_ctx(i32::try_from(audio_ctx).unwrap_or(0));
         self.state
-            .full(params, &audio)
+            .full(params, &audio.samples)
             .map_err(|error| EngineError::Failed(format!("whisper.cpp: {error}")))?;
-        Ok(self.collect(duration))
+        Ok(self.collect(audio.duration))
     }
-}
 
-impl WhisperWorker {
     /// The language to decode in: English-only models always speak `en`;
     /// a multilingual one takes the hint's primary subtag (`pt-BR` → `pt`)
     /// when whisper knows it, and detects the language otherwise.
@@ -284,6 +390,47 @@ mod tests {
         assert_eq!(audio_ctx_for(1.1, 1), 128);
         assert_eq!(audio_ctx_for(5.0, 1), 320);
         assert_eq!(audio_ctx_for(5.0, 5000), FULL_AUDIO_CTX);
+    }
+
+    fn words(text: &str) -> Transcript {
+        let words = text
+            .split_whitespace()
+            .map(|word| crate::model::Word {
+                word: word.to_string(),
+                start: 0.0,
+                end: 0.0,
+            })
+            .collect();
+        Transcript {
+            text: text.to_string(),
+            words,
+            pieces: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn runaway_answers_are_told_from_speech() {
+        let speech = words("The train till London leaves from platform two");
+        assert!(!ran_away(&speech, 3.5));
+        // Too many words for the time: 17 words in 1.5 s.
+        let fast = words("one two three four five six seven eight nine ten a b c d e f g");
+        assert!(ran_away(&fast, 1.5));
+        assert!(!ran_away(&fast, 3.0));
+        // The same three words three times, at any speed.
+        let looped = words("send me the report send me the report send me the report");
+        assert!(ran_away(&looped, 30.0));
+        assert!(!ran_away(
+            &words("send me the report send me the report"),
+            30.0
+        ));
+    }
+
+    #[test]
+    fn live_jobs_may_decode_far_more_tokens_than_speech_holds() {
+        assert_eq!(live_tokens_max(0.0), LIVE_TOKENS_EXTRA);
+        assert_eq!(live_tokens_max(2.05), 21 + LIVE_TOKENS_EXTRA);
+        // Whisper's own limit is 224 per segment; a 15 s segment stays under it.
+        assert!(live_tokens_max(15.0) <= 224 - 16 + LIVE_TOKENS_EXTRA);
     }
 
     #[test]
