@@ -4,7 +4,8 @@
 # packages only when missing, builds the server, starts it on an ephemeral
 # port with an API key and an admin key, runs the tests, stops the server.
 # Screenshots go to <target dir>/browser-artifacts/. Ends with one line:
-#   browser tests: N passed, N failed
+#   browser tests: N passed, N failed, N ignored, N skipped
+# (node's `todo` tests are the ignored ones, its `skip` tests the skipped ones).
 #
 # With --whisper: the server is built with the `whisper` feature and runs the
 # real engine (scripts/fetch-model.sh first), and the test is
@@ -109,8 +110,10 @@ status=0
 
 passed=$(sed -n 's/^# pass //p' "$tap")
 failed=$(sed -n 's/^# fail //p' "$tap")
+ignored=$(sed -n 's/^# todo //p' "$tap")
+skipped=$(sed -n 's/^# skipped //p' "$tap")
 echo "screenshots: $artifacts"
-echo "$label: ${passed:-0} passed, ${failed:-0} failed"
+echo "$label: ${passed:-0} passed, ${failed:-0} failed, ${ignored:-0} ignored, ${skipped:-0} skipped"
 if [ "$status" -ne 0 ] && [ "${failed:-0}" -eq 0 ]; then
     failed=1 # node itself failed (a syntax error, a crash before any test)
 fi

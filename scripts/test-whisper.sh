@@ -4,7 +4,7 @@
 # Whisper tiny.en weights. Idempotent: installs cmake (whisper.cpp's build)
 # when missing, fetches and converts the model (scripts/fetch-model.sh, a
 # no-op once done), lints and tests the feature. Ends with one line:
-#   whisper tests: N passed, N failed
+#   whisper tests: N passed, N failed, N ignored, N skipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,8 @@ cargo clippy --all-targets --features "$features" -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The engine's unit tests, then the end-to-end tests against the real binary.
-cargo test --features "$features" --lib model:: 2>&1 | tee "$log"
-cargo test --features "$features" --test whisper -- --nocapture 2>&1 | tee -a "$log"
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "whisper tests: %d passed, %d failed\n", p, f }' "$log"
+status=0
+cargo test --features "$features" --lib model:: 2>&1 | tee "$log" || status=$?
+cargo test --features "$features" --test whisper -- --nocapture 2>&1 | tee -a "$log" || status=$?
+scripts/test-summary.sh "whisper tests" "$log"
+exit "$status"

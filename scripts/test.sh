@@ -12,11 +12,25 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features transcription-service/fault-injection -- -D warnings
 
 # fault-injection: test-only inputs that make a handler or session panic.
+features=transcription-service/fault-injection
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --features transcription-service/fault-injection 2>&1 | tee "$log"
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# Build every test binary first; the server binary from that same build is the
+# one loadtests/tests/against_real_server.rs starts (it fails without it). Its
+# path comes from cargo's own artifact list (the non-test `transcription-server`
+# bin), so a configured target dir or triple is followed.
+TRANSCRIPTION_SERVER_BIN=$(cargo test --workspace --features "$features" --no-run \
+    --message-format=json-render-diagnostics |
+    grep '"reason":"compiler-artifact"' |
+    grep '"name":"transcription-server"' |
+    grep '"test":false' |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | head -n 1)
+[ -x "$TRANSCRIPTION_SERVER_BIN" ] || { echo "test: no transcription-server binary from cargo" >&2; exit 1; }
+export TRANSCRIPTION_SERVER_BIN
+status=0
+cargo test --workspace --features "$features" 2>&1 | tee "$log" || status=$?
+scripts/test-summary.sh tests "$log"
+[ "$status" -eq 0 ] || exit "$status"
 
 # The real engine (feature `whisper`: fetches the model, builds whisper.cpp)
 # and the pages in headless Chromium.

@@ -1,8 +1,8 @@
 //! Replays of the fuzz targets on the stable toolchain.
 //!
-//! `fuzz/src/lib.rs` holds the harness of every cargo-fuzz target; it is
-//! compiled here too, so a seed or a minimised reproducer goes through exactly
-//! the code the fuzzer ran. One test per target replays its committed seeds
+//! `fuzz/src/` holds the harness of every cargo-fuzz target, one file each
+//! (`lib.rs` lists them); it is compiled here too, so a seed or a minimised
+//! reproducer goes through exactly the code the fuzzer ran. One test per target replays its committed seeds
 //! (`fuzz/seeds/<target>/`), so seeds stay valid as the code changes; one test
 //! per finding replays its reproducer (`fuzz/regressions/<target>-<name>`) and
 //! states the correct behaviour. See fuzz/README.md and fuzz/RESULTS.md.
@@ -122,7 +122,7 @@ fn seeds_reach_the_interesting_paths() {
     let seed = |target: &str, name: &str| {
         std::fs::read(fuzz_dir().join("seeds").join(target).join(name)).expect("seed")
     };
-    let events = harness::connection(
+    let events = harness::http_head_body::connection(
         &[&seed("http_head_body", "post_length_pipelined")[4..]],
         4096,
         4096,
@@ -130,12 +130,12 @@ fn seeds_reach_the_interesting_paths() {
     assert!(matches!(
         events.as_slice(),
         [
-            harness::ConnEvent::Request { .. },
-            harness::ConnEvent::Request { .. },
-            harness::ConnEvent::Close
+            harness::http_head_body::ConnEvent::Request { .. },
+            harness::http_head_body::ConnEvent::Request { .. },
+            harness::http_head_body::ConnEvent::Close
         ]
     ));
-    let audio = harness::synth_audio(1, 150, 16_000, 3);
+    let audio = harness::synth::synth_audio(1, 150, 16_000, 3);
     let pcm = transcription_service::audio::Pcm {
         samples: audio,
         sample_rate: 16_000,
@@ -145,7 +145,7 @@ fn seeds_reach_the_interesting_paths() {
         transcription_service::audio::segment_all(&pcm, config, 2).len(),
         1
     );
-    let log = harness::ws_session_log(&seed("ws_session", "ops_speech_finalize_end"));
+    let log = harness::ws_session::ws_session_log(&seed("ws_session", "ops_speech_finalize_end"));
     let count = |final_only: bool| {
         log.iter()
             .filter(|output| match output {
@@ -186,7 +186,7 @@ fn seeds_reach_the_interesting_paths() {
 #[test]
 fn finding_ws_read_after_capacity_error_does_not_panic() {
     let link = Link::new(Vec::new(), 1024, 8);
-    let frame = harness::client_frame(true, 0x2, &vec![0u8; 10_000]);
+    let frame = harness::ws_session::client_frame(true, 0x2, &vec![0u8; 10_000]);
     let _ = link.feed(frame[..4096].to_vec(), 4096);
     assert!(matches!(
         link.read_message(),
@@ -194,7 +194,11 @@ fn finding_ws_read_after_capacity_error_does_not_panic() {
     ));
     // The rest of the oversized frame, then the client's close reply.
     let mut rest = frame[4096..].to_vec();
-    rest.extend(harness::client_frame(true, 0x8, &1009u16.to_be_bytes()));
+    rest.extend(harness::ws_session::client_frame(
+        true,
+        0x8,
+        &1009u16.to_be_bytes(),
+    ));
     let _ = link.feed(rest, 4096);
     let next = catch_unwind(AssertUnwindSafe(|| link.read_message().map(|_| ())));
     assert!(next.is_ok(), "read_message panicked after a capacity error");
@@ -204,10 +208,10 @@ fn finding_ws_read_after_capacity_error_does_not_panic() {
 /// harness reading on after the capacity error as the connection does.
 #[test]
 fn finding_ws_session_capacity_then_read() {
-    harness::READ_AFTER_CAPACITY_ERROR.with(|read_on| read_on.set(true));
+    harness::ws_session::READ_AFTER_CAPACITY_ERROR.with(|read_on| read_on.set(true));
     let data = regression("ws_session-capacity-then-read");
     let outcome = catch_unwind(|| harness::run_target("ws_session", &data));
-    harness::READ_AFTER_CAPACITY_ERROR.with(|read_on| read_on.set(false));
+    harness::ws_session::READ_AFTER_CAPACITY_ERROR.with(|read_on| read_on.set(false));
     assert!(outcome.is_ok(), "the session harness panicked");
 }
 

@@ -238,8 +238,21 @@ fn keys_given_to_the_pages_are_never_logged() {
     get(&server, &format!("/dashboard?access_token={ADMIN_KEY}"));
     get(&server, &format!("/dashboard?access_token={API_KEY}"));
     get(&server, "/dashboard?access_token=not-the-key-either");
-    // Give the log reader thread a moment.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The search is only worth something once the access log of all three
+    // requests has been captured: wait for their three lines.
+    let logged = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|line| line.contains("/dashboard") && line.contains("status"))
+            .count()
+    };
+    assert!(
+        support::eventually(std::time::Duration::from_secs(10), || logged(
+            &server.stderr_lines()
+        ) >= 3),
+        "the three requests were not logged: {:#?}",
+        server.stderr_lines()
+    );
     for line in server.stderr_lines() {
         assert!(
             !line.contains(ADMIN_KEY) && !line.contains(API_KEY) && !line.contains("not-the-key"),

@@ -4,6 +4,9 @@
 //! the runner merges them into one and wraps it in a [`Report`], which prints
 //! a human summary ([`Report::write_human`]) and a single-line JSON object
 //! ([`Report::json_line`]) with the same figures.
+//!
+//! The helpers every report shares live here once: [`new_histogram`] and
+//! [`record_us`] for µs histograms, [`round`] for the figures in JSON lines.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -16,7 +19,7 @@ use crate::http::ErrorKind;
 
 /// Highest latency the histograms track exactly (one hour, in µs); larger
 /// values are clamped to it.
-const MAX_LATENCY_US: u64 = 3_600_000_000;
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// What one worker (or, merged, a whole run) measured.
 #[derive(Debug, Clone)]
@@ -41,9 +44,25 @@ impl Default for Stats {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// An empty µs histogram from 1 µs to [`MAX_LATENCY_US`], 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
     // Bounds are constants known to be valid; this cannot fail.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// Records `duration` in a µs histogram, clamped to 1 µs..[`MAX_LATENCY_US`].
+pub fn record_us(histogram: &mut Histogram<u64>, duration: Duration) {
+    histogram.saturating_record(duration_us(duration));
+}
+
+fn duration_us(duration: Duration) -> u64 {
+    (duration.as_micros().min(u128::from(MAX_LATENCY_US)) as u64).max(1)
+}
+
+/// `x` rounded to `digits` decimal places (for the JSON lines).
+pub fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
 }
 
 impl Stats {
@@ -61,7 +80,7 @@ impl Stats {
 
     /// Records a response with `status` that took `latency`.
     pub fn record_response(&mut self, status: u16, latency: Duration) {
-        let us = (latency.as_micros().min(u128::from(MAX_LATENCY_US)) as u64).max(1);
+        let us = duration_us(latency);
         self.latency.saturating_record(us);
         if (200..300).contains(&status) {
             self.latency_ok.saturating_record(us);
@@ -181,11 +200,6 @@ struct JsonReport<'a> {
     error_kinds: BTreeMap<&'static str, u64>,
     connects: u64,
     first_error: Option<&'a str>,
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
 }
 
 impl Report {

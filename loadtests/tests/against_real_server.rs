@@ -1,15 +1,16 @@
 //! End-to-end runs of `loadgen stream`, `idle` and `soak` against the real
 //! `transcription-server`, started by the test on `127.0.0.1` with a free
-//! port. The server binary is taken from `TRANSCRIPTION_SERVER_BIN`; when the
-//! variable is unset the tests print a note and pass, so `cargo test -p
-//! loadtests` never depends on the server being built.
+//! port. The server binary is taken from `TRANSCRIPTION_SERVER_BIN`, which
+//! `scripts/test.sh` sets to the binary it builds; when the variable is unset
+//! the tests fail and say how to set it, so a run that did not reach the
+//! server is never counted as a pass.
 //!
 //! ```sh
-//! cargo build --release --bin transcription-server
-//! TRANSCRIPTION_SERVER_BIN=target/release/transcription-server cargo test -p loadtests
+//! cargo build --bin transcription-server
+//! TRANSCRIPTION_SERVER_BIN=target/debug/transcription-server cargo test -p loadtests
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -28,16 +29,16 @@ impl Drop for Server {
     }
 }
 
-/// Starts the server if `TRANSCRIPTION_SERVER_BIN` is set.
-fn start_server(test: &str) -> Option<Server> {
+/// Starts the server named by `TRANSCRIPTION_SERVER_BIN`.
+///
+/// # Panics
+/// If the variable is unset, or the server does not start.
+fn start_server(test: &str) -> Server {
     let Some(bin) = std::env::var_os("TRANSCRIPTION_SERVER_BIN") else {
-        // Written to the real stderr (not captured by the test harness), so
-        // the skip is visible in a plain `cargo test` run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: {test} skipped: set TRANSCRIPTION_SERVER_BIN to the server binary to run it"
+        panic!(
+            "{test} needs the server: set TRANSCRIPTION_SERVER_BIN to the transcription-server \
+             binary (scripts/test.sh builds it and sets the variable)"
         );
-        return None;
     };
     let mut child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", "0"])
@@ -64,7 +65,7 @@ fn start_server(test: &str) -> Option<Server> {
             panic!("the server did not print `listening on 127.0.0.1:PORT`");
         }
     };
-    Some(Server { child, port })
+    Server { child, port }
 }
 
 /// Runs `loadgen --json` with `args` and returns its single JSON line.
@@ -94,9 +95,7 @@ fn fixture(name: &str) -> String {
 /// Runs 3 sessions of one loop (~5 s) with `driver` and checks the result.
 fn stream_with_driver(driver: &str) {
     let test = format!("stream_sessions_complete_in_order ({driver})");
-    let Some(server) = start_server(&test) else {
-        return;
-    };
+    let server = start_server(&test);
     let wav = fixture("two_utterances.wav");
     let pid = server.child.id().to_string();
     let v = loadgen(
@@ -134,9 +133,11 @@ fn stream_with_driver(driver: &str) {
         audio > 3.0 * 4.9 && audio < 3.0 * 5.1,
         "one loop of ~5 s each: {v}"
     );
-    // Paced: one loop takes ~5 s of wall time.
+    // Paced: one loop of ~5 s of audio cannot be sent in less wall time
+    // (a lower bound only: a loaded machine makes the run longer, never
+    // shorter, so this cannot fail for want of CPU).
     let wall = v["wall_s"].as_f64().unwrap();
-    assert!(wall > 4.8 && wall < 15.0, "{v}");
+    assert!(wall > 4.8, "{v}");
     assert!(v["loadgen_cpu_s"].as_f64().is_some(), "{v}");
     assert!(v["server_cpu_s"].as_f64().is_some(), "{v}");
 }
@@ -153,9 +154,7 @@ fn stream_sessions_complete_in_order_threads_driver() {
 
 #[test]
 fn stream_no_pace_with_the_mux_driver() {
-    let Some(server) = start_server("stream_no_pace_with_the_mux_driver") else {
-        return;
-    };
+    let server = start_server("stream_no_pace_with_the_mux_driver");
     let wav = fixture("two_utterances.wav");
     let v = loadgen(
         server.port,
@@ -189,9 +188,7 @@ fn stream_no_pace_with_the_mux_driver() {
 
 #[test]
 fn idle_sessions_are_counted_by_the_server() {
-    let Some(server) = start_server("idle_sessions_are_counted_by_the_server") else {
-        return;
-    };
+    let server = start_server("idle_sessions_are_counted_by_the_server");
     let pid = server.child.id().to_string();
     let v = loadgen(
         server.port,
@@ -220,9 +217,7 @@ fn idle_sessions_are_counted_by_the_server() {
 
 #[test]
 fn soak_keeps_streams_going_and_drains() {
-    let Some(server) = start_server("soak_keeps_streams_going_and_drains") else {
-        return;
-    };
+    let server = start_server("soak_keeps_streams_going_and_drains");
     let pid = server.child.id().to_string();
     let wav = fixture("two_utterances.wav");
     let v = loadgen(
@@ -258,8 +253,9 @@ fn soak_keeps_streams_going_and_drains() {
     let completed = v["streams_completed"].as_u64().unwrap();
     let aborted = v["abrupt_disconnects"].as_u64().unwrap();
     let terminated = v["streams_terminated"].as_u64().unwrap();
-    // 6 streams of 1-2 s over ~5 s: sessions were replaced.
-    assert!(started > 12, "{v}");
+    // Streams of at most 2 s of paced audio in a 6 s run: at least one of the
+    // 6 slots was refilled (more is a matter of speed, not asserted here).
+    assert!(started > 6, "{v}");
     assert_eq!(v["streams_failed"], 0, "{v}");
     assert_eq!(completed + aborted + terminated, started, "{v}");
     assert_eq!(v["deletes_failures"], 0, "{v}");

@@ -700,30 +700,6 @@ mod tests {
         assert_eq!(decode(AudioFormat::Wav, &streamed), Ok(expected));
     }
 
-    /// Decode cost; run with `cargo test -- --ignored --nocapture decode_throughput`.
-    #[test]
-    #[ignore]
-    fn decode_throughput() {
-        for name in [
-            "hello.wav",
-            "hello_stereo_44k.wav",
-            "hello_f32.wav",
-            "hello.flac",
-        ] {
-            let bytes = fixture(name);
-            let rounds = 50;
-            let started = std::time::Instant::now();
-            let mut audio_s = 0.0;
-            for _ in 0..rounds {
-                audio_s += decode(AudioFormat::Sniff, &bytes)
-                    .expect("decodes")
-                    .duration_s();
-            }
-            let per_audio_second_us = started.elapsed().as_secs_f64() * 1e6 / audio_s;
-            eprintln!("{name}: {per_audio_second_us:.0} µs of CPU per second of audio");
-        }
-    }
-
     #[test]
     fn tags_are_dropped_before_symphonia_sees_them() {
         let flac = fixture("hello.flac");

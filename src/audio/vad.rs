@@ -332,27 +332,4 @@ mod tests {
             prop_assert_eq!(events_split(&pcm, &splits), events_split(&pcm, &[]));
         }
     }
-
-    /// Cost of the VAD path per second of audio; run with
-    /// `cargo test --release -- --ignored --nocapture vad_throughput`.
-    #[test]
-    #[ignore]
-    fn vad_throughput() {
-        let pcm = fixture("two_utterances.wav");
-        for rate in VAD_RATES_HZ {
-            let samples = crate::audio::resample::resample_i16(&pcm.samples, 16_000, rate);
-            let config = server_defaults(rate);
-            let mut detector = VadSegmenter::new(config, 2);
-            let mut events = Vec::with_capacity(64);
-            let rounds = 200;
-            let started = std::time::Instant::now();
-            for _ in 0..rounds {
-                detector.push(&samples, &mut events);
-                events.clear();
-            }
-            let audio_s = rounds as f64 * samples.len() as f64 / f64::from(rate);
-            let per_audio_second_us = started.elapsed().as_secs_f64() * 1e6 / audio_s;
-            eprintln!("{rate} Hz: {per_audio_second_us:.1} µs of CPU per second of audio");
-        }
-    }
 }

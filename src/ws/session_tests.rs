@@ -271,18 +271,44 @@ fn refused_finals_wait_and_apply_backpressure_without_being_lost() {
 
 #[test]
 fn backpressure_starts_at_the_bound() {
+    let bound = config().finals_waiting_max;
     let mut session = session(false);
     let mut jobs = Vec::new();
     let pcm = fixture_pcm("two_utterances.wav");
-    // Four finalized segments, none accepted by the pool.
+    // Four finalized segments (the bound), none accepted by the pool.
     for _ in 0..2 {
         feed(&mut session, &pcm, 640, &mut jobs);
         session.on_text(r#"{"type":"finalize"}"#, Instant::now());
+        while let Some(job) = session.next_job() {
+            jobs.push(job);
+        }
     }
+    assert_eq!(jobs.len(), bound, "one final job per segment");
+    let ids: Vec<u64> = jobs.iter().map(|job| job.segment_id).collect();
+    // Refused last first, so the waiting line keeps segment order. Below the
+    // bound the driver keeps reading audio; the refusal that reaches it stops it.
+    let mut refused = 0;
     for job in jobs.drain(..).rev() {
+        assert!(
+            !session.is_backpressured(),
+            "backpressure with {refused} refused finals, under the bound of {bound}"
+        );
         session.job_refused(job);
+        refused += 1;
     }
+    assert_eq!(refused, bound);
     assert!(session.is_backpressured());
+    // Every refused final waits, none lost, none twice: all come back, in order.
+    let mut again = Vec::new();
+    while let Some(job) = session.next_job() {
+        again.push(job);
+    }
+    assert_eq!(
+        again.iter().map(|job| job.segment_id).collect::<Vec<_>>(),
+        ids
+    );
+    assert!(again.iter().all(|job| job.kind == JobKind::Final));
+    assert!(!session.is_backpressured());
 }
 
 #[test]

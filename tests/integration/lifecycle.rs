@@ -193,13 +193,153 @@ fn a_loading_model_is_not_ready_and_its_jobs_wait_for_it() {
 }
 
 #[test]
+fn a_full_model_queue_is_not_ready_until_it_drains() {
+    // One worker and a queue of one, with a slow model: the first upload's
+    // job runs, the second's fills the queue.
+    let server = std::sync::Arc::new(Server::start(&[
+        "--model-workers",
+        "1",
+        "--model-queue-capacity",
+        "1",
+        "--mock-latency-ms",
+        "3000",
+    ]));
+    assert_eq!(get(&server, "/v1/ready").status, 200);
+    let upload = |server: &std::sync::Arc<Server>| {
+        let server = std::sync::Arc::clone(server);
+        std::thread::spawn(move || {
+            crate::support::post(
+                &server,
+                "/v1/transcribe",
+                "audio/wav",
+                &fixture("hello.wav"),
+                &[],
+            )
+        })
+    };
+    let gauge = |name: &str| crate::support::metric(&server, name, &[]).unwrap_or(0.0);
+    // The first job is running before the second is sent, so the second is
+    // queued (not refused as it would be if both raced for the queue).
+    let first = upload(&server);
+    assert!(crate::support::eventually(
+        Duration::from_secs(10),
+        || gauge("transcribe_model_jobs_in_flight") == 1.0
+    ));
+    let second = upload(&server);
+    let uploads = [first, second];
+    let full = serde_json::json!({"ready": false, "reason": "model queue full"});
+    let mut last = serde_json::Value::Null;
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || {
+            let ready = get(&server, "/v1/ready");
+            last = ready.json();
+            ready.status == 503 && last == full
+        }),
+        "never reported the full queue; last answer {last}"
+    );
+    for upload in uploads {
+        let reply = upload.join().expect("upload");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    // Both jobs are done: the queue is empty and the server is ready again.
+    assert!(crate::support::eventually(Duration::from_secs(10), || get(
+        &server,
+        "/v1/ready"
+    )
+    .status
+        == 200));
+}
+
+/// Whether this kernel builds a ring with these setup flags (the same
+/// builder calls the server makes for one core).
+fn kernel_accepts_ring(entries: u32, coop_taskrun: bool, sqpoll_idle_ms: Option<u32>) -> bool {
+    let mut ring = io_uring::IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder();
+    if coop_taskrun {
+        ring.setup_coop_taskrun();
+    }
+    if let Some(idle_ms) = sqpoll_idle_ms {
+        ring.setup_sqpoll(idle_ms);
+    }
+    ring.build(entries).is_ok()
+}
+
+/// The submission queue sizes (`SqMask + 1`) of the process's io_uring
+/// instances, from `/proc/<pid>/fdinfo`.
+fn uring_sq_entries(pid: u32) -> Vec<u32> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the server's fds");
+    let mut entries = Vec::new();
+    for fd in fds.map_while(Result::ok) {
+        let is_ring = std::fs::read_link(fd.path())
+            .is_ok_and(|target| target.to_string_lossy().contains("io_uring"));
+        if !is_ring {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let mask = info.lines().find_map(|line| {
+            let hex = line.strip_prefix("SqMask:")?.trim().strip_prefix("0x")?;
+            u32::from_str_radix(hex, 16).ok()
+        });
+        if let Some(mask) = mask {
+            entries.push(mask + 1);
+        }
+    }
+    entries
+}
+
+/// How many of the process's threads are io_uring submission-polling
+/// kernel threads (`iou-sqp-<pid>`).
+fn sqpoll_threads(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .map_while(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with("iou-sqp"))
+        })
+        .count()
+}
+
+#[test]
 fn every_io_uring_setup_serves() {
-    for args in [
-        &["--uring-coop-taskrun", "false"][..],
-        &["--uring-sqpoll-idle-ms", "50", "--uring-entries", "256"][..],
-    ] {
-        let server = Server::start(args);
-        assert_eq!(get(&server, "/v1/health").status, 200, "{args:?}");
+    const REFUSED: &str = "io_uring setup flags refused";
+    let uring_works = kernel_accepts_ring(1024, false, None);
+    // (arguments, entries, coop_taskrun, sqpoll_idle_ms): what is asked.
+    let setups: [(&[&str], u32, bool, Option<u32>); 3] = [
+        (&["--uring-coop-taskrun", "false"], 1024, false, None),
+        (
+            &[
+                "--uring-coop-taskrun",
+                "false",
+                "--uring-sqpoll-idle-ms",
+                "50",
+                "--uring-entries",
+                "256",
+            ],
+            256,
+            false,
+            Some(50),
+        ),
+        // The default COOP_TASKRUN with SQPOLL: kernels that find the two
+        // incompatible refuse the ring, and the server must say so.
+        (
+            &["--uring-sqpoll-idle-ms", "50", "--uring-entries", "256"],
+            256,
+            true,
+            Some(50),
+        ),
+    ];
+    for (args, entries, coop_taskrun, sqpoll_idle_ms) in setups {
+        let args = [&["--cores", "1"], args].concat();
+        let server = Server::start(&args);
+        let health = get(&server, "/v1/health").json();
+        assert_eq!(health["status"], "ok", "{args:?}: {health}");
+        if uring_works {
+            assert_eq!(health["io_driver"], "io_uring", "{args:?}");
+        }
         let reply = crate::support::post(
             &server,
             "/v1/transcribe",
@@ -208,6 +348,27 @@ fn every_io_uring_setup_serves() {
             &[],
         );
         assert_eq!(reply.status, 200, "{args:?}");
+        if !uring_works {
+            continue;
+        }
+        let refused_reported = server.stderr_lines().iter().any(|l| l.contains(REFUSED));
+        if kernel_accepts_ring(entries, coop_taskrun, sqpoll_idle_ms) {
+            // The flags took effect: no refusal, the ring has the size asked
+            // for, and a polling thread exists exactly when one was asked.
+            assert!(!refused_reported, "{args:?}: {:?}", server.stderr_lines());
+            let rings = uring_sq_entries(server.pid());
+            assert!(!rings.is_empty(), "{args:?}: no io_uring fd");
+            assert!(rings.contains(&entries), "{args:?}: rings {rings:?}");
+            assert_eq!(
+                sqpoll_threads(server.pid()) > 0,
+                sqpoll_idle_ms.is_some(),
+                "{args:?}"
+            );
+        } else {
+            // The kernel refuses them: the server runs a plain ring and says so.
+            assert!(refused_reported, "{args:?}: {:?}", server.stderr_lines());
+            assert_eq!(sqpoll_threads(server.pid()), 0, "{args:?}");
+        }
     }
 }
 
@@ -229,7 +390,7 @@ fn the_epoll_fallback_is_reported() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_zero() {
-    let mut server = Server::start(&["--mock-latency-ms", "1500", "--cores", "1"]);
+    let mut server = Server::start(&["--mock-latency-ms", "3000", "--cores", "1"]);
     let mut raw = Raw::connect(&server);
     // A quarter second of speech as raw PCM: small enough that the upload and
     // the readiness probe pipelined behind it arrive in one read, so the probe
@@ -244,7 +405,16 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     request.extend_from_slice(speech);
     request.extend_from_slice(b"GET /v1/ready HTTP/1.1\r\n\r\n");
     raw.send(&request);
-    std::thread::sleep(Duration::from_millis(400));
+    // The upload has been read once its model job exists (queued or running;
+    // the mock takes 3 s over it, so the poll sees it long before it ends).
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || {
+            let queued = crate::support::metric(&server, "transcribe_model_queue_depth", &[]);
+            let running = crate::support::metric(&server, "transcribe_model_jobs_in_flight", &[]);
+            queued.unwrap_or(0.0) + running.unwrap_or(0.0) >= 1.0
+        }),
+        "the upload never reached the model"
+    );
     server.signal("TERM");
 
     let first = raw

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    assert_active_sessions, eventually, fixture, fixture_pcm, get, post, Raw, Server, Ws,
+    assert_active_sessions, eventually, fixture, fixture_pcm, get, metric, post, Raw, Server, Ws,
 };
 
 /// 20 ms of 16 kHz PCM16.
@@ -582,25 +582,31 @@ fn a_plain_get_on_the_stream_endpoint_is_400() {
     assert_eq!(reply.error_code(), "bad_request");
 }
 
-#[test]
-fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
-    let server = Server::start(&[
-        "--ws-outbound-messages-max",
-        "16",
-        "--slow-consumer-timeout-ms",
-        "300",
-    ]);
-    let mut raw = RawWs::connect_with_small_receive_buffer(&server, "");
-    // Every bad message earns an error reply; send enough of them, without
-    // reading any reply, to fill every socket buffer between us.
-    let bad = br#"{"type":"nonsense","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+/// A text message whose reply is an error (not sheddable, unlike an
+/// interim), for piling up replies a client does not read.
+const BAD_MESSAGE: &[u8] = br#"{"type":"nonsense","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+
+/// Sends up to `count` [`BAD_MESSAGE`]s without reading a reply; returns how
+/// many were sent before the server stopped reading (or all of them).
+fn send_unread_bad_messages(raw: &mut RawWs, count: usize) -> usize {
     let mut sent = 0;
-    while sent < 40_000 && raw.try_send_frame(0x1, bad) {
+    while sent < count && raw.try_send_frame(0x1, BAD_MESSAGE) {
         sent += 1;
     }
-    // Past the slow-consumer timeout with the replies still unread.
-    std::thread::sleep(Duration::from_millis(600));
-    // Reading now drains the backlog, then the error and the close frame.
+    sent
+}
+
+/// Waits until the server counted one slow consumer, then reads what the
+/// client was sent: the rest of its backlog (if any), the error and 1008.
+fn assert_closed_as_slow_consumer(server: &Server, raw: &mut RawWs, sent: usize) {
+    assert!(
+        eventually(Duration::from_secs(10), || metric(
+            server,
+            "transcribe_slow_consumers_total",
+            &[]
+        ) == Some(1.0)),
+        "no slow consumer counted after {sent} unread replies"
+    );
     let (messages, close) = raw.drain_after_close();
     assert_eq!(
         close,
@@ -615,9 +621,49 @@ fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
         "the backlog was dropped, not all {sent} replies sent"
     );
     assert!(eventually(Duration::from_secs(10), || {
-        let metrics = get(&server, "/v1/sessions/metrics").json();
+        let metrics = get(server, "/v1/sessions/metrics").json();
         metrics["total_closed"] == 1 && metrics["active_sessions"] == 0
     }));
+}
+
+#[test]
+fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
+    // Past the hard cap (4 x 16 queued replies) the client is closed at
+    // once: the timer is a minute away, so only the cap can close this client
+    // within the test's patience.
+    let server = Server::start(&[
+        "--ws-outbound-messages-max",
+        "16",
+        "--slow-consumer-timeout-ms",
+        "60000",
+    ]);
+    let mut raw = RawWs::connect_with_small_receive_buffer(&server, "");
+    // Enough unread replies to fill every socket buffer between us and then
+    // the queue past its cap.
+    let sent = send_unread_bad_messages(&mut raw, 40_000);
+    assert_closed_as_slow_consumer(&server, &mut raw, sent);
+}
+
+#[test]
+fn a_backlog_over_the_bound_but_under_the_cap_closes_a_slow_consumer_on_the_timer() {
+    // Bound 200 replies, hard cap 800. Each message names an unknown type of
+    // 60 KB, and the `invalid_message` reply quotes it: socket buffers (a few
+    // MB on loopback) hold at most ~100 such replies, so of 700 unread ones
+    // more than 200 stay queued, yet never the 800 of the cap. Only the
+    // slow-consumer timer can close this client.
+    let server = Server::start(&[
+        "--ws-outbound-messages-max",
+        "200",
+        "--slow-consumer-timeout-ms",
+        "300",
+    ]);
+    let mut raw = RawWs::connect_with_small_receive_buffer(&server, "");
+    let big = format!(r#"{{"type":"{}"}}"#, "x".repeat(60_000));
+    let mut sent = 0;
+    while sent < 700 && raw.try_send_frame(0x1, big.as_bytes()) {
+        sent += 1;
+    }
+    assert_closed_as_slow_consumer(&server, &mut raw, sent);
 }
 
 #[test]

@@ -336,6 +336,34 @@ impl Raw {
         }
     }
 
+    /// The bytes the server sent (buffered ones included) before it closed
+    /// the connection (EOF or reset) within `timeout`; `None` if it did not.
+    pub fn bytes_until_closed(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut received = std::mem::take(&mut self.pending);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Some(received),
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(_) => return Some(received),
+            }
+        }
+    }
+
     /// Whether the server closed the connection (EOF or reset) within
     /// `timeout`, discarding anything it still sends.
     pub fn is_closed_within(&mut self, timeout: Duration) -> bool {

@@ -25,6 +25,7 @@ use serde::Serialize;
 use tungstenite::Message;
 
 use crate::http::{build_request, HttpClient};
+use crate::stats::round;
 use crate::sys;
 use crate::target::Target;
 use crate::ws::{self, Socket, WsFailure};
@@ -152,11 +153,6 @@ pub struct IdleReport {
     pub errors: BTreeMap<String, u64>,
     pub first_failure: Option<String>,
     pub nofile_limit: Option<u64>,
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
 }
 
 /// RSS growth per session in kB (one decimal), when it can be computed.
