@@ -255,8 +255,8 @@ mod tests {
     /// where a tensor record starts or the file ends.
     fn model() -> (Vec<u8>, Vec<usize>) {
         let mut bytes = MAGIC.to_le_bytes().to_vec();
-        for value in [2, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1] {
-            bytes.extend((value as i32).to_le_bytes());
+        for value in [2i32, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1] {
+            bytes.extend(value.to_le_bytes());
         }
         for value in [1i32, 1] {
             bytes.extend(value.to_le_bytes());
