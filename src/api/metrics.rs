@@ -18,6 +18,7 @@ pub fn prometheus(core: &CoreContext) -> Response {
         model_jobs_in_flight: shared.to_pool.in_flight(),
         model_ready: shared.to_pool.model_state() == ModelState::Ready,
         model_worker_restarts: shared.to_pool.worker_restarts(),
+        model_jobs_dropped: shared.to_pool.jobs_dropped(),
         uptime_seconds: shared.started_at.elapsed().as_secs_f64(),
     };
     let mut text = prometheus::render(&shared.metrics.latest(), &levels);

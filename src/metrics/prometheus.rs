@@ -31,6 +31,9 @@ pub struct Levels {
     pub model_ready: bool,
     /// A counter kept by the pool, not by the cores.
     pub model_worker_restarts: u64,
+    /// Jobs the pool dropped unrun because their submitter had gone (kept
+    /// by the pool).
+    pub model_jobs_dropped: u64,
     pub uptime_seconds: f64,
 }
 
@@ -53,7 +56,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             *count as f64,
         );
     }
-    let simple_counters: [(&str, &str, f64); 21] = [
+    let simple_counters: [(&str, &str, f64); 22] = [
         (
             "transcribe_connections_accepted_total",
             "TCP connections accepted.",
@@ -153,6 +156,11 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             "transcribe_model_worker_restarts_total",
             "Model workers that replaced their engine after it panicked.",
             levels.model_worker_restarts as f64,
+        ),
+        (
+            "transcribe_model_jobs_dropped_total",
+            "Model jobs dropped unrun because their session or request had gone (client left, session ended).",
+            levels.model_jobs_dropped as f64,
         ),
         (
             "transcribe_sessions_rejected_per_peer_total",

@@ -1,5 +1,14 @@
-//! The model-worker pool: `model_workers` threads fed by one bounded
-//! crossbeam queue.
+//! The model-worker pool: `model_workers` threads fed by three bounded
+//! crossbeam queues, one per [`JobKind`], taken in priority order: a live
+//! stream's finals first, then batch windows, then interims. A worker takes
+//! an interim only when no final or batch job waits, so a burst of uploads
+//! or a crowd of interims never holds a final back.
+//!
+//! A job whose submitter has gone (the client left, the session ended, the
+//! request was dropped) is not computed: the worker sees that its reply has
+//! no receiver any more and drops it, counting it
+//! ([`ToPool::jobs_dropped`]). So the queue empties within one job's time of
+//! the last client leaving, whatever the backlog was.
 //!
 //! Cores submit with [`ToPool::try_submit`], which never blocks: a full queue
 //! is answered `overloaded` by the caller. Each [`Job`] carries the id of the
@@ -17,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
 use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
 
@@ -28,6 +37,20 @@ pub enum JobKind {
     Interim,
     Final,
 }
+
+impl JobKind {
+    /// The queue a job of this kind waits in; lower is taken first.
+    fn priority(self) -> usize {
+        match self {
+            JobKind::Final => 0,
+            JobKind::Batch => 1,
+            JobKind::Interim => 2,
+        }
+    }
+}
+
+/// One queue per [`JobKind`], indexed by [`JobKind::priority`].
+const QUEUES: usize = 3;
 
 /// Where a job's outcome goes.
 pub type Reply = futures_channel::oneshot::Sender<JobOutcome>;
@@ -94,8 +117,11 @@ pub enum SubmitError {
 /// The submitting side of the pool, cloned into every core.
 #[derive(Clone)]
 pub struct ToPool {
-    sender: Sender<Job>,
+    /// Indexed by [`JobKind::priority`].
+    senders: [Sender<Job>; QUEUES],
     in_flight: Arc<AtomicUsize>,
+    /// Jobs dropped unrun because their submitter had gone.
+    dropped: Arc<AtomicU64>,
     restarts: Arc<AtomicU64>,
     loading: Arc<Loading>,
     workers: usize,
@@ -108,20 +134,31 @@ impl ToPool {
     /// [`SubmitError::Full`] when the queue is at capacity,
     /// [`SubmitError::Closed`] when the pool has stopped.
     pub fn try_submit(&self, job: Job) -> Result<(), SubmitError> {
-        self.sender.try_send(job).map_err(|error| match error {
+        let queue = &self.senders[job.kind.priority()];
+        queue.try_send(job).map_err(|error| match error {
             TrySendError::Full(job) => SubmitError::Full(job),
             TrySendError::Disconnected(job) => SubmitError::Closed(job),
         })
     }
 
-    /// Jobs waiting in the queue.
+    /// Jobs waiting in the queues, every kind.
     pub fn queue_depth(&self) -> usize {
-        self.sender.len()
+        self.senders.iter().map(Sender::len).sum()
     }
 
-    /// The queue's capacity.
+    /// Jobs of `kind` waiting.
+    pub fn queue_depth_of(&self, kind: JobKind) -> usize {
+        self.senders[kind.priority()].len()
+    }
+
+    /// The capacity of each kind's queue.
     pub fn queue_capacity(&self) -> usize {
-        self.sender.capacity().unwrap_or(usize::MAX)
+        self.senders[0].capacity().unwrap_or(usize::MAX)
+    }
+
+    /// Jobs dropped unrun because their submitter had gone, since start.
+    pub fn jobs_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Jobs a worker is running right now.
@@ -134,9 +171,11 @@ impl ToPool {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// Whether a new job would be refused right now.
+    /// Whether a new final or batch job would be refused right now
+    /// (interims are best effort and do not count).
     pub fn is_full(&self) -> bool {
-        self.sender.is_full()
+        self.senders[JobKind::Final.priority()].is_full()
+            || self.senders[JobKind::Batch.priority()].is_full()
     }
 
     /// The number of worker threads.
@@ -313,8 +352,12 @@ impl ModelPool {
         queue_capacity: usize,
     ) -> anyhow::Result<ModelPool> {
         assert!(workers >= 1 && queue_capacity >= 1);
-        let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue_capacity);
+        let channels: [(Sender<Job>, Receiver<Job>); QUEUES] =
+            std::array::from_fn(|_| crossbeam_channel::bounded::<Job>(queue_capacity));
+        let senders = channels.clone().map(|(sender, _)| sender);
+        let receivers = channels.map(|(_, receiver)| receiver);
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
         let restarts = Arc::new(AtomicU64::new(0));
         let loading = Arc::new(Loading::new(workers));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -350,21 +393,23 @@ impl ModelPool {
                 model: None,
                 engine: None,
                 in_flight: Arc::clone(&in_flight),
+                dropped: Arc::clone(&dropped),
                 restarts: Arc::clone(&restarts),
                 load_error: None,
             };
-            let receiver = receiver.clone();
+            let receivers = receivers.clone();
             let stopped = stopped.clone();
             let loading = Arc::clone(&loading);
             let handle = std::thread::Builder::new()
                 .name(format!("model-worker-{index}"))
-                .spawn(move || worker.run(&loading, receiver, stopped))?;
+                .spawn(move || worker.run(&loading, &receivers, &stopped))?;
             handles.push(handle);
         }
         Ok(ModelPool {
             to_pool: ToPool {
-                sender,
+                senders,
                 in_flight,
+                dropped,
                 restarts,
                 loading,
                 workers,
@@ -406,13 +451,14 @@ struct Worker {
     /// (every job then fails until one can).
     engine: Option<Box<dyn ModelWorker>>,
     in_flight: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
     restarts: Arc<AtomicU64>,
     /// Why the model could not be loaded: every job is answered with it.
     load_error: Option<String>,
 }
 
 impl Worker {
-    fn run(mut self, loading: &Loading, jobs: Receiver<Job>, stopped: Receiver<()>) {
+    fn run(mut self, loading: &Loading, queues: &[Receiver<Job>; QUEUES], stopped: &Receiver<()>) {
         // Jobs wait in the queue while the model loads.
         match loading.wait_model() {
             Ok(model) => {
@@ -435,24 +481,18 @@ impl Worker {
                 loading.worker_settled(None);
             }
         }
-        loop {
-            crossbeam_channel::select! {
-                recv(jobs) -> job => match job {
-                    Ok(job) => self.run_one(job),
-                    Err(_) => return,
-                },
-                recv(stopped) -> _ => {
-                    // Stopping: finish what is queued, then exit.
-                    while let Ok(job) = jobs.try_recv() {
-                        self.run_one(job);
-                    }
-                    return;
-                }
-            }
+        while let Some(job) = next_job(queues, stopped) {
+            self.run_one(job);
         }
     }
 
     fn run_one(&mut self, job: Job) {
+        if job.reply.is_canceled() {
+            // Nobody waits for this outcome any more: computing it would
+            // only delay the jobs of those who do.
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = self.run_job(&job);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -530,6 +570,36 @@ impl Worker {
     }
 }
 
+/// The next job, highest priority first, blocking while every queue is
+/// empty. `None` once the pool stops (after the queued jobs) or every
+/// submitter has gone.
+fn next_job(queues: &[Receiver<Job>; QUEUES], stopped: &Receiver<()>) -> Option<Job> {
+    loop {
+        let mut disconnected = 0;
+        for queue in queues {
+            match queue.try_recv() {
+                Ok(job) => return Some(job),
+                Err(TryRecvError::Disconnected) => disconnected += 1,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        if disconnected == QUEUES {
+            return None;
+        }
+        // Nothing waits: sleep until a queue has a job or the pool stops,
+        // then take by priority again.
+        let mut select = Select::new();
+        for queue in queues {
+            select.recv(queue);
+        }
+        let stop = select.recv(stopped);
+        if select.ready() == stop {
+            // Stopping: finish what is queued (in priority order), then exit.
+            return queues.iter().find_map(|queue| queue.try_recv().ok());
+        }
+    }
+}
+
 /// A fresh engine state from `model`; a panic while making it is an error.
 fn new_engine(model: &dyn SpeechModel) -> Result<Box<dyn ModelWorker>, EngineError> {
     catch_unwind(AssertUnwindSafe(|| model.new_worker())).unwrap_or_else(|panic| {
@@ -596,6 +666,128 @@ mod tests {
         for receiver in receivers {
             assert!(futures_executor_block_on(receiver).is_ok());
         }
+    }
+
+    /// An engine that notes each job's first sample in the order it runs
+    /// them, and holds its first job until `release` sends.
+    struct Recorder {
+        order: Arc<Mutex<Vec<i16>>>,
+        release: crossbeam_channel::Receiver<()>,
+    }
+
+    struct RecorderWorker {
+        order: Arc<Mutex<Vec<i16>>>,
+        release: Option<crossbeam_channel::Receiver<()>>,
+    }
+
+    impl SpeechModel for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+
+        fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError> {
+            Ok(Box::new(RecorderWorker {
+                order: Arc::clone(&self.order),
+                release: Some(self.release.clone()),
+            }))
+        }
+    }
+
+    impl ModelWorker for RecorderWorker {
+        fn transcribe(
+            &mut self,
+            samples: &[i16],
+            _sample_rate: u32,
+            _options: &TranscribeOptions,
+        ) -> Result<Transcript, EngineError> {
+            if let Some(release) = self.release.take() {
+                let _ = release.recv();
+            }
+            self.order.lock().expect("order").push(samples[0]);
+            Ok(Transcript::default())
+        }
+    }
+
+    /// A pool of one [`Recorder`] worker, busy with a first job (sample 0)
+    /// until the returned sender releases it.
+    fn held_pool() -> (ModelPool, Arc<Mutex<Vec<i16>>>, Sender<()>, ReplyReceiver) {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (release, held) = crossbeam_channel::bounded(1);
+        let model = Arc::new(Recorder {
+            order: Arc::clone(&order),
+            release: held,
+        });
+        let pool = ModelPool::start(model, 1, 8).expect("pool starts");
+        let (job, first) = Job::new(0, JobKind::Batch, vec![0; 160], 16_000, Default::default());
+        pool.to_pool().try_submit(job).expect("queued");
+        // The worker has taken the first job once its queue is empty.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.to_pool().in_flight() == 0 {
+            assert!(Instant::now() < deadline, "the worker never took the job");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (pool, order, release, first)
+    }
+
+    #[test]
+    fn finals_run_before_batch_windows_and_batch_before_interims() {
+        let (pool, order, release, first) = held_pool();
+        let to_pool = pool.to_pool();
+        let mut receivers = vec![first];
+        // Queued lowest priority first, two of each kind.
+        for (kind, tag) in [
+            (JobKind::Interim, 31),
+            (JobKind::Batch, 21),
+            (JobKind::Final, 11),
+            (JobKind::Interim, 32),
+            (JobKind::Batch, 22),
+            (JobKind::Final, 12),
+        ] {
+            let (job, receiver) = Job::new(0, kind, vec![tag; 160], 16_000, Default::default());
+            to_pool.try_submit(job).expect("queued");
+            receivers.push(receiver);
+        }
+        assert_eq!(to_pool.queue_depth(), 6);
+        assert_eq!(to_pool.queue_depth_of(JobKind::Final), 2);
+        release.send(()).expect("released");
+        for receiver in receivers {
+            assert!(futures_executor_block_on(receiver).is_ok());
+        }
+        assert_eq!(*order.lock().expect("order"), [0, 11, 12, 21, 22, 31, 32]);
+        drop(to_pool);
+        pool.join();
+    }
+
+    #[test]
+    fn jobs_whose_submitter_has_gone_are_dropped_unrun() {
+        let (pool, order, release, first) = held_pool();
+        let to_pool = pool.to_pool();
+        let mut kept = Vec::new();
+        for tag in 1..=6 {
+            let (job, receiver) = Job::new(
+                0,
+                JobKind::Final,
+                vec![tag; 160],
+                16_000,
+                Default::default(),
+            );
+            to_pool.try_submit(job).expect("queued");
+            // Every job but the 3rd and the 6th loses its receiver (the
+            // client left) before a worker reaches it.
+            if tag % 3 == 0 {
+                kept.push(receiver);
+            }
+        }
+        release.send(()).expect("released");
+        assert!(futures_executor_block_on(first).is_ok());
+        for receiver in kept {
+            assert!(futures_executor_block_on(receiver).is_ok());
+        }
+        assert_eq!(*order.lock().expect("order"), [0, 3, 6]);
+        assert_eq!(to_pool.jobs_dropped(), 4);
+        assert_eq!(to_pool.queue_depth(), 0);
+        drop(to_pool);
+        pool.join();
     }
 
     /// An engine that panics on a job whose first sample is 42, and counts
