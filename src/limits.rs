@@ -64,6 +64,11 @@ pub const BATCH_WINDOW_GAP_MS: u64 = 300;
 /// encoder sees 30 s at most.
 pub const BATCH_WINDOW_SECONDS_MAX: f64 = 30.0;
 
+/// The shortest window a request's speech is split into to keep every model
+/// worker busy: Whisper's batch context floor (768 positions of 20 ms), below
+/// which a shorter window costs no less.
+pub const BATCH_WINDOW_SECONDS_MIN: f64 = 15.36;
+
 /// Bodies up to this size are decoded and segmented on the core itself (well
 /// under a millisecond); larger ones go to the blocking pool so that a long
 /// upload never stalls the other connections of its core.

@@ -16,7 +16,10 @@ use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::multipart::{self, Part};
 use crate::http::Request;
-use crate::limits::{BATCH_JOBS_IN_FLIGHT_MAX, BATCH_WINDOW_GAP_MS, INLINE_DECODE_BYTES_MAX};
+use crate::limits::{
+    BATCH_JOBS_IN_FLIGHT_MAX, BATCH_WINDOW_GAP_MS, BATCH_WINDOW_SECONDS_MIN,
+    INLINE_DECODE_BYTES_MAX,
+};
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, ReplyReceiver, SubmitError};
 use crate::model::window::{self, Span};
@@ -431,7 +434,11 @@ fn batch_windows(core: &CoreContext, audio: &PreparedAudio) -> Vec<Range<usize>>
         .iter()
         .map(|&(start, end)| usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX))
         .collect();
-    window::plan(&lengths, window_max, gap)
+    // Windows shorter than Whisper's context floor cost about as much as the
+    // floor: do not split below it to fill the workers.
+    let window_min = (BATCH_WINDOW_SECONDS_MIN * f64::from(rate)) as usize;
+    let workers = core.shared.settings.model.workers;
+    window::plan(&lengths, window_max, window_min, gap, workers)
 }
 
 /// The silence between two segments packed in one window: enough for

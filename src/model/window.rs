@@ -58,37 +58,53 @@ pub struct Window {
 /// segment boundaries allow, so a request's windows take about the same time
 /// on parallel workers. A segment longer than `window_max` gets a window of
 /// its own (the engine then splits it its own way).
-pub fn plan(lengths: &[usize], window_max: usize, gap: usize) -> Vec<Range<usize>> {
+///
+/// With `workers` > 1 the number of windows is rounded up to a multiple of
+/// it when every window still holds at least `window_min` samples: three
+/// windows on two workers take two rounds, four shorter ones take two
+/// shorter rounds (an encoder window costs about its length, down to
+/// Whisper's context floor, which `window_min` should match).
+pub fn plan(
+    lengths: &[usize],
+    window_max: usize,
+    window_min: usize,
+    gap: usize,
+    workers: usize,
+) -> Vec<Range<usize>> {
     assert!(window_max > gap, "a window must hold more than its gap");
     if lengths.is_empty() {
         return Vec::new();
     }
     let packed: usize = lengths.iter().sum::<usize>() + gap * (lengths.len() - 1);
-    // The fewest windows that could hold everything, and the even share of
-    // each; a window closes once it reaches its share (or would overflow).
-    let windows = packed.div_ceil(window_max).max(1);
-    let target = packed.div_ceil(windows);
+    // The fewest windows that could hold everything, rounded up to fill the
+    // workers when they stay long enough; then the even share of each. A
+    // window closes once it reaches its share (or would overflow).
+    let mut windows = packed.div_ceil(window_max).max(1);
+    let rounded = windows.div_ceil(workers.max(1)) * workers.max(1);
+    if rounded > windows && packed / rounded >= window_min {
+        windows = rounded;
+    }
+    // Cut before a segment that would overflow the window, or whose middle
+    // lies past the next even share of the packed length.
+    let share = packed as f64 / windows as f64;
+    let mut next_boundary = share;
     let mut groups = Vec::with_capacity(windows + 1);
-    let mut start = 0;
-    let mut filled = 0;
+    let (mut start, mut window_start, mut end) = (0, 0, 0);
     for (index, &len) in lengths.iter().enumerate() {
-        let added = if index == start { len } else { gap + len };
-        if index > start && filled + added > window_max {
+        let segment_start = if index == 0 { 0 } else { end + gap };
+        let segment_end = segment_start + len;
+        let middle = (segment_start + segment_end) as f64 / 2.0;
+        if index > start && (segment_end - window_start > window_max || middle >= next_boundary) {
             groups.push(start..index);
             start = index;
-            filled = len;
-        } else {
-            filled += added;
+            window_start = segment_start;
+            while next_boundary <= middle {
+                next_boundary += share;
+            }
         }
-        if filled >= target {
-            groups.push(start..index + 1);
-            start = index + 1;
-            filled = 0;
-        }
+        end = segment_end;
     }
-    if start < lengths.len() {
-        groups.push(start..lengths.len());
-    }
+    groups.push(start..lengths.len());
     groups
 }
 
@@ -217,7 +233,7 @@ mod tests {
             (&[1], 10, 1),
         ];
         for (lengths, window_max, gap) in cases {
-            let groups = plan(lengths, window_max, gap);
+            let groups = plan(lengths, window_max, 0, gap, 1);
             let flat: Vec<usize> = groups.iter().flat_map(Clone::clone).collect();
             assert_eq!(flat, (0..lengths.len()).collect::<Vec<_>>(), "{lengths:?}");
             for group in &groups {
@@ -230,16 +246,27 @@ mod tests {
                 );
             }
         }
-        assert!(plan(&[], 10, 1).is_empty());
+        assert!(plan(&[], 10, 0, 1, 2).is_empty());
     }
 
     #[test]
     fn plans_split_evenly_rather_than_leave_a_small_last_window() {
         // 20 segments of 5 with gaps of 1 pack to 119: five windows would be
         // the fewest at 28; the even share keeps them at 23–24 each.
-        let groups = plan(&[5; 20], 28, 1);
+        let groups = plan(&[5; 20], 28, 0, 1, 1);
         assert_eq!(groups.len(), 5, "{groups:?}");
         assert!(groups.iter().all(|group| group.len() == 4), "{groups:?}");
+    }
+
+    #[test]
+    fn plans_fill_the_workers_while_windows_stay_long_enough() {
+        // 119 packed: five windows alone; six (three rounds of two workers)
+        // when a window may be as short as 19, five when it must hold 20.
+        assert_eq!(plan(&[5; 20], 28, 19, 1, 2).len(), 6);
+        assert_eq!(plan(&[5; 20], 28, 20, 1, 2).len(), 5);
+        // 3 windows' worth on 4 workers: 4 windows of 15 each.
+        let groups = plan(&[5; 10], 28, 10, 1, 4);
+        assert_eq!(groups.len(), 4, "{groups:?}");
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub async fn serve(
         unblocked: Notify::default(),
         finals,
         codec,
+        over: Latch::default(),
     });
     let entry = ShardEntry::insert(&ctx, id.clone());
     core.metrics.count(|c| c.sessions_created += 1);
@@ -94,7 +95,7 @@ pub async fn serve(
         end_session(&ctx, EndReason::ServerShutdown);
     }
     sync_gauges(&ctx);
-    let session_over = Latch::default();
+    let session_over = ctx.over.clone();
     if let Some(limit) = settings.max_session_duration {
         monoio::spawn(end_at_max_duration(
             Rc::downgrade(&ctx),

@@ -110,7 +110,14 @@ async fn await_job_result(ctx: Rc<StreamCtx>, job: JobInFlight, receiver: ReplyR
         end_sample,
         submitted_at,
     } = job;
-    let result = match receiver.await {
+    // Once the connection is over nobody can take this result: drop the
+    // receiver, and the worker drops the job unrun if it has not begun it.
+    let over = ctx.over.wait();
+    let answer = monoio::select! {
+        answer = receiver => answer,
+        () = over => return,
+    };
+    let result = match answer {
         Ok(outcome) => {
             ctx.core.metrics.record(|h| {
                 record_duration(&mut h.model_latency_us, outcome.model_time);

@@ -15,7 +15,7 @@ use super::transport::{Backlog, Link};
 use crate::core::{CoreContext, SessionInfo, ShardSession};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
-use crate::rt::Notify;
+use crate::rt::{Latch, Notify};
 use crate::session::{EndReason, Session, SessionEvent, SessionState};
 
 /// How long we wait for the client's close frame after sending ours.
@@ -38,6 +38,9 @@ pub struct StreamCtx {
     pub(super) finals: Rc<FinalsQueue>,
     /// The wire protocol the client speaks.
     pub(super) codec: &'static dyn Codec,
+    /// Fires once the connection is over: the session's result tasks then
+    /// drop their receivers, so the pool drops the jobs nobody waits for.
+    pub(super) over: Latch,
 }
 
 /// A core's sessions whose finals wait for room in the model queue, retried

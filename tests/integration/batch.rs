@@ -318,3 +318,83 @@ fn a_full_model_queue_answers_503_with_retry_after() {
         assert_eq!(reply.header("retry-after"), Some("1"));
     }
 }
+
+/// The model jobs the server has accepted, once its counters are published
+/// and have reached at least `at_least`.
+fn model_jobs(server: &Server, at_least: f64) -> f64 {
+    let mut jobs = 0.0;
+    crate::support::eventually(std::time::Duration::from_secs(10), || {
+        jobs = crate::support::metric(server, "transcribe_model_jobs_total", &[]).unwrap_or(0.0);
+        jobs >= at_least
+    });
+    jobs
+}
+
+#[test]
+fn packed_windows_keep_every_segment_with_its_own_words() {
+    // The same audio, one job per segment and packed into one window.
+    let wav = fixture("two_utterances.wav");
+    let alone = Server::start(&[]);
+    let packed = Server::start(&["--batch-window-seconds", "28"]);
+    let by_segment = transcribe(&alone, "?words=true", "audio/wav", &wav);
+    let by_window = transcribe(&packed, "?words=true", "audio/wav", &wav);
+    assert_contract_shape(&by_window);
+    // Two segments, two jobs; then one window, one job.
+    assert_eq!(model_jobs(&alone, 2.0), 2.0);
+    assert_eq!(model_jobs(&packed, 1.0), 1.0);
+    let segments = by_window["segments"].as_array().expect("segments");
+    let reference = by_segment["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 2, "{by_window}");
+    let mut words_total = 0;
+    for (segment, alone) in segments.iter().zip(reference) {
+        // The segments are the VAD's, whatever the packing.
+        assert_eq!(segment["start"], alone["start"]);
+        assert_eq!(segment["end"], alone["end"]);
+        let (start, end) = (
+            segment["start"].as_f64().expect("start"),
+            segment["end"].as_f64().expect("end"),
+        );
+        let words = segment["words"].as_array().expect("words");
+        let text: Vec<&str> = segment["text"].as_str().expect("text").split(' ').collect();
+        assert_eq!(words.len(), text.len(), "{segment}");
+        for (word, spoken) in words.iter().zip(&text) {
+            assert_eq!(word["word"].as_str(), Some(*spoken));
+            assert!(transcription_service::model::mock::VOCABULARY.contains(spoken));
+            let (word_start, word_end) = (
+                word["start"].as_f64().expect("start"),
+                word["end"].as_f64().expect("end"),
+            );
+            assert!(
+                start <= word_start && word_start <= word_end && word_end <= end + 0.001,
+                "{word} in {segment}"
+            );
+        }
+        words_total += words.len();
+    }
+    // The mock says 2.5 words a second of what it hears: both segments and
+    // the 0.3 s between them, all of it given back to the segments.
+    let heard: f64 = segments
+        .iter()
+        .map(|s| s["end"].as_f64().unwrap_or(0.0) - s["start"].as_f64().unwrap_or(0.0))
+        .sum::<f64>()
+        + 0.3;
+    // (Segment times are rounded to milliseconds: one word either way.)
+    let expected = (heard * 2.5).round() as usize;
+    assert!(
+        words_total.abs_diff(expected) <= 1,
+        "{words_total} words, {expected} expected: {by_window}"
+    );
+}
+
+#[test]
+fn a_batch_window_outside_its_range_is_refused_at_start() {
+    for value in ["0.5", "31", "NaN"] {
+        let (status, _, stderr) =
+            crate::support::run_to_exit(&["--batch-window-seconds", value], &[]);
+        assert_eq!(status.code(), Some(2), "{value}: {stderr}");
+        assert!(
+            stderr.contains("--batch-window-seconds"),
+            "{value}: {stderr}"
+        );
+    }
+}

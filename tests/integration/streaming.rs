@@ -937,3 +937,41 @@ fn a_full_model_queue_delays_finals_but_never_loses_them() {
     }
     assert!(warned >= 1, "a full queue is announced with `overloaded`");
 }
+
+#[test]
+fn jobs_of_sessions_that_have_gone_are_dropped_not_computed() {
+    // One worker that takes 3 s a job: six streams of two utterances leave
+    // about a dozen finals queued, half a minute of work, when their clients
+    // vanish. The queue must empty without that work being done.
+    let server = Server::start(&["--model-workers", "1", "--mock-latency-ms", "3000"]);
+    let pcm = fixture_pcm("two_utterances.wav");
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let mut ws = Ws::connect(&server, "interim_results=false");
+        ws.next_json();
+        ws.stream_audio(&pcm, 3200);
+        clients.push(ws);
+    }
+    let depth = || metric(&server, "transcribe_model_queue_depth", &[]).unwrap_or(0.0);
+    assert!(
+        eventually(Duration::from_secs(10), || depth() >= 5.0),
+        "the finals never queued: depth {}",
+        depth()
+    );
+    // Every client drops its connection without a word.
+    drop(clients);
+    assert_active_sessions(&server, 0, Duration::from_secs(10));
+    // The worker finishes the job it is on (3 s), then drops the rest unrun.
+    assert!(
+        eventually(Duration::from_secs(10), || depth() == 0.0),
+        "queue depth stayed at {}",
+        depth()
+    );
+    let dropped = || metric(&server, "transcribe_model_jobs_dropped_total", &[]).unwrap_or(0.0);
+    assert!(dropped() >= 4.0, "dropped {}", dropped());
+    // The one running when the clients left was the only one computed.
+    assert!(
+        metric(&server, "transcribe_model_jobs_in_flight", &[]).unwrap_or(0.0) <= 1.0,
+        "jobs in flight"
+    );
+}
