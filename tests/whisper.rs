@@ -112,6 +112,31 @@ fn the_converted_model_has_the_known_size_and_loads() {
 }
 
 #[test]
+fn the_q8_0_copy_passes_the_check_loads_and_hears_hello_world() {
+    // scripts/fetch-model.sh writes it beside the f16 model.
+    let path = model_path().with_file_name("ggml-tiny.en-q8_0.bin");
+    let summary = ct2ggml::check::check_file(&path).expect("a well-formed q8_0 model");
+    assert_eq!(summary.hparams.ftype, ct2ggml::quantize::FTYPE_Q8_0);
+    let path = path.to_str().expect("UTF-8 path");
+    let server = Server::start(&["--model", "whisper", "--model-path", path]);
+    assert!(
+        support::eventually(std::time::Duration::from_secs(60), || get(
+            &server,
+            "/v1/ready"
+        )
+        .status
+            == 200),
+        "the q8_0 model never became ready: {:?}",
+        server.stderr_lines()
+    );
+    let body = batch(&server, &whisper_fixture("hello_world.wav"), "");
+    assert_eq!(
+        normalise(body["text"].as_str().expect("text")),
+        "hello world this is a test"
+    );
+}
+
+#[test]
 fn flite_hello_world_comes_back_word_for_word() {
     let server = whisper_server(&[]);
     let body = batch(&server, &whisper_fixture("hello_world.wav"), "?words=true");
@@ -260,6 +285,97 @@ fn word_error_rate_on_the_flite_set_is_under_ten_percent() {
         "WER {:.1} %:\n{}",
         wer * 100.0,
         report.join("\n")
+    );
+}
+
+/// The WER set's sentences joined into one recording, `gap_s` of silence
+/// apart (a meeting), and their references in order.
+fn wer_set_as_one_recording(gap_s: f64) -> (Vec<u8>, Vec<String>) {
+    let list = String::from_utf8(whisper_fixture("wer.txt")).expect("UTF-8");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut samples: Vec<i16> = Vec::new();
+    let mut references = Vec::new();
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let (name, reference) = line.split_once('\t').expect("NAME<TAB>TEXT");
+        let reader = hound::WavReader::new(std::io::Cursor::new(whisper_fixture(name)))
+            .expect("a WAV fixture");
+        assert_eq!(reader.spec(), spec, "{name}");
+        samples.extend(reader.into_samples::<i16>().map(|s| s.expect("sample")));
+        samples.extend(std::iter::repeat_n(0, (gap_s * 16_000.0) as usize));
+        references.push(normalise(reference));
+    }
+    let mut wav = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut wav, spec).expect("writer");
+    for sample in samples {
+        writer.write_sample(sample).expect("write");
+    }
+    writer.finalize().expect("finalize");
+    (wav.into_inner(), references)
+}
+
+fn wer_of(reference: &str, heard: &str) -> f64 {
+    let r: Vec<&str> = reference.split_whitespace().collect();
+    let h: Vec<&str> = heard.split_whitespace().collect();
+    word_edits(&r, &h) as f64 / r.len().max(1) as f64
+}
+
+#[test]
+fn a_recording_packed_into_windows_keeps_each_sentence_in_its_segment() {
+    // About 33 s of eight sentences: more than one 28 s window, so the
+    // default server packs them into two windows; the reference server
+    // runs one job per segment.
+    let (wav, references) = wer_set_as_one_recording(1.2);
+    let packed = whisper_server(&[]);
+    let alone = whisper_server(&["--batch-window-seconds", "0"]);
+    let by_window = batch(&packed, &wav, "?words=true");
+    let by_segment = batch(&alone, &wav, "?words=true");
+    let segments = by_window["segments"].as_array().expect("segments");
+    let reference_segments = by_segment["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), references.len(), "{by_window:#}");
+    assert_eq!(reference_segments.len(), references.len(), "{by_segment:#}");
+    for ((segment, alone), reference) in segments.iter().zip(reference_segments).zip(&references) {
+        // The same VAD segments, each with its own sentence: a sentence
+        // given to the wrong segment would make two of them wrong.
+        assert_eq!(segment["start"], alone["start"]);
+        assert_eq!(segment["end"], alone["end"]);
+        let heard = normalise(segment["text"].as_str().expect("text"));
+        assert!(
+            wer_of(reference, &heard) <= 0.34,
+            "{heard:?} for {reference:?}: {by_window:#}"
+        );
+        let (start, end) = (
+            segment["start"].as_f64().expect("start"),
+            segment["end"].as_f64().expect("end"),
+        );
+        let mut previous = start;
+        for word in segment["words"].as_array().expect("words") {
+            let (word_start, word_end) = (
+                word["start"].as_f64().expect("start"),
+                word["end"].as_f64().expect("end"),
+            );
+            assert!(
+                previous <= word_start + 1e-9 && word_start <= word_end && word_end <= end + 1e-3,
+                "{word} in {segment}"
+            );
+            previous = word_start;
+        }
+    }
+    // And the whole text is as good as the sentences heard one by one.
+    let all_reference = references.join(" ");
+    let packed_wer = wer_of(
+        &all_reference,
+        &normalise(by_window["text"].as_str().expect("text")),
+    );
+    eprintln!("packed WER {:.1} %", packed_wer * 100.0);
+    assert!(
+        packed_wer < 0.10,
+        "WER {:.1} %: {by_window:#}",
+        packed_wer * 100.0
     );
 }
 
