@@ -116,25 +116,30 @@ fn seeds_vad_segmenter() {
 }
 
 /// The seeds exercise what they are meant to: segments and finals in the
-/// session, segments in the VAD, requests in the HTTP model.
+/// session, segments in the VAD, requests in the real HTTP loop.
 #[test]
 fn seeds_reach_the_interesting_paths() {
     let seed = |target: &str, name: &str| {
         std::fs::read(fuzz_dir().join("seeds").join(target).join(name)).expect("seed")
     };
-    let events = harness::http_head_body::connection(
-        &[&seed("http_head_body", "post_length_pipelined")[4..]],
-        4096,
-        4096,
-    );
-    assert!(matches!(
-        events.as_slice(),
-        [
-            harness::http_head_body::ConnEvent::Request { .. },
-            harness::http_head_body::ConnEvent::Request { .. },
-            harness::http_head_body::ConnEvent::Close
-        ]
-    ));
+    // The real connection loop over the echo service: a sized and a chunked
+    // POST /echo answered in order, then a 404 for an unknown path that asks
+    // to close.
+    let served = transcription_service::http::memory::serve_bytes(
+        &seed("http_head_body", "post_echo_pipelined")[4..],
+        7,
+    )
+    .expect("a runtime");
+    let output = String::from_utf8_lossy(&served.output);
+    let statuses: Vec<&str> = output
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| output.get(at + 9..at + 12))
+        .collect();
+    assert_eq!(statuses, ["200", "200", "404"], "{output}");
+    let hello = output.find("hello").expect("the first body echoed");
+    let abc = output.find("abc").expect("the second body echoed");
+    assert!(hello < abc, "{output}");
+    assert!(served.upgraded.is_none());
     let audio = harness::synth::synth_audio(1, 150, 16_000, 3);
     let pcm = transcription_service::audio::Pcm {
         samples: audio,

@@ -1,9 +1,11 @@
 //! Target `http_head_body`: request heads, chunked bodies and multipart
-//! forms from arbitrary bytes, under the limits the settings allow, and a
-//! model of the connection loop that runs them one request after another.
+//! forms from arbitrary bytes, under the limits the settings allow, and the
+//! real connection loop (`http::conn` over an in-memory transport) running
+//! them one request after another.
 
 use transcription_service::http::body::{BodyError, ChunkedDecoder};
 use transcription_service::http::head::{parse_head, BodyFraming, HeadError, RequestHead};
+use transcription_service::http::memory::serve_bytes;
 
 use super::input::Input;
 
@@ -12,8 +14,8 @@ const HEAD_BYTES_MAX: [usize; 3] = [1024, 4096, 16 * 1024];
 const BODY_BYTES_MAX: [usize; 3] = [1024, 4096, 64 * 1024];
 
 /// `[head limit][body limit][split u16][stream...]`: the stream is parsed as a
-/// request head, decoded as a chunked body, and run through a model of the
-/// connection's read loop (pipelined requests), whole and split at one point.
+/// request head, decoded as a chunked body, and run through the real
+/// connection loop (pipelined requests), read whole and `split` bytes at a time.
 pub fn http_head_body(data: &[u8]) {
     let mut input = Input::new(data);
     let head_bytes_max = HEAD_BYTES_MAX[usize::from(input.u8()) % HEAD_BYTES_MAX.len()];
@@ -25,15 +27,13 @@ pub fn http_head_body(data: &[u8]) {
     check_head(stream, head_bytes_max);
     check_chunked(stream, split, body_bytes_max);
 
-    let whole = connection(&[stream], head_bytes_max, body_bytes_max);
-    let pieces = connection(
-        &[&stream[..split], &stream[split..]],
-        head_bytes_max,
-        body_bytes_max,
-    );
+    // The real read loop: the same bytes, read whole or `split` at a time,
+    // get the same answers and hand over the same upgrade bytes.
+    let whole = served(stream, stream.len().max(1));
+    let pieces = served(stream, split.max(1));
     assert_eq!(
         whole, pieces,
-        "the same bytes split at {split} give other requests"
+        "the same bytes read {split} at a time get other answers"
     );
 }
 
@@ -137,138 +137,17 @@ fn check_chunked(stream: &[u8], split: usize, body_bytes_max: usize) {
     }
 }
 
-/// What the model of the connection loop saw.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConnEvent {
-    Request {
-        head: String,
-        body: Vec<u8>,
-    },
-    /// The connection answered an error and closed.
-    Error,
-    /// `Connection: close` (or HTTP/1.0 without keep-alive): no further request.
-    Close,
-    /// Waiting for more bytes at the end of the input.
-    NeedMore,
-}
-
-enum ConnState {
-    Head,
-    Length {
-        head: RequestHead,
-        length: usize,
-    },
-    Chunked {
-        head: RequestHead,
-        decoder: ChunkedDecoder,
-        body: Vec<u8>,
-    },
-}
-
-/// `http::conn`'s read loop (head, then Content-Length or chunked body, then
-/// the next pipelined request), over bytes that arrive as `pieces`.
-pub fn connection(
-    pieces: &[&[u8]],
-    head_bytes_max: usize,
-    body_bytes_max: usize,
-) -> Vec<ConnEvent> {
-    let mut events = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut state = ConnState::Head;
-    for piece in pieces {
-        buf.extend_from_slice(piece);
-        loop {
-            match state {
-                ConnState::Head => match parse_head(&buf, head_bytes_max) {
-                    Ok(Some((head, head_len))) => {
-                        buf.drain(..head_len);
-                        state = match head.framing {
-                            BodyFraming::None | BodyFraming::Length(0) => {
-                                finish_request(&mut events, head, Vec::new());
-                                if matches!(events.last(), Some(ConnEvent::Close)) {
-                                    return events;
-                                }
-                                ConnState::Head
-                            }
-                            BodyFraming::Length(length) if length > body_bytes_max as u64 => {
-                                events.push(ConnEvent::Error);
-                                return events;
-                            }
-                            BodyFraming::Length(length) => ConnState::Length {
-                                head,
-                                length: length as usize,
-                            },
-                            BodyFraming::Chunked => ConnState::Chunked {
-                                head,
-                                decoder: ChunkedDecoder::default(),
-                                body: Vec::new(),
-                            },
-                        };
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        events.push(ConnEvent::Error);
-                        return events;
-                    }
-                },
-                ConnState::Length { head, length } => {
-                    if buf.len() < length {
-                        state = ConnState::Length { head, length };
-                        break;
-                    }
-                    let rest = buf.split_off(length);
-                    let body = std::mem::replace(&mut buf, rest);
-                    finish_request(&mut events, head, body);
-                    if matches!(events.last(), Some(ConnEvent::Close)) {
-                        return events;
-                    }
-                    state = ConnState::Head;
-                }
-                ConnState::Chunked {
-                    head,
-                    mut decoder,
-                    mut body,
-                } => match decoder.decode(&buf, &mut body, body_bytes_max) {
-                    Ok(consumed) => {
-                        buf.drain(..consumed);
-                        if decoder.is_done() {
-                            finish_request(&mut events, head, body);
-                            if matches!(events.last(), Some(ConnEvent::Close)) {
-                                return events;
-                            }
-                            state = ConnState::Head;
-                        } else {
-                            state = ConnState::Chunked {
-                                head,
-                                decoder,
-                                body,
-                            };
-                            break;
-                        }
-                    }
-                    Err(_) => {
-                        events.push(ConnEvent::Error);
-                        return events;
-                    }
-                },
-            }
+/// What the real connection loop (`http::conn::serve` over an in-memory
+/// transport, `http::memory`) answers to `stream` read `chunk_bytes` at a
+/// time: everything it wrote, with the `Date` headers taken out (they follow
+/// the clock), and the bytes it handed over with an upgrade.
+fn served(stream: &[u8], chunk_bytes: usize) -> (Vec<u8>, Option<Vec<u8>>) {
+    let served = serve_bytes(stream, chunk_bytes).expect("a runtime");
+    let mut output = Vec::with_capacity(served.output.len());
+    for line in served.output.split_inclusive(|&byte| byte == b'\n') {
+        if !line.starts_with(b"Date: ") {
+            output.extend_from_slice(line);
         }
     }
-    events.push(ConnEvent::NeedMore);
-    events
-}
-
-fn finish_request(events: &mut Vec<ConnEvent>, head: RequestHead, body: Vec<u8>) {
-    check_head_fields(&head);
-    if let BodyFraming::Length(length) = head.framing {
-        assert_eq!(body.len() as u64, length);
-    }
-    let keep_alive = head.keep_alive;
-    events.push(ConnEvent::Request {
-        head: format!("{head:?}"),
-        body,
-    });
-    if !keep_alive {
-        events.push(ConnEvent::Close);
-    }
+    (output, served.upgraded)
 }

@@ -22,12 +22,14 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
+use super::loading::Loading;
+pub use super::loading::ModelState;
 use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
 
 /// What a job is for; streams distinguish interim from final results.
@@ -196,115 +198,6 @@ impl ToPool {
 
 /// Makes the model, on the pool's loader thread.
 pub type ModelLoader = Box<dyn FnOnce() -> Result<Arc<dyn SpeechModel>, EngineError> + Send>;
-
-/// Where the pool's model stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelState {
-    /// The weights or some worker's engine state are still being made.
-    Loading,
-    /// Every worker has its engine.
-    Ready,
-    /// The model or a worker's engine could not be made; every job fails.
-    Failed,
-}
-
-/// The loaded model, handed from the loader thread to the workers, and how
-/// many workers have made their engine.
-struct Loading {
-    inner: Mutex<LoadingInner>,
-    changed: Condvar,
-}
-
-struct LoadingInner {
-    model: Option<Result<Arc<dyn SpeechModel>, String>>,
-    workers_pending: usize,
-    worker_error: Option<String>,
-}
-
-impl Loading {
-    fn new(workers: usize) -> Loading {
-        Loading {
-            inner: Mutex::new(LoadingInner {
-                model: None,
-                workers_pending: workers,
-                worker_error: None,
-            }),
-            changed: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LoadingInner> {
-        // The lock guards plain data that no panic leaves half-written.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn set_model(&self, model: Result<Arc<dyn SpeechModel>, String>) {
-        self.lock().model = Some(model);
-        self.changed.notify_all();
-    }
-
-    /// Block until the loader is done: the model, or why there is none.
-    fn wait_model(&self) -> Result<Arc<dyn SpeechModel>, String> {
-        self.wait_for(|inner| inner.model.clone())
-    }
-
-    /// Block until `settled` gives an answer; it is asked at every change.
-    fn wait_for<T>(&self, settled: impl Fn(&LoadingInner) -> Option<T>) -> T {
-        let mut inner = self.lock();
-        loop {
-            if let Some(answer) = settled(&inner) {
-                return answer;
-            }
-            inner = self
-                .changed
-                .wait(inner)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    /// A worker has made its engine (or failed to: `error`).
-    fn worker_settled(&self, error: Option<String>) {
-        let mut inner = self.lock();
-        inner.workers_pending = inner.workers_pending.saturating_sub(1);
-        if inner.worker_error.is_none() {
-            inner.worker_error = error;
-        }
-        if Loading::state_of(&inner) == ModelState::Ready {
-            tracing::info!("the model is ready in every worker");
-        }
-        drop(inner);
-        self.changed.notify_all();
-    }
-
-    fn state_of(inner: &LoadingInner) -> ModelState {
-        match &inner.model {
-            Some(Err(_)) => ModelState::Failed,
-            _ if inner.worker_error.is_some() => ModelState::Failed,
-            Some(Ok(_)) if inner.workers_pending == 0 => ModelState::Ready,
-            _ => ModelState::Loading,
-        }
-    }
-
-    fn state(&self) -> ModelState {
-        Loading::state_of(&self.lock())
-    }
-
-    fn error(&self) -> Option<String> {
-        let inner = self.lock();
-        match &inner.model {
-            Some(Err(error)) => Some(error.clone()),
-            _ => inner.worker_error.clone(),
-        }
-    }
-
-    fn wait_settled(&self) -> ModelState {
-        self.wait_for(|inner| {
-            Some(Loading::state_of(inner)).filter(|state| *state != ModelState::Loading)
-        })
-    }
-}
 
 /// The pool: owns the worker threads until [`ModelPool::join`].
 pub struct ModelPool {
@@ -614,6 +507,7 @@ fn new_engine(model: &dyn SpeechModel) -> Result<Box<dyn ModelWorker>, EngineErr
 mod tests {
     use super::*;
     use crate::model::mock::MockModel;
+    use std::sync::Mutex;
 
     fn pool(workers: usize, capacity: usize, latency_ms: u64) -> ModelPool {
         let model = Arc::new(MockModel {
