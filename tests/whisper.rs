@@ -46,7 +46,11 @@ fn whisper_fixture(name: &str) -> Vec<u8> {
 
 /// A server on the real engine, ready to transcribe.
 fn whisper_server(extra: &[&str]) -> Server {
-    let path = model_path();
+    whisper_server_on(&model_path(), extra)
+}
+
+/// A server on the real engine with the weights at `path`, ready.
+fn whisper_server_on(path: &std::path::Path, extra: &[&str]) -> Server {
     let path = path.to_str().expect("UTF-8 path");
     let mut args = vec!["--model", "whisper", "--model-path", path];
     args.extend_from_slice(extra);
@@ -117,18 +121,7 @@ fn the_q8_0_copy_passes_the_check_loads_and_hears_hello_world() {
     let path = model_path().with_file_name("ggml-tiny.en-q8_0.bin");
     let summary = ct2ggml::check::check_file(&path).expect("a well-formed q8_0 model");
     assert_eq!(summary.hparams.ftype, ct2ggml::quantize::FTYPE_Q8_0);
-    let path = path.to_str().expect("UTF-8 path");
-    let server = Server::start(&["--model", "whisper", "--model-path", path]);
-    assert!(
-        support::eventually(std::time::Duration::from_secs(60), || get(
-            &server,
-            "/v1/ready"
-        )
-        .status
-            == 200),
-        "the q8_0 model never became ready: {:?}",
-        server.stderr_lines()
-    );
+    let server = whisper_server_on(&path, &[]);
     let body = batch(&server, &whisper_fixture("hello_world.wav"), "");
     assert_eq!(
         normalise(body["text"].as_str().expect("text")),

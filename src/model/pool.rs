@@ -562,6 +562,13 @@ mod tests {
         }
     }
 
+    /// Queue a job of `kind` whose samples all read `first`.
+    fn submit(to_pool: &ToPool, kind: JobKind, first: i16) -> ReplyReceiver {
+        let (job, receiver) = Job::new(0, kind, vec![first; 160], 16_000, Default::default());
+        to_pool.try_submit(job).expect("queued");
+        receiver
+    }
+
     /// An engine that notes each job's first sample in the order it runs
     /// them, and holds its first job until `release` sends.
     struct Recorder {
@@ -612,8 +619,7 @@ mod tests {
             release: held,
         });
         let pool = ModelPool::start(model, 1, 8).expect("pool starts");
-        let (job, first) = Job::new(0, JobKind::Batch, vec![0; 160], 16_000, Default::default());
-        pool.to_pool().try_submit(job).expect("queued");
+        let first = submit(&pool.to_pool(), JobKind::Batch, 0);
         // The worker has taken the first job once its queue is empty.
         let deadline = Instant::now() + Duration::from_secs(10);
         while pool.to_pool().in_flight() == 0 {
@@ -637,9 +643,7 @@ mod tests {
             (JobKind::Batch, 22),
             (JobKind::Final, 12),
         ] {
-            let (job, receiver) = Job::new(0, kind, vec![tag; 160], 16_000, Default::default());
-            to_pool.try_submit(job).expect("queued");
-            receivers.push(receiver);
+            receivers.push(submit(&to_pool, kind, tag));
         }
         assert_eq!(to_pool.queue_depth(), 6);
         assert_eq!(to_pool.queue_depth_of(JobKind::Final), 2);
@@ -658,14 +662,7 @@ mod tests {
         let to_pool = pool.to_pool();
         let mut kept = Vec::new();
         for tag in 1..=6 {
-            let (job, receiver) = Job::new(
-                0,
-                JobKind::Final,
-                vec![tag; 160],
-                16_000,
-                Default::default(),
-            );
-            to_pool.try_submit(job).expect("queued");
+            let receiver = submit(&to_pool, JobKind::Final, tag);
             // Every job but the 3rd and the 6th loses its receiver (the
             // client left) before a worker reaches it.
             if tag % 3 == 0 {
@@ -724,15 +721,7 @@ mod tests {
         let pool = ModelPool::start(model, 1, 8).expect("pool starts");
         let to_pool = pool.to_pool();
         let submit = |first: i16| {
-            let (job, receiver) = Job::new(
-                0,
-                JobKind::Batch,
-                vec![first; 160],
-                16_000,
-                Default::default(),
-            );
-            to_pool.try_submit(job).expect("queued");
-            futures_executor_block_on(receiver).expect("answered")
+            futures_executor_block_on(submit(&to_pool, JobKind::Batch, first)).expect("answered")
         };
         assert!(submit(1).result.is_ok());
         let failed = submit(42).result.expect_err("the poisoned job fails");

@@ -78,51 +78,51 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     if arguments.quantize {
-        return match ct2ggml::quantize_file(&arguments.input, &arguments.output) {
-            Ok(summary) => {
-                println!(
-                    "ct2ggml: wrote {} ({} bytes: {} of {} tensors q8_0) in {:.2} s",
-                    arguments.output.display(),
-                    summary.output_bytes,
-                    summary.tensors_quantised,
-                    summary.tensors,
-                    started.elapsed().as_secs_f64()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("ct2ggml: error: {error}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match ct2ggml::convert_dir(&arguments.input, &arguments.output) {
-        Ok(summary) => {
-            let hparams = summary.hparams;
-            println!(
-                "ct2ggml: derived n_vocab={} n_audio_ctx={} n_audio_state={} n_audio_head={} n_audio_layer={} \
-                 n_text_ctx={} n_text_state={} n_text_head={} n_text_layer={} n_mels={} ftype={} ({})",
-                hparams.n_vocab,
-                hparams.n_audio_ctx,
-                hparams.n_audio_state,
-                hparams.n_audio_head,
-                hparams.n_audio_layer,
-                hparams.n_text_ctx,
-                hparams.n_text_state,
-                hparams.n_text_head,
-                hparams.n_text_layer,
-                hparams.n_mels,
-                hparams.ftype,
-                if summary.multilingual { "multilingual" } else { "English-only" },
-            );
-            println!(
-                "ct2ggml: wrote {} ({} bytes: {} tokens, {} tensors) in {:.2} s",
+        let done = ct2ggml::quantize_file(&arguments.input, &arguments.output).map(|summary| {
+            format!(
+                "ct2ggml: wrote {} ({} bytes: {} of {} tensors q8_0) in {:.2} s",
                 arguments.output.display(),
                 summary.output_bytes,
-                summary.tokens_written,
-                summary.tensors_written,
+                summary.tensors_quantised,
+                summary.tensors,
                 started.elapsed().as_secs_f64()
-            );
+            )
+        });
+        return report(done);
+    }
+    let done = ct2ggml::convert_dir(&arguments.input, &arguments.output).map(|summary| {
+        let hparams = summary.hparams;
+        format!(
+            "ct2ggml: derived n_vocab={} n_audio_ctx={} n_audio_state={} n_audio_head={} n_audio_layer={} \
+             n_text_ctx={} n_text_state={} n_text_head={} n_text_layer={} n_mels={} ftype={} ({})\n\
+             ct2ggml: wrote {} ({} bytes: {} tokens, {} tensors) in {:.2} s",
+            hparams.n_vocab,
+            hparams.n_audio_ctx,
+            hparams.n_audio_state,
+            hparams.n_audio_head,
+            hparams.n_audio_layer,
+            hparams.n_text_ctx,
+            hparams.n_text_state,
+            hparams.n_text_head,
+            hparams.n_text_layer,
+            hparams.n_mels,
+            hparams.ftype,
+            if summary.multilingual { "multilingual" } else { "English-only" },
+            arguments.output.display(),
+            summary.output_bytes,
+            summary.tokens_written,
+            summary.tensors_written,
+            started.elapsed().as_secs_f64()
+        )
+    });
+    report(done)
+}
+
+/// Print what was done, or the error, and the exit code that goes with it.
+fn report(done: Result<String, ct2ggml::Error>) -> ExitCode {
+    match done {
+        Ok(message) => {
+            println!("{message}");
             ExitCode::SUCCESS
         }
         Err(error) => {
