@@ -100,6 +100,22 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_MODEL_QUEUE_CAPACITY", default_value_t = 256)]
     pub model_queue_capacity: usize,
 
+    /// Admission by engine capacity: a new stream is refused with overloaded (close 1013) when the streams' estimated demand would exceed this share of what the engine sustains, and /v1/ready says engine_saturated; 0 turns it off (docs/DEPLOY.md).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_MAX_UTILISATION",
+        default_value_t = 0.85
+    )]
+    pub engine_max_utilisation: f64,
+
+    /// With admission by capacity on: a batch request is refused with 503 overloaded and a Retry-After when the batch work already admitted would keep the engine busy for longer than this many seconds.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_MAX_BACKLOG_SECONDS",
+        default_value_t = 30.0
+    )]
+    pub engine_max_backlog_seconds: f64,
+
     /// Concurrent streaming sessions across all cores.
     #[arg(long, env = "TRANSCRIBE_MAX_SESSIONS", default_value_t = 1000)]
     pub max_sessions: usize,

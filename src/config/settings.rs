@@ -73,6 +73,8 @@ pub struct ModelSettings {
     /// Seconds of speech a batch request packs into one engine window; 0 is
     /// one job per segment.
     pub batch_window_seconds: f64,
+    /// Admission by engine capacity (`model/capacity.rs`).
+    pub admission: crate::model::capacity::AdmissionSettings,
     /// How long the mock takes to load (tests of `model_loading`).
     pub mock_load: Duration,
     pub mock_latency: Duration,

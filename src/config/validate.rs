@@ -15,6 +15,7 @@ use super::{
     DEFAULT_WHISPER_MODEL_PATH,
 };
 use crate::cluster::ClusterSettings;
+use crate::model::capacity::AdmissionSettings;
 
 impl Config {
     /// Check every value and resolve the defaults that depend on the machine.
@@ -46,6 +47,20 @@ impl Config {
                 1.0..=crate::limits::BATCH_WINDOW_SECONDS_MAX,
             )?;
         }
+        in_range(
+            "--engine-max-utilisation (0 is off)",
+            self.engine_max_utilisation,
+            0.0..=1.0,
+        )?;
+        in_range(
+            "--engine-max-backlog-seconds",
+            self.engine_max_backlog_seconds,
+            0.0..=86_400.0,
+        )?;
+        let admission = AdmissionSettings {
+            max_utilisation: self.engine_max_utilisation,
+            max_backlog: Duration::from_secs_f64(self.engine_max_backlog_seconds),
+        };
         in_range("--mock-load-ms", self.mock_load_ms, ..=600_000)?;
         in_range("--mock-latency-ms", self.mock_latency_ms, ..=600_000)?;
         in_range("--mock-rtf", self.mock_rtf, 0.0..=100.0)?;
@@ -76,6 +91,7 @@ impl Config {
                 workers: model_workers,
                 queue_capacity: self.model_queue_capacity,
                 batch_window_seconds,
+                admission,
                 mock_load: Duration::from_millis(self.mock_load_ms),
                 mock_latency: Duration::from_millis(self.mock_latency_ms),
                 mock_rtf: self.mock_rtf,

@@ -6,6 +6,7 @@
 //! ([`SpeechModel`] loaded once and shared, [`ModelWorker`] one per worker
 //! thread), the deterministic [`mock::MockModel`], and the pool.
 
+pub mod capacity;
 mod loading;
 pub mod mock;
 pub mod pool;

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
+use super::capacity::{AdmissionSettings, EngineLoad, WorkClass};
 use super::loading::Loading;
 pub use super::loading::ModelState;
 use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript};
@@ -41,6 +42,14 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Which capacity estimate a job of this kind feeds.
+    fn class(self) -> WorkClass {
+        match self {
+            JobKind::Batch => WorkClass::Batch,
+            JobKind::Interim | JobKind::Final => WorkClass::Live,
+        }
+    }
+
     /// The queue a job of this kind waits in; lower is taken first.
     fn priority(self) -> usize {
         match self {
@@ -126,6 +135,8 @@ pub struct ToPool {
     dropped: Arc<AtomicU64>,
     restarts: Arc<AtomicU64>,
     loading: Arc<Loading>,
+    /// The engine's measured capacity and the load admitted onto it.
+    load: Arc<EngineLoad>,
     workers: usize,
 }
 
@@ -178,6 +189,12 @@ impl ToPool {
     pub fn is_full(&self) -> bool {
         self.senders[JobKind::Final.priority()].is_full()
             || self.senders[JobKind::Batch.priority()].is_full()
+    }
+
+    /// The engine's capacity and the load admitted onto it (admission by
+    /// capacity, `capacity.rs`).
+    pub fn load(&self) -> &Arc<EngineLoad> {
+        &self.load
     }
 
     /// The number of worker threads.
@@ -244,6 +261,23 @@ impl ModelPool {
         workers: usize,
         queue_capacity: usize,
     ) -> anyhow::Result<ModelPool> {
+        let load = Arc::new(EngineLoad::new(workers, None, AdmissionSettings::OFF));
+        ModelPool::start_admitting(loader, workers, queue_capacity, load)
+    }
+
+    /// [`ModelPool::start_loading`] with admission by capacity: the workers
+    /// time their jobs into `load`, which the cores consult before they
+    /// admit a stream or an upload. A worker whose engine has no cost model
+    /// (`load` knows no capacity yet) times one warm-up job first.
+    ///
+    /// # Errors
+    /// When a thread cannot be spawned.
+    pub fn start_admitting(
+        loader: ModelLoader,
+        workers: usize,
+        queue_capacity: usize,
+        load: Arc<EngineLoad>,
+    ) -> anyhow::Result<ModelPool> {
         assert!(workers >= 1 && queue_capacity >= 1);
         let channels: [(Sender<Job>, Receiver<Job>); QUEUES] =
             std::array::from_fn(|_| crossbeam_channel::bounded::<Job>(queue_capacity));
@@ -288,6 +322,7 @@ impl ModelPool {
                 in_flight: Arc::clone(&in_flight),
                 dropped: Arc::clone(&dropped),
                 restarts: Arc::clone(&restarts),
+                load: Arc::clone(&load),
                 load_error: None,
             };
             let receivers = receivers.clone();
@@ -305,6 +340,7 @@ impl ModelPool {
                 dropped,
                 restarts,
                 loading,
+                load,
                 workers,
             },
             workers: handles,
@@ -346,6 +382,8 @@ struct Worker {
     in_flight: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     restarts: Arc<AtomicU64>,
+    /// Where the worker's speed is recorded.
+    load: Arc<EngineLoad>,
     /// Why the model could not be loaded: every job is answered with it.
     load_error: Option<String>,
 }
@@ -358,6 +396,7 @@ impl Worker {
                 match new_engine(model.as_ref()) {
                     Ok(engine) => {
                         self.engine = Some(engine);
+                        self.warm_up();
                         loading.worker_settled(None);
                     }
                     Err(error) => {
@@ -389,6 +428,14 @@ impl Worker {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = self.run_job(&job);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if outcome.result.is_ok() {
+            self.load.record(
+                self.index,
+                job.kind.class(),
+                audio_seconds(&job.samples, job.sample_rate),
+                outcome.model_time.as_secs_f64(),
+            );
+        }
         // The submitter may have gone away (client disconnected); then the
         // outcome is simply dropped.
         let _ = job.reply.send(outcome);
@@ -430,6 +477,44 @@ impl Worker {
             let _ = self.replace_engine();
             Err(EngineError::Failed(format!("engine panicked: {message}")))
         })
+    }
+
+    /// Time one live job on synthetic audio when admission is on and nothing
+    /// tells the engine's speed yet (no cost model, no worker has timed one),
+    /// so admission has a figure before the first stream; real jobs correct
+    /// it from then on. Its answer is thrown away.
+    fn warm_up(&mut self) {
+        if !self.load.wants_warm_up() {
+            return;
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        let samples = warm_up_audio();
+        let started = Instant::now();
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            engine.transcribe_job(
+                &samples,
+                WARM_UP_RATE,
+                &TranscribeOptions::default(),
+                JobKind::Final,
+            )
+        }));
+        if matches!(ran, Ok(Ok(_))) {
+            self.load.record(
+                self.index,
+                WorkClass::Live,
+                audio_seconds(&samples, WARM_UP_RATE),
+                started.elapsed().as_secs_f64(),
+            );
+        } else {
+            tracing::warn!(
+                worker = self.index,
+                "the warm-up job failed; admission waits for real jobs to measure the engine"
+            );
+            self.discard_engine();
+            let _ = self.replace_engine();
+        }
     }
 
     /// Drop the engine state a panic may have left inconsistent. Its own
@@ -491,6 +576,30 @@ fn next_job(queues: &[Receiver<Job>; QUEUES], stopped: &Receiver<()>) -> Option<
             return queues.iter().find_map(|queue| queue.try_recv().ok());
         }
     }
+}
+
+/// The sample rate of the warm-up job.
+const WARM_UP_RATE: u32 = 16_000;
+
+/// Three seconds of quiet noise with a slow tone in it: something for the
+/// engine to encode and decode, as a short live final would be.
+fn warm_up_audio() -> Vec<i16> {
+    let mut state: u32 = 0x9E37_79B9;
+    (0..WARM_UP_RATE * 3)
+        .map(|i| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = f64::from((state >> 16) as u16 as i16) / 64.0;
+            let tone =
+                (f64::from(i) * 2.0 * std::f64::consts::PI * 220.0 / f64::from(WARM_UP_RATE)).sin()
+                    * 300.0;
+            (noise + tone) as i16
+        })
+        .collect()
+}
+
+/// The length of `samples` at `sample_rate`, in seconds.
+fn audio_seconds(samples: &[i16], sample_rate: u32) -> f64 {
+    samples.len() as f64 / f64::from(sample_rate.max(1))
 }
 
 /// A fresh engine state from `model`; a panic while making it is an error.
@@ -654,6 +763,39 @@ mod tests {
         assert_eq!(*order.lock().expect("order"), [0, 11, 12, 21, 22, 31, 32]);
         drop(to_pool);
         pool.join();
+    }
+
+    #[test]
+    fn with_admission_on_and_no_cost_model_a_worker_times_a_warm_up_job() {
+        use crate::model::capacity::{AdmissionSettings, EngineLoad, WorkClass};
+        let model: Arc<dyn SpeechModel> = Arc::new(MockModel {
+            latency: Duration::from_millis(20),
+            rtf: 0.0,
+        });
+        let on = AdmissionSettings {
+            max_utilisation: 0.85,
+            max_backlog: Duration::from_secs(30),
+        };
+        let load = Arc::new(EngineLoad::new(1, None, on));
+        let pool = ModelPool::start_admitting(Box::new(move || Ok(model)), 1, 4, Arc::clone(&load))
+            .expect("pool starts");
+        assert_eq!(pool.wait_loaded(), ModelState::Ready);
+        // Three seconds of audio in at least 20 ms: known, and at most 150.
+        let capacity = load.capacity(WorkClass::Live).expect("timed at start-up");
+        assert!(capacity > 0.0 && capacity <= 150.0, "{capacity}");
+        // Off, nothing is timed before the first job.
+        let quiet = Arc::new(EngineLoad::new(1, None, AdmissionSettings::OFF));
+        let model: Arc<dyn SpeechModel> = Arc::new(MockModel {
+            latency: Duration::ZERO,
+            rtf: 0.0,
+        });
+        let other =
+            ModelPool::start_admitting(Box::new(move || Ok(model)), 1, 4, Arc::clone(&quiet))
+                .expect("pool starts");
+        assert_eq!(other.wait_loaded(), ModelState::Ready);
+        assert_eq!(quiet.capacity(WorkClass::Live), None);
+        pool.join();
+        other.join();
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub use crate::core::{ClusterShared, ServerShared};
 use crate::core::{CoreCommand, CoreInbox, IoDriver};
 use crate::limits::LISTEN_BACKLOG;
 use crate::metrics::Aggregator;
+use crate::model::capacity::{CostModel, EngineLoad};
 use crate::model::pool::{ModelPool, ModelState};
 use core_thread::CoreStart;
 
@@ -69,10 +70,11 @@ impl Server {
         // A real model loads in the background while the server answers
         // (`/v1/ready` says `model_loading`); the mock is ready at once
         // unless a test makes it slow.
-        let pool = ModelPool::start_loading(
+        let pool = ModelPool::start_admitting(
             crate::model::loader(&settings.model),
             settings.model.workers,
             settings.model.queue_capacity,
+            Arc::new(engine_load(&settings.model)),
         )?;
         let instant =
             settings.model.model == ModelChoice::Mock && settings.model.mock_load.is_zero();
@@ -311,4 +313,17 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// The pool's capacity figures and admission settings; the mock's cost model
+/// gives its capacity before any job is timed.
+fn engine_load(model: &crate::config::ModelSettings) -> EngineLoad {
+    let cost = match model.model {
+        ModelChoice::Mock => Some(CostModel {
+            latency_s: model.mock_latency.as_secs_f64(),
+            rtf: model.mock_rtf,
+        }),
+        _ => None,
+    };
+    EngineLoad::new(model.workers, cost, model.admission)
 }
