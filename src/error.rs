@@ -90,6 +90,10 @@ impl ErrorKind {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub message: Cow<'static, str>,
+    /// The `Retry-After` of a refusal that knows when it passes (the
+    /// engine's batch backlog); other `overloaded` and `shutting_down`
+    /// answers get the default.
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -97,7 +101,15 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+
+    /// The same error with a `Retry-After` of `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {

@@ -466,7 +466,7 @@ fn check_session_log(harness: &Harness, end_reason: EndReason, state_before_end:
                     finalized.insert(*segment_id);
                 }
             }
-            Output::Message(ServerMessage::Error { code, message }) => {
+            Output::Message(ServerMessage::Error { code, message, .. }) => {
                 if let Some(id) = message
                     .strip_prefix("segment ")
                     .and_then(|rest| rest.split(' ').next())

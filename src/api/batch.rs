@@ -312,6 +312,25 @@ pub async fn run_batch(
     });
 
     let rate = f64::from(pcm.sample_rate);
+    let speech_s = ranges
+        .iter()
+        .map(|(start, end)| end.saturating_sub(*start) as f64 / rate)
+        .sum::<f64>();
+    // Admission by the engine's backlog: refused at once rather than queued
+    // behind more work than the engine can clear in the bound.
+    let mut reservation =
+        core.shared
+            .to_pool
+            .load()
+            .admit_batch(speech_s)
+            .map_err(|saturated| {
+                core.metrics.count(|c| c.batch_refused_saturated += 1);
+                ApiError::new(
+                ErrorKind::Overloaded,
+                "the speech engine has more batch work queued than it clears in time; retry later",
+            )
+            .retry_after(saturated.retry_after_s)
+            })?;
     let mut segments = Vec::with_capacity(ranges.len());
     let groups = batch_windows(core, audio);
     let mut pending: VecDeque<(Range<usize>, Vec<Span>, ReplyReceiver)> = VecDeque::new();
@@ -361,6 +380,12 @@ pub async fn run_batch(
         let Some((group, spans, receiver)) = pending.pop_front() else {
             break;
         };
+        reservation.done(
+            ranges[group.clone()]
+                .iter()
+                .map(|(start, end)| end.saturating_sub(*start) as f64 / rate)
+                .sum(),
+        );
         let outcome = receiver
             .await
             .map_err(|_| ApiError::new(ErrorKind::Internal, "a model worker dropped a job"))?;

@@ -48,7 +48,9 @@ impl Response {
     pub fn error(error: &ApiError) -> Response {
         let mut response =
             Response::with_body(error.kind.status(), "application/json", error.to_json());
-        if matches!(error.kind, ErrorKind::Overloaded | ErrorKind::ShuttingDown) {
+        if let Some(seconds) = error.retry_after_s {
+            response.headers.push(("Retry-After", seconds.to_string()));
+        } else if matches!(error.kind, ErrorKind::Overloaded | ErrorKind::ShuttingDown) {
             response
                 .headers
                 .push(("Retry-After", RETRY_AFTER_SECONDS.to_string()));

@@ -30,6 +30,9 @@ pub struct Tally {
     pub interims_sent: u64,
     pub finals_sent: u64,
     pub interims_shed: u64,
+    /// Interims given up in flight because their segment's final went to
+    /// the engine first.
+    pub interims_superseded: u64,
     /// From the end of a segment's audio arriving to its final being queued.
     pub final_latencies: Vec<Duration>,
 }

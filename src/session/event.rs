@@ -63,7 +63,13 @@ pub enum SessionEvent {
         words: Vec<EventWord>,
     },
     /// An error; [`SessionEvent::Close`] follows when it ends the session.
-    Error { kind: WsErrorKind, message: String },
+    Error {
+        kind: WsErrorKind,
+        message: String,
+        /// Seconds to wait before trying again, for a refusal that passes
+        /// (`overloaded` at capacity).
+        retry_after_s: Option<u32>,
+    },
     /// The session ended, with its figures.
     Ended {
         session_id: String,

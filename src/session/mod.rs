@@ -367,8 +367,11 @@ impl Session {
     /// Send an error message; the session goes on.
     pub fn send_error(&mut self, kind: WsErrorKind, message: String) {
         debug_assert!(kind.close_code().is_none());
-        self.pending
-            .push_back(SessionEvent::Error { kind, message });
+        self.pending.push_back(SessionEvent::Error {
+            kind,
+            message,
+            retry_after_s: None,
+        });
     }
 
     /// Send an error that ends the session, then close with its code.
@@ -377,8 +380,11 @@ impl Session {
             return;
         }
         let close_code = kind.close_code().unwrap_or(1011);
-        self.pending
-            .push_back(SessionEvent::Error { kind, message });
+        self.pending.push_back(SessionEvent::Error {
+            kind,
+            message,
+            retry_after_s: None,
+        });
         self.pending.push_back(SessionEvent::Close(close_code));
         self.close(EndReason::Error);
     }

@@ -77,6 +77,14 @@ impl Session {
         }
     }
 
+    /// The interim in flight was given up because its segment's final went
+    /// to the engine: its result could only arrive after the final, to be
+    /// dropped, so the engine is spared computing it.
+    pub fn interim_superseded(&mut self) {
+        self.interim_in_flight = false;
+        self.tally.interims_superseded += 1;
+    }
+
     /// A model result for a job from [`Session::next_job`].
     pub fn on_result(
         &mut self,
@@ -158,6 +166,7 @@ impl Session {
             Err(error) => SessionEvent::Error {
                 kind: WsErrorKind::Internal,
                 message: format!("segment {segment_id} could not be transcribed: {error}"),
+                retry_after_s: None,
             },
         };
         self.finals_ready.insert(segment_id, event);

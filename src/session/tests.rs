@@ -120,7 +120,7 @@ fn controls_are_protocol_neutral() {
     assert!(
         matches!(
             events.as_slice(),
-            [SessionEvent::Error { kind: crate::error::WsErrorKind::InvalidMessage, message }] if message == "what is this"
+            [SessionEvent::Error { kind: crate::error::WsErrorKind::InvalidMessage, message, .. }] if message == "what is this"
         ),
         "{events:?}"
     );

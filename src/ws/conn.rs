@@ -24,6 +24,7 @@ use crate::cluster::{Admit, LeaseGuard};
 use crate::core::permit::{Refusal, SessionPermit};
 use crate::core::{CoreContext, ShardSession};
 use crate::error::WsErrorKind;
+use crate::model::capacity::StreamReservation;
 use crate::rt::{catch_unwind_future, Latch, Notify};
 use crate::session::{EndReason, Session, SessionConfig, SessionEvent, StreamParams};
 
@@ -51,7 +52,7 @@ pub async fn serve(
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(write_loop(Rc::clone(&link), writer));
 
-    let Some((permit, lease)) = admit(&core, &link, codec, peer).await else {
+    let Some((permit, demand, lease)) = admit(&core, &link, codec, peer).await else {
         finish(&link, reader).await;
         let _ = writer.await;
         return;
@@ -83,6 +84,8 @@ pub async fn serve(
         finals,
         codec,
         over: Latch::default(),
+        demand: RefCell::new(demand),
+        interim_superseded: RefCell::new(None),
     });
     let entry = ShardEntry::insert(&ctx, id.clone());
     core.metrics.count(|c| c.sessions_created += 1);
@@ -138,9 +141,10 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-/// Admit a session from `peer`: a slot under the node's own limits, then
-/// (cluster mode with `cluster_max_sessions`) a cluster lease. Both are
-/// held for the session's life. `None` when a limit refused it: the refusal
+/// Admit a session from `peer`: a slot under the node's own limits, a share
+/// of the engine's capacity (`model/capacity.rs`), then (cluster mode with
+/// `cluster_max_sessions`) a cluster lease. All are held for the session's
+/// life. `None` when a limit refused it: the refusal
 /// is counted and queued for the client, and the connection only has to
 /// finish its close handshake.
 async fn admit(
@@ -148,7 +152,7 @@ async fn admit(
     link: &Link,
     codec: &dyn Codec,
     peer: SocketAddr,
-) -> Option<(SessionPermit, Option<LeaseGuard>)> {
+) -> Option<(SessionPermit, StreamReservation, Option<LeaseGuard>)> {
     let permit = match SessionPermit::acquire(&core.shared.session_limits, peer.ip()) {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -168,14 +172,34 @@ async fn admit(
             return None;
         }
     };
+    // The engine's share before the cluster's lease, so a node whose engine
+    // is saturated never takes a cluster slot.
+    let demand = match core.shared.to_pool.load().admit_stream(Instant::now()) {
+        Ok(demand) => demand,
+        Err(saturated) => {
+            core.metrics.count(|c| c.sessions_rejected += 1);
+            tracing::debug!(core = core.core_id, %peer, "session refused: the engine is saturated");
+            refuse_with_close(
+                link,
+                codec,
+                SessionEvent::Error {
+                    kind: WsErrorKind::Overloaded,
+                    message: "the speech engine is at its capacity; retry later".into(),
+                    retry_after_s: Some(saturated.retry_after_s),
+                },
+                1013,
+            );
+            return None;
+        }
+    };
     // Cluster-wide admission comes after the local limits, so a node that is
     // full itself never takes a cluster slot.
     match admit_in_cluster(core).await {
-        Ok(lease) => Some((permit, lease)),
+        Ok(lease) => Some((permit, demand, lease)),
         Err((kind, message)) => {
             core.metrics.count(|c| c.sessions_rejected += 1);
             tracing::debug!(core = core.core_id, %peer, code = kind.code(), "session refused by the cluster");
-            refuse_with_close(link, codec, kind, message.into(), 1013);
+            refuse_with_close(link, codec, error_event(kind, message.into()), 1013);
             None
         }
     }
@@ -229,19 +253,22 @@ async fn end_at_max_duration(ctx: Weak<StreamCtx>, limit: Duration, session_over
 /// Refuse a session before it starts: an error, then the close frame.
 fn refuse(link: &Link, codec: &dyn Codec, kind: WsErrorKind, message: String) {
     let close_code = kind.close_code().unwrap_or(1011);
-    refuse_with_close(link, codec, kind, message, close_code);
+    refuse_with_close(link, codec, error_event(kind, message), close_code);
 }
 
-/// [`refuse`] with a chosen close code (for kinds that do not close by
-/// themselves, such as `overloaded`).
-fn refuse_with_close(
-    link: &Link,
-    codec: &dyn Codec,
-    kind: WsErrorKind,
-    message: String,
-    close_code: u16,
-) {
-    if let Some(frame) = codec.encode(SessionEvent::Error { kind, message }) {
+/// The error event of a refusal that says nothing of when to retry.
+fn error_event(kind: WsErrorKind, message: String) -> SessionEvent {
+    SessionEvent::Error {
+        kind,
+        message,
+        retry_after_s: None,
+    }
+}
+
+/// [`refuse`] with a chosen error event and close code (for kinds that do
+/// not close by themselves, such as `overloaded`).
+fn refuse_with_close(link: &Link, codec: &dyn Codec, error: SessionEvent, close_code: u16) {
+    if let Some(frame) = codec.encode(error) {
         push_frame(link, frame);
     }
     link.push_close(close_code);

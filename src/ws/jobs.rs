@@ -13,6 +13,7 @@ use crate::core::CoreContext;
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, ReplyReceiver, SubmitError, ToPool};
 use crate::model::{EngineError, TranscribeOptions};
+use crate::rt::Latch;
 use crate::session::JobRequest;
 
 /// How often finals refused by a full model queue are offered again.
@@ -58,9 +59,11 @@ impl StreamCtx {
                 sample_rate,
                 TranscribeOptions { language },
             );
+            let audio_s = samples_len_s(&job);
             match ctx.core.shared.to_pool.try_submit(job) {
                 Ok(()) => {
                     ctx.core.metrics.count(|c| c.model_jobs += 1);
+                    let superseded = ctx.track_interim(kind, segment_id, audio_s);
                     let job = JobInFlight {
                         kind,
                         segment_id,
@@ -71,7 +74,7 @@ impl StreamCtx {
                     monoio::spawn(watched(
                         &ctx.core,
                         "session job result",
-                        await_job_result(Rc::clone(ctx), job, receiver),
+                        await_job_result(Rc::clone(ctx), job, receiver, superseded),
                     ));
                 }
                 Err(SubmitError::Full(job) | SubmitError::Closed(job)) => {
@@ -91,6 +94,41 @@ impl StreamCtx {
     }
 }
 
+impl StreamCtx {
+    /// After a job was queued: a final counts towards the session's demand
+    /// on the engine and supersedes an interim of its segment (or an
+    /// earlier one) still in flight; an interim gets the latch that tells
+    /// its result task it has been superseded.
+    fn track_interim(&self, kind: JobKind, segment_id: u64, audio_s: f64) -> Option<Latch> {
+        match kind {
+            JobKind::Final => {
+                self.demand.borrow_mut().add_work(audio_s, Instant::now());
+                let mut in_flight = self.interim_superseded.borrow_mut();
+                if in_flight
+                    .as_ref()
+                    .is_some_and(|(interim_segment, _)| *interim_segment <= segment_id)
+                {
+                    if let Some((_, latch)) = in_flight.take() {
+                        latch.trigger();
+                    }
+                }
+                None
+            }
+            JobKind::Interim => {
+                let latch = Latch::default();
+                *self.interim_superseded.borrow_mut() = Some((segment_id, latch.clone()));
+                Some(latch)
+            }
+            JobKind::Batch => None,
+        }
+    }
+}
+
+/// The length of a job's audio, in seconds.
+fn samples_len_s(job: &Job) -> f64 {
+    job.samples.len() as f64 / f64::from(job.sample_rate.max(1))
+}
+
 /// A job the pool accepted, as its result task remembers it.
 struct JobInFlight {
     kind: JobKind,
@@ -102,7 +140,12 @@ struct JobInFlight {
 
 /// The task spawned for each accepted job: await the worker's answer,
 /// record its latencies, hand the result to the session and act on it.
-async fn await_job_result(ctx: Rc<StreamCtx>, job: JobInFlight, receiver: ReplyReceiver) {
+async fn await_job_result(
+    ctx: Rc<StreamCtx>,
+    job: JobInFlight,
+    receiver: ReplyReceiver,
+    superseded: Option<Latch>,
+) {
     let JobInFlight {
         kind,
         segment_id,
@@ -113,10 +156,20 @@ async fn await_job_result(ctx: Rc<StreamCtx>, job: JobInFlight, receiver: ReplyR
     // Once the connection is over nobody can take this result: drop the
     // receiver, and the worker drops the job unrun if it has not begun it.
     let over = ctx.over.wait();
+    let superseded = superseded.unwrap_or_default();
     let answer = monoio::select! {
         answer = receiver => answer,
         () = over => return,
+        () = superseded.wait() => {
+            // Its final went to the engine: the result could only be dropped.
+            ctx.session.borrow_mut().interim_superseded();
+            pump(&ctx);
+            return;
+        },
     };
+    if kind == JobKind::Interim {
+        ctx.interim_superseded.borrow_mut().take();
+    }
     let result = match answer {
         Ok(outcome) => {
             ctx.core.metrics.record(|h| {

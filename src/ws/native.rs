@@ -122,9 +122,14 @@ pub fn encode(event: SessionEvent) -> Option<Output> {
                     .collect(),
             ),
         },
-        SessionEvent::Error { kind, message } => ServerMessage::Error {
+        SessionEvent::Error {
+            kind,
+            message,
+            retry_after_s,
+        } => ServerMessage::Error {
             code: kind.code(),
             message,
+            retry_after_s,
         },
         SessionEvent::Ended {
             session_id,

@@ -196,6 +196,10 @@ pub enum ServerMessage {
     Error {
         code: &'static str,
         message: String,
+        /// Seconds to wait before trying again (an `overloaded` refusal at
+        /// the engine's capacity).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_s: Option<u32>,
     },
 }
 

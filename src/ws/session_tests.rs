@@ -449,6 +449,7 @@ fn engine_failures_are_reported_for_their_segment_and_the_session_goes_on() {
     let Some(Output::Message(ServerMessage::Error {
         code: "internal",
         message,
+        ..
     })) = outputs.last()
     else {
         panic!("{outputs:?}");

@@ -15,6 +15,7 @@ use super::transport::{Backlog, Link};
 use crate::core::{CoreContext, SessionInfo, ShardSession};
 use crate::error::WsErrorKind;
 use crate::metrics::record_duration;
+use crate::model::capacity::StreamReservation;
 use crate::rt::{Latch, Notify};
 use crate::session::{EndReason, Session, SessionEvent, SessionState};
 
@@ -41,6 +42,13 @@ pub struct StreamCtx {
     /// Fires once the connection is over: the session's result tasks then
     /// drop their receivers, so the pool drops the jobs nobody waits for.
     pub(super) over: Latch,
+    /// The session's share of the engine's capacity, kept up to date with
+    /// the audio its finals hand the engine; given back when it drops.
+    pub(super) demand: RefCell<StreamReservation>,
+    /// Fires when the interim in flight is superseded (by the next interim
+    /// or by its segment's final): its result task then drops its receiver,
+    /// and the pool skips the job if it has not begun it.
+    pub(super) interim_superseded: RefCell<Option<(u64, Latch)>>,
 }
 
 /// A core's sessions whose finals wait for room in the model queue, retried
@@ -103,6 +111,7 @@ pub(super) fn end_session(ctx: &Rc<StreamCtx>, reason: EndReason) {
 /// and keep the shard's figures current.
 pub(super) fn pump(ctx: &Rc<StreamCtx>) {
     ctx.submit_jobs();
+    ctx.demand.borrow_mut().refresh_if_due(Instant::now());
     send_outputs(ctx);
     let tally = ctx.session.borrow_mut().take_tally();
     let shed = ctx.link.shed.replace(0);
@@ -114,6 +123,7 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
         c.transcripts_interim += tally.interims_sent;
         c.transcripts_final += tally.finals_sent;
         c.interims_shed += tally.interims_shed + shed;
+        c.interims_superseded += tally.interims_superseded;
     });
     if !tally.final_latencies.is_empty() {
         ctx.core.metrics.record(|h| {
