@@ -22,7 +22,9 @@ case ${1:-} in
     *) echo "usage: scripts/test-browser.sh [--whisper]" >&2; exit 2 ;;
 esac
 build_args=()
-server_args=()
+# The mock with a cost (0.05 s per audio second) so the engine's capacity is
+# finite and the dashboard's utilisation chart has a figure to draw.
+server_args=(--mock-rtf 0.05)
 test_file=browser.test.mjs
 label="browser tests"
 if [ "$mode" = whisper ]; then

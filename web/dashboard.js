@@ -1,4 +1,4 @@
-// The operators' dashboard: the session list and three charts, polled from the
+// The operators' dashboard: the session list and four charts, polled from the
 // JSON endpoints once a second with the admin key (docs/WEB.md).
 
 import { drawLineChart } from './charts.js';
@@ -25,7 +25,7 @@ const key = (function takeKey() {
 })();
 
 /** What the charts draw, kept for the last `WINDOW_MS` (the tests read it). */
-const series = { active: [], throughput: [], p99: [] };
+const series = { active: [], throughput: [], p99: [], utilisation: [] };
 const state = { polls: 0, failures: 0, previous: null, terminating: new Set() };
 window.dashboard = { series, state };
 
@@ -88,12 +88,20 @@ function record(now, metrics) {
   series.active.push({ t: now, v: metrics.active_sessions });
   if (throughput !== null) series.throughput.push({ t: now, v: throughput });
   series.p99.push({ t: now, v: p99 });
+  // Admission by engine capacity (docs/API.md): the streams' demand over the
+  // live capacity, and what was refused for it.
+  const engine = metrics.engine || {};
+  const utilisation = typeof engine.live_capacity === 'number' && engine.live_capacity > 0
+    ? (100 * engine.stream_demand) / engine.live_capacity : null;
+  series.utilisation.push({ t: now, v: utilisation });
   for (const points of Object.values(series)) {
     while (points.length && points[0].t < now - WINDOW_MS) points.shift();
   }
   $('now-active').textContent = `${metrics.active_sessions} / ${metrics.max_sessions}`;
   $('now-throughput').textContent = throughput === null ? '' : throughput.toFixed(2);
   $('now-p99').textContent = p99 === null ? '–' : `${p99.toFixed(1)} ms`;
+  $('now-utilisation').textContent = utilisation === null ? '–' : `${utilisation.toFixed(0)} %`;
+  $('now-refused').textContent = String((engine.refused_streams || 0) + (engine.refused_batch || 0));
 }
 
 function renderCharts(now) {
@@ -102,6 +110,7 @@ function renderCharts(now) {
   drawLineChart($('chart-active'), series.active, { nowMs: now, windowMs, color: '#1f5fbf', integer: true });
   drawLineChart($('chart-throughput'), series.throughput, { nowMs: now, windowMs, color: '#1a7f37' });
   drawLineChart($('chart-p99'), series.p99, { nowMs: now, windowMs, color: '#b35900' });
+  drawLineChart($('chart-utilisation'), series.utilisation, { nowMs: now, windowMs, color: '#8250df' });
 }
 
 /** Update the table in place (rows keyed by session id), so a button being clicked survives a refresh. */

@@ -52,8 +52,9 @@ struct Ready {
 }
 
 /// Readiness: 200 while accepting work; 503 while the model loads (or
-/// failed to), while draining or while the model queue is full, so a load
-/// balancer sends work elsewhere.
+/// failed to), while draining, while the model queue is full or while the
+/// engine is saturated (a new stream would be refused), so a load balancer
+/// sends work elsewhere.
 pub fn ready(core: &CoreContext) -> Response {
     let shared = &core.shared;
     let reason = if shared.is_draining() {
@@ -66,6 +67,8 @@ pub fn ready(core: &CoreContext) -> Response {
         Some(reason)
     } else if shared.to_pool.is_full() {
         Some("model queue full")
+    } else if shared.to_pool.load().is_saturated() {
+        Some("engine_saturated")
     } else {
         None
     };

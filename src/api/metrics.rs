@@ -19,6 +19,7 @@ pub fn prometheus(core: &CoreContext) -> Response {
         model_ready: shared.to_pool.model_state() == ModelState::Ready,
         model_worker_restarts: shared.to_pool.worker_restarts(),
         model_jobs_dropped: shared.to_pool.jobs_dropped(),
+        engine: shared.to_pool.load().figures(),
         uptime_seconds: shared.started_at.elapsed().as_secs_f64(),
     };
     let mut text = prometheus::render(&shared.metrics.latest(), &levels);

@@ -137,6 +137,32 @@ struct SessionMetrics {
     segments: u64,
     transcripts: u64,
     latency_ms: Latencies,
+    engine: EngineView,
+}
+
+/// The engine's capacity and load (`model/capacity.rs`). Every field is a
+/// sum or a count, so the cluster view's per-field sum stays meaningful;
+/// utilisation is `stream_demand / live_capacity`.
+#[derive(Serialize)]
+struct EngineView {
+    /// Audio seconds per second the workers sustain on live jobs (null
+    /// until measured).
+    live_capacity: Option<f64>,
+    /// The same on batch windows.
+    batch_capacity: Option<f64>,
+    /// What the admitted streams are estimated to ask, audio s per s.
+    stream_demand: f64,
+    /// Seconds of engine time the admitted batch work still needs.
+    batch_backlog_s: f64,
+    /// Streams refused because the engine is saturated, since start.
+    refused_streams: u64,
+    /// Batch requests refused at the backlog bound, since start.
+    refused_batch: u64,
+    /// Jobs the pool dropped unrun (their session or request had gone, or
+    /// an interim was superseded).
+    jobs_dropped: u64,
+    /// Interims given up in flight when their final went to the engine.
+    interims_superseded: u64,
 }
 
 /// The node's `/v1/sessions/metrics` view: live gauges from the shared
@@ -168,6 +194,20 @@ pub fn metrics_value(core: &CoreContext) -> serde_json::Value {
         latency_ms: Latencies {
             final_transcript: Quantiles::of(&view.histograms.final_latency_us),
             model: Quantiles::of(&view.histograms.model_latency_us),
+        },
+        engine: {
+            let figures = shared.to_pool.load().figures();
+            let round = |value: f64| (value * 1000.0).round() / 1000.0;
+            EngineView {
+                live_capacity: figures.live_capacity.map(round),
+                batch_capacity: figures.batch_capacity.map(round),
+                stream_demand: round(figures.stream_demand),
+                batch_backlog_s: round(figures.batch_backlog_s),
+                refused_streams: figures.refused_streams,
+                refused_batch: figures.refused_batch,
+                jobs_dropped: shared.to_pool.jobs_dropped(),
+                interims_superseded: counters.interims_superseded,
+            }
         },
     })
     .unwrap_or_default()

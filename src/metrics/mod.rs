@@ -50,6 +50,10 @@ pub struct Counters {
     pub transcripts_final: u64,
     /// Interims skipped (queue full) or dropped (slow client).
     pub interims_shed: u64,
+    pub interims_superseded: u64,
+    /// Batch requests refused because the engine's batch backlog is over
+    /// its bound.
+    pub batch_refused_saturated: u64,
     pub slow_consumers: u64,
     pub idle_timeouts: u64,
     /// Polls that held a core longer than the stall budget.
@@ -85,6 +89,8 @@ impl Counters {
         self.transcripts_interim += other.transcripts_interim;
         self.transcripts_final += other.transcripts_final;
         self.interims_shed += other.interims_shed;
+        self.interims_superseded += other.interims_superseded;
+        self.batch_refused_saturated += other.batch_refused_saturated;
         self.slow_consumers += other.slow_consumers;
         self.idle_timeouts += other.idle_timeouts;
         self.reactor_stalls += other.reactor_stalls;

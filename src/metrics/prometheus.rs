@@ -34,6 +34,8 @@ pub struct Levels {
     /// Jobs the pool dropped unrun because their submitter had gone (kept
     /// by the pool).
     pub model_jobs_dropped: u64,
+    /// The engine's capacity and load (kept by the pool).
+    pub engine: crate::model::capacity::LoadFigures,
     pub uptime_seconds: f64,
 }
 
@@ -56,7 +58,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             *count as f64,
         );
     }
-    let simple_counters: [(&str, &str, f64); 22] = [
+    let simple_counters: [(&str, &str, f64); 23] = [
         (
             "transcribe_connections_accepted_total",
             "TCP connections accepted.",
@@ -163,6 +165,11 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             levels.model_jobs_dropped as f64,
         ),
         (
+            "transcribe_interims_superseded_total",
+            "Interims given up in flight because their segment's final went to the engine first.",
+            c.interims_superseded as f64,
+        ),
+        (
             "transcribe_sessions_rejected_per_peer_total",
             "Streaming sessions refused at the per-address limit (also in transcribe_sessions_rejected_total).",
             c.sessions_rejected_per_peer as f64,
@@ -267,6 +274,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
         family(&mut out, name, "gauge", help);
         sample(&mut out, name, &[], value);
     }
+    render_engine(&mut out, &levels.engine);
 
     family(
         &mut out,
@@ -309,6 +317,65 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
         buckets(&mut out, name, &[], histogram);
     }
     out
+}
+
+/// Admission by engine capacity: the estimates and the refusals.
+fn render_engine(out: &mut String, engine: &crate::model::capacity::LoadFigures) {
+    let name = "transcribe_engine_capacity_audio_seconds_per_second";
+    family(
+        out,
+        name,
+        "gauge",
+        "Audio seconds per second the model workers sustain, measured, by work class (absent until known).",
+    );
+    for (class, value) in [
+        ("live", engine.live_capacity),
+        ("batch", engine.batch_capacity),
+    ] {
+        if let Some(value) = value {
+            sample(out, name, &[("class", class)], value);
+        }
+    }
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "transcribe_engine_stream_demand_audio_seconds_per_second",
+            "Audio seconds per second the admitted streams are estimated to ask of the engine.",
+            engine.stream_demand,
+        ),
+        (
+            "transcribe_engine_utilisation",
+            "The streams' estimated demand over the live capacity (0 while the capacity is unknown).",
+            engine.utilisation,
+        ),
+        (
+            "transcribe_engine_batch_backlog_seconds",
+            "Seconds of engine time the admitted batch work still needs.",
+            engine.batch_backlog_s,
+        ),
+        (
+            "transcribe_engine_saturated",
+            "1 while a new stream would be refused at the engine's capacity.",
+            f64::from(u8::from(engine.saturated)),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        sample(out, name, &[], value);
+    }
+    let name = "transcribe_engine_refusals_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Streams and batch requests refused overloaded at the engine's capacity, by kind.",
+    );
+    sample(
+        out,
+        name,
+        &[("kind", "stream")],
+        engine.refused_streams as f64,
+    );
+    sample(out, name, &[("kind", "batch")], engine.refused_batch as f64);
 }
 
 /// Cluster mode only: the agent's counters and, with

@@ -158,15 +158,28 @@ test('the dashboard lists the live session and terminating it ends the stream', 
     };
     const { series } = window.dashboard;
     return {
-      points: { active: series.active.length, throughput: series.throughput.length, p99: series.p99.length },
+      points: {
+        active: series.active.length,
+        throughput: series.throughput.length,
+        p99: series.p99.length,
+        utilisation: series.utilisation.length,
+      },
+      lastUtilisation: series.utilisation.at(-1).v,
       lastActive: series.active.at(-1).v,
       lastThroughput: series.throughput.at(-1).v,
-      ink: { active: inked('chart-active'), throughput: inked('chart-throughput'), p99: inked('chart-p99') },
+      ink: {
+        active: inked('chart-active'),
+        throughput: inked('chart-throughput'),
+        p99: inked('chart-p99'),
+        utilisation: inked('chart-utilisation'),
+      },
     };
   });
   for (const [name, points] of Object.entries(charts.points)) assert.ok(points >= 3, `${name}: ${points} points`);
   for (const [name, ink] of Object.entries(charts.ink)) assert.ok(ink > 500, `${name} chart drew (${ink} pixels)`);
   assert.ok(charts.lastActive >= 1, 'active sessions counted');
+  // The live stream holds a share of the engine (the mock runs with a cost).
+  assert.ok(charts.lastUtilisation > 0, `engine utilisation ${charts.lastUtilisation} % while streaming`);
   // Some audio was counted while the page streamed; the rate itself is speed.
   assert.ok(charts.lastThroughput > 0, `throughput ${charts.lastThroughput} audio s/s while streaming`);
   await screenshot(dash, 'dashboard.png');
