@@ -29,4 +29,5 @@ mod http_protocol;
 mod lifecycle;
 mod observability;
 mod openai;
+mod overload;
 mod streaming;

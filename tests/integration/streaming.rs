@@ -942,8 +942,17 @@ fn a_full_model_queue_delays_finals_but_never_loses_them() {
 fn jobs_of_sessions_that_have_gone_are_dropped_not_computed() {
     // One worker that takes 3 s a job: six streams of two utterances leave
     // about a dozen finals queued, half a minute of work, when their clients
-    // vanish. The queue must empty without that work being done.
-    let server = Server::start(&["--model-workers", "1", "--mock-latency-ms", "3000"]);
+    // vanish. The queue must empty without that work being done. (Admission
+    // by capacity is off: it would admit one such stream, and the backlog is
+    // the point here.)
+    let server = Server::start(&[
+        "--model-workers",
+        "1",
+        "--mock-latency-ms",
+        "3000",
+        "--engine-max-utilisation",
+        "0",
+    ]);
     let pcm = fixture_pcm("two_utterances.wav");
     let mut clients = Vec::new();
     for _ in 0..6 {
