@@ -72,6 +72,9 @@ struct JsonReport<'a> {
     sessions: usize,
     completed: u64,
     failed: u64,
+    refused: u64,
+    refusal_ms: LagSummary,
+    goodput_audio_s_per_s: f64,
     violations: u64,
     audio_seconds: f64,
     audio_x_realtime: f64,
@@ -110,6 +113,17 @@ impl StreamReport {
         }
     }
 
+    /// Audio seconds of the completed sessions per wall second: the work
+    /// that reached someone (0 when nothing was sent).
+    pub fn goodput(&self) -> f64 {
+        let w = self.wall.as_secs_f64();
+        if w > 0.0 {
+            self.stats.completed_audio_seconds / w
+        } else {
+            0.0
+        }
+    }
+
     /// Interim-lag summary.
     pub fn interim_lag(&self) -> LagSummary {
         LagSummary::from_histogram(&self.stats.interim_lag)
@@ -132,6 +146,9 @@ impl StreamReport {
             sessions: self.sessions,
             completed: self.stats.completed,
             failed: self.stats.failed,
+            refused: self.stats.refused,
+            refusal_ms: LagSummary::from_histogram(&self.stats.refusal_latency),
+            goodput_audio_s_per_s: round(self.goodput(), 3),
             violations: self.stats.violations,
             audio_seconds: round(self.stats.audio_seconds, 3),
             audio_x_realtime: round(self.audio_x_realtime(), 2),
@@ -176,8 +193,8 @@ impl StreamReport {
         )?;
         writeln!(
             out,
-            "sessions    {} completed, {} failed, {} ordering violations",
-            self.stats.completed, self.stats.failed, self.stats.violations
+            "sessions    {} completed, {} refused, {} failed, {} ordering violations",
+            self.stats.completed, self.stats.refused, self.stats.failed, self.stats.violations
         )?;
         writeln!(
             out,

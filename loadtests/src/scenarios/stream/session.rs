@@ -68,6 +68,11 @@ pub(crate) struct SessionCore<'a> {
     session_id: Option<String>,
     /// When the operator is to DELETE this session (`soak`).
     delete_at: Option<Instant>,
+    /// The session's ramp slot.
+    planned: Option<Instant>,
+    /// When the server refused the session before it started (`overloaded`
+    /// before `session_start`).
+    refused_at: Option<Instant>,
 }
 
 impl<'a> SessionCore<'a> {
@@ -93,6 +98,8 @@ impl<'a> SessionCore<'a> {
             aborted: false,
             session_id: None,
             delete_at: None,
+            planned: None,
+            refused_at: None,
         }
     }
 
@@ -140,6 +147,7 @@ impl<'a> SessionCore<'a> {
     pub(crate) fn started(&mut self, t0: Instant, planned: Instant) {
         self.st.first_send = Some(t0);
         self.t0 = Some(t0);
+        self.planned = Some(planned);
         self.st.start_late = Some(t0.saturating_duration_since(planned));
     }
 
@@ -280,7 +288,12 @@ impl<'a> SessionCore<'a> {
             }
             ServerMsg::Error { code } => {
                 self.st.count_error(&format!("error_{code}"));
-                if !NON_FATAL_ERRORS.contains(&code.as_str()) {
+                if code == "overloaded" && self.session_id.is_none() {
+                    // Refused before it started (the engine is at capacity):
+                    // the server closes 1013 next.
+                    self.refused_at.get_or_insert(at);
+                    self.sending = false;
+                } else if !NON_FATAL_ERRORS.contains(&code.as_str()) {
                     self.fatal_errors += 1;
                     if self.st.first_failure.is_none() {
                         self.st.first_failure = Some(format!("server error message `{code}`"));
@@ -346,6 +359,21 @@ impl<'a> SessionCore<'a> {
     pub(crate) fn finish(mut self, into: &mut StreamStats) {
         if self.st.last_end.is_none() && self.st.first_send.is_some() {
             self.st.last_end = Some(Instant::now());
+        }
+        if let Some(refused_at) = self.refused_at {
+            // Refused at admission: what follows (close 1013, a write into
+            // the closed socket) is the refusal, not a failure.
+            into.refused += 1;
+            if let Some(planned) = self.planned {
+                record_us(
+                    &mut into.refusal_latency,
+                    refused_at.saturating_duration_since(planned),
+                );
+            }
+            for (k, v) in std::mem::take(&mut self.st.errors) {
+                *into.errors.entry(k).or_insert(0) += v;
+            }
+            return;
         }
         let mut failed = false;
         if let Some(f) = self.failure.take() {
@@ -415,6 +443,8 @@ impl<'a> SessionCore<'a> {
             }
         } else {
             into.completed += 1;
+            into.completed_audio_seconds +=
+                self.samples_sent as f64 / f64::from(self.map.sample_rate);
             if self.st.violations > 0 {
                 into.completed_with_violations += 1;
             }

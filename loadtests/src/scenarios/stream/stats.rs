@@ -17,6 +17,14 @@ pub struct StreamStats {
     pub completed: u64,
     /// Sessions that did not.
     pub failed: u64,
+    /// Sessions the server refused before they started (`overloaded` as
+    /// the first message, then close 1013: admission by engine capacity);
+    /// neither completed nor failed.
+    pub refused: u64,
+    /// From a refused session's ramp slot to its `overloaded`, µs.
+    pub refusal_latency: Histogram<u64>,
+    /// Audio sent by the completed sessions, in seconds (goodput).
+    pub completed_audio_seconds: f64,
     /// Sessions the load generator dropped on purpose mid-stream (`soak
     /// --disconnect-rate`); neither completed nor failed, finals not checked.
     pub aborted: u64,
@@ -83,6 +91,9 @@ impl StreamStats {
         StreamStats {
             completed: 0,
             failed: 0,
+            refused: 0,
+            refusal_latency: new_histogram(),
+            completed_audio_seconds: 0.0,
             aborted: 0,
             completed_with_violations: 0,
             terminated: 0,
@@ -123,6 +134,9 @@ impl StreamStats {
     pub fn merge(&mut self, other: &StreamStats) {
         self.completed += other.completed;
         self.failed += other.failed;
+        self.refused += other.refused;
+        let _ = self.refusal_latency.add(&other.refusal_latency);
+        self.completed_audio_seconds += other.completed_audio_seconds;
         self.aborted += other.aborted;
         self.completed_with_violations += other.completed_with_violations;
         self.terminated += other.terminated;
