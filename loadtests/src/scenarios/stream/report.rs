@@ -72,9 +72,6 @@ struct JsonReport<'a> {
     sessions: usize,
     completed: u64,
     failed: u64,
-    refused: u64,
-    refusal_ms: LagSummary,
-    goodput_audio_s_per_s: f64,
     violations: u64,
     audio_seconds: f64,
     audio_x_realtime: f64,
@@ -100,6 +97,9 @@ struct JsonReport<'a> {
     server_cpu_s: Option<f64>,
     send_late_ms: LagSummary,
     start_late_ms: LagSummary,
+    refused: u64,
+    refusal_ms: LagSummary,
+    goodput_audio_s_per_s: f64,
 }
 
 impl StreamReport {
@@ -146,9 +146,6 @@ impl StreamReport {
             sessions: self.sessions,
             completed: self.stats.completed,
             failed: self.stats.failed,
-            refused: self.stats.refused,
-            refusal_ms: LagSummary::from_histogram(&self.stats.refusal_latency),
-            goodput_audio_s_per_s: round(self.goodput(), 3),
             violations: self.stats.violations,
             audio_seconds: round(self.stats.audio_seconds, 3),
             audio_x_realtime: round(self.audio_x_realtime(), 2),
@@ -174,6 +171,9 @@ impl StreamReport {
             server_cpu_s: self.server_cpu.map(|c| round(c, 3)),
             send_late_ms: LagSummary::from_histogram(&self.stats.send_late),
             start_late_ms: LagSummary::from_histogram(&self.stats.start_late),
+            refused: self.stats.refused,
+            refusal_ms: LagSummary::from_histogram(&self.stats.refusal_latency),
+            goodput_audio_s_per_s: round(self.goodput(), 3),
         };
         // Plain numbers, strings and string-keyed maps: cannot fail.
         serde_json::to_string(&r).expect("report serializes")

@@ -62,6 +62,9 @@ fn report_json_has_the_documented_fields() {
     let mut st = StreamStats::new();
     st.completed = 2;
     st.audio_seconds = 20.0;
+    st.completed_audio_seconds = 15.0;
+    st.refused = 3;
+    record_us(&mut st.refusal_latency, Duration::from_millis(2));
     for ms in 1..=100 {
         record_us(&mut st.interim_lag, Duration::from_millis(ms));
     }
@@ -88,6 +91,9 @@ fn report_json_has_the_documented_fields() {
     assert_eq!(v["final_lag_ms"]["count"], 1);
     assert_eq!(v["end_to_session_end_ms"]["count"], 0);
     assert_eq!(v["errors"]["http_503"], 1);
+    assert_eq!(v["refused"], 3);
+    assert_eq!(v["refusal_ms"]["count"], 1);
+    assert_eq!(v["goodput_audio_s_per_s"], 1.5);
     assert_eq!(v["driver"], "mux");
     assert_eq!(v["threads"], 2);
     assert_eq!(v["loadgen_cpu_s"], 1.235);
@@ -214,4 +220,43 @@ fn refused_connections_are_failed_sessions() {
         assert_eq!(r.stats.violations, 0);
         assert!(r.loadgen_cpu.is_some());
     }
+}
+
+#[test]
+fn a_session_refused_at_admission_is_counted_refused_not_failed() {
+    let o = opts();
+    let t0 = Instant::now();
+    // `overloaded` before `session_start`, then close 1013: refused.
+    let mut core = SessionCore::new(&o, o.chunk_map());
+    core.started(t0, t0);
+    core.on_text(
+        r#"{"type":"error","code":"overloaded","message":"busy","retry_after_s":10}"#,
+        Instant::now(),
+    );
+    core.on_close(1013, Instant::now());
+    let mut st = StreamStats::new();
+    core.finish(&mut st);
+    assert_eq!((st.refused, st.completed, st.failed), (1, 0, 0));
+    assert_eq!(st.refusal_latency.len(), 1);
+    assert_eq!(st.completed_audio_seconds, 0.0);
+    // `overloaded` after the start is the queue-full warning: the session
+    // goes on and completes.
+    let mut core = SessionCore::new(&o, o.chunk_map());
+    core.started(t0, t0);
+    core.on_text(
+        r#"{"type":"session_start","session_id":"s"}"#,
+        Instant::now(),
+    );
+    core.on_text(
+        r#"{"type":"error","code":"overloaded","message":"queue full"}"#,
+        Instant::now(),
+    );
+    core.on_text(
+        r#"{"type":"session_end","reason":"client_end"}"#,
+        Instant::now(),
+    );
+    core.on_close(1000, Instant::now());
+    let mut st = StreamStats::new();
+    core.finish(&mut st);
+    assert_eq!((st.refused, st.completed, st.failed), (0, 1, 0));
 }
