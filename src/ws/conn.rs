@@ -39,7 +39,7 @@ pub async fn serve(
     peer: SocketAddr,
     core: Rc<CoreContext>,
     finals: Rc<FinalsQueue>,
-    codec: &'static dyn Codec,
+    codec: Box<dyn Codec>,
     query: Option<String>,
 ) {
     let settings = &core.shared.settings.session;
@@ -51,14 +51,19 @@ pub async fn serve(
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(write_loop(Rc::clone(&link), writer));
 
-    let Some((permit, lease)) = admit(&core, &link, codec, peer).await else {
+    let Some((permit, lease)) = admit(&core, &link, codec.as_ref(), peer).await else {
         finish(&link, reader).await;
         let _ = writer.await;
         return;
     };
     let mut params = StreamParams::new(settings.vad_mode);
     if let Err(message) = codec.apply_query(&mut params, query.as_deref()) {
-        refuse(&link, codec, WsErrorKind::UnsupportedFormat, message);
+        refuse(
+            &link,
+            codec.as_ref(),
+            WsErrorKind::UnsupportedFormat,
+            message,
+        );
         finish(&link, reader).await;
         let _ = writer.await;
         return;
@@ -88,7 +93,9 @@ pub async fn serve(
     core.metrics.count(|c| c.sessions_created += 1);
     tracing::debug!(core = core.core_id, session_id = %id, %peer, "session started");
     let start = ctx.session.borrow().start_event();
-    if let Some(frame) = codec.encode(start) {
+    let mut frames = Vec::new();
+    ctx.codec.encode(start, &mut frames);
+    for frame in frames {
         push_frame(&link, frame);
     }
     if core.drain.is_triggered() {
@@ -241,7 +248,9 @@ fn refuse_with_close(
     message: String,
     close_code: u16,
 ) {
-    if let Some(frame) = codec.encode(SessionEvent::Error { kind, message }) {
+    let mut frames = Vec::new();
+    codec.encode(SessionEvent::Error { kind, message }, &mut frames);
+    for frame in frames {
         push_frame(link, frame);
     }
     link.push_close(close_code);
@@ -255,6 +264,7 @@ fn push_frame(link: &Link, frame: Frame) {
             link.push_text(text, sheddable);
         }
         Frame::Close(code) => link.push_close(code),
+        Frame::CloseWithReason(code, reason) => link.push_close_with_reason(code, reason),
     }
 }
 

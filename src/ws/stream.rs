@@ -36,8 +36,8 @@ pub struct StreamCtx {
     pub(super) unblocked: Notify,
     /// The core's sessions whose finals wait for room in the model queue.
     pub(super) finals: Rc<FinalsQueue>,
-    /// The wire protocol the client speaks.
-    pub(super) codec: &'static dyn Codec,
+    /// The wire protocol the client speaks (this connection's codec).
+    pub(super) codec: Box<dyn Codec>,
     /// Fires once the connection is over: the session's result tasks then
     /// drop their receivers, so the pool drops the jobs nobody waits for.
     pub(super) over: Latch,
@@ -59,6 +59,7 @@ impl ShardSession for StreamCtx {
         SessionInfo {
             session_id: session.id().to_string(),
             state: session.state().name(),
+            protocol: self.codec.name().to_string(),
             core: self.core.core_id,
             created_at: humantime::format_rfc3339_millis(session.created_at).to_string(),
             last_activity_at: humantime::format_rfc3339_millis(session.last_activity_at())
@@ -130,10 +131,11 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
 
 pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
     let events: Vec<SessionEvent> = ctx.session.borrow_mut().take_events().collect();
-    for frame in events
-        .into_iter()
-        .filter_map(|event| ctx.codec.encode(event))
-    {
+    let mut frames = Vec::new();
+    for event in events {
+        ctx.codec.encode(event, &mut frames);
+    }
+    for frame in frames {
         match frame {
             Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
                 Backlog::Fine => {}
@@ -141,6 +143,7 @@ pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
                 Backlog::Overflow => close_slow_consumer(ctx),
             },
             Frame::Close(code) => ctx.link.push_close(code),
+            Frame::CloseWithReason(code, reason) => ctx.link.push_close_with_reason(code, reason),
         }
     }
 }
