@@ -173,10 +173,15 @@ def test_live_session_interims_finals_finalize_keepalive_and_close(server):
     ) as socket:
         receiver = Receiver(socket)
         audio = pcm("two_utterances.wav")
-        # The first utterance and the silence after it: interims, then a
-        # final the endpointer closed, then the utterance's end.
-        stream(socket, audio[: 16000 * 2 * 3])
-        seen = receiver.until(lambda m: isinstance(m, ListenV1UtteranceEnd))
+        # Into the first utterance (speech from 0.3 s): an interim comes
+        # while it is open (audio sent faster than real time could end it
+        # before one was due, so wait for it).
+        stream(socket, audio[: 16000 * 2])
+        seen = receiver.until(lambda m: isinstance(m, ListenV1Results))
+        # The rest of it and the silence after it: a final the endpointer
+        # closed, then the utterance's end.
+        stream(socket, audio[16000 * 2: 16000 * 2 * 3])
+        seen += receiver.until(lambda m: isinstance(m, ListenV1UtteranceEnd))
         assert any(isinstance(m, ListenV1SpeechStarted) for m in seen), seen
         interims = [m for m in seen if isinstance(m, ListenV1Results) and not m.is_final]
         assert interims, f"no interim Results: {seen!r}"
