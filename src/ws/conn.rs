@@ -87,6 +87,7 @@ pub async fn serve(
         unblocked: Notify::default(),
         finals,
         codec,
+        frames: RefCell::new(Vec::new()),
         over: Latch::default(),
     });
     let entry = ShardEntry::insert(&ctx, id.clone());

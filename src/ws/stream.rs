@@ -38,6 +38,8 @@ pub struct StreamCtx {
     pub(super) finals: Rc<FinalsQueue>,
     /// The wire protocol the client speaks (this connection's codec).
     pub(super) codec: Box<dyn Codec>,
+    /// Frames being sent, reused between events.
+    pub(super) frames: RefCell<Vec<Frame>>,
     /// Fires once the connection is over: the session's result tasks then
     /// drop their receivers, so the pool drops the jobs nobody waits for.
     pub(super) over: Latch,
@@ -131,11 +133,13 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
 
 pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
     let events: Vec<SessionEvent> = ctx.session.borrow_mut().take_events().collect();
-    let mut frames = Vec::new();
+    // The frames buffer is reused; taken, not borrowed, because pushing a
+    // frame can close a slow consumer, which sends outputs again.
+    let mut frames = ctx.frames.take();
     for event in events {
         ctx.codec.encode(event, &mut frames);
     }
-    for frame in frames {
+    for frame in frames.drain(..) {
         match frame {
             Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
                 Backlog::Fine => {}
@@ -146,6 +150,7 @@ pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
             Frame::CloseWithReason(code, reason) => ctx.link.push_close_with_reason(code, reason),
         }
     }
+    ctx.frames.replace(frames);
 }
 
 fn schedule_slow_check(ctx: &Rc<StreamCtx>, since: Instant) {
