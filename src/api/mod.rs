@@ -344,7 +344,18 @@ pub fn preflight(core: &CoreContext, head: &RequestHead) -> Option<Response> {
 /// or wrong.
 pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result<(), ApiError> {
     if matches!(route, Route::DeepgramListen | Route::DeepgramLive) {
-        return authorize_key(core, route.access(), deepgram::presented_key(head));
+        let presented = deepgram::presented_key(head);
+        let missing = presented.is_none();
+        return authorize_key(core, route.access(), presented).map_err(|error| {
+            if missing {
+                ApiError::new(
+                    ErrorKind::Unauthorized,
+                    "missing key: send Authorization: Token <key>",
+                )
+            } else {
+                error
+            }
+        });
     }
     // Browsers cannot set headers on a WebSocket: they pass the key in the query.
     authorize_access(core, head, route.access(), route == Route::Stream)
