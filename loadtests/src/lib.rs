@@ -3,6 +3,7 @@
 //! The `loadgen` binary (`src/main.rs`) parses the command line and calls into
 //! these modules:
 //!
+//! * [`dialect`] — the wire dialects `stream` speaks (native, Deepgram);
 //! * [`target`] — `--url` parsing and the loopback-only safety rule;
 //! * [`http`] — a small blocking HTTP/1.1 keep-alive client;
 //! * [`runner`] — one thread per connection, closed- or open-loop pacing,
@@ -21,6 +22,7 @@
 //! * [`plot`] — the `loadplot` binary's parsing of JSON lines, plot series
 //!   and SVG drawing (`plotters`, SVG backend only).
 
+pub mod dialect;
 pub mod http;
 pub mod plot;
 pub mod runner;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use loadtests::dialect::Dialect;
 use loadtests::runner::{self, RunConfig, Scenario};
 use loadtests::scenarios::idle::IdleOptions;
 use loadtests::scenarios::soak::SoakOptions;
@@ -204,6 +205,11 @@ struct StreamArgs {
     /// Extra query parameters for the upgrade, e.g. `vad_mode=3`.
     #[arg(long)]
     query: Option<String>,
+
+    /// The wire dialect: `native` (`/v1/transcribe/stream`) or `deepgram`
+    /// (`/v1/listen`, the key as `Authorization: Token`).
+    #[arg(long, value_enum, default_value_t = Dialect::Native)]
+    dialect: Dialect,
 
     /// Run once per session count in this list, e.g. `10,50,100,200`
     /// (replaces --sessions); one JSON line per level.
@@ -426,7 +432,12 @@ fn print_report(
 }
 
 fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
-    let headers = HttpOptions::new(target.clone(), args.timeout, cli.api_key.as_deref()).headers;
+    let mut headers =
+        HttpOptions::new(target.clone(), args.timeout, cli.api_key.as_deref()).headers;
+    if let Some(key) = cli.api_key.as_deref() {
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+        headers.push(("Authorization".into(), args.dialect.authorization(key)));
+    }
     let audio = Arc::new(read_wav(&args.file)?);
     let levels = match &args.sweep {
         Some(levels) if levels.is_empty() => bail!("--sweep needs at least one level"),
@@ -445,6 +456,7 @@ fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
         pace: !args.no_pace,
         interim: args.interim,
         query: args.query.clone(),
+        dialect: args.dialect,
         driver: args.driver,
         threads: args.threads,
         server_pid: args.server_pid,

@@ -94,7 +94,12 @@ fn fixture(name: &str) -> String {
 
 /// Runs 3 sessions of one loop (~5 s) with `driver` and checks the result.
 fn stream_with_driver(driver: &str) {
-    let test = format!("stream_sessions_complete_in_order ({driver})");
+    stream_with(driver, "native");
+}
+
+/// Three paced sessions of one loop each, in `dialect`, all checked.
+fn stream_with(driver: &str, dialect: &str) {
+    let test = format!("stream_sessions_complete_in_order ({driver}, {dialect})");
     let server = start_server(&test);
     let wav = fixture("two_utterances.wav");
     let pid = server.child.id().to_string();
@@ -114,12 +119,15 @@ fn stream_with_driver(driver: &str) {
             "10s",
             "--driver",
             driver,
+            "--dialect",
+            dialect,
             "--server-pid",
             &pid,
         ],
     );
     assert_eq!(v["scenario"], "stream");
     assert_eq!(v["driver"], driver);
+    assert_eq!(v["dialect"], dialect);
     assert_eq!(v["sessions"], 3);
     assert_eq!(v["completed"], 3, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
@@ -150,6 +158,12 @@ fn stream_sessions_complete_in_order() {
 #[test]
 fn stream_sessions_complete_in_order_threads_driver() {
     stream_with_driver("threads");
+}
+
+#[test]
+fn deepgram_stream_sessions_complete_in_order() {
+    stream_with("mux", "deepgram");
+    stream_with("threads", "deepgram");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod cluster;
+pub mod deepgram;
 pub mod health;
 pub mod metrics;
 pub mod openai;
@@ -23,7 +24,8 @@ use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{Method, Request, RequestHead, Response, Service};
 use crate::rt::Latch;
-use crate::ws::codec::Codec;
+use crate::ws::codec::NewCodec;
+use crate::ws::deepgram::DeepgramLive;
 use crate::ws::native::NativeJson;
 
 /// The server's HTTP service: the routes and handlers below, on one core.
@@ -73,6 +75,24 @@ impl Service for Api<'_> {
         stream_codec(route).is_some()
     }
 
+    fn accept_upgrade(
+        &self,
+        head: &RequestHead,
+        route: Route,
+    ) -> Result<Option<&'static str>, Response> {
+        match route {
+            Route::DeepgramLive => deepgram::accept_upgrade(head),
+            _ => Ok(None),
+        }
+    }
+
+    fn error_response(&self, head: Option<&RequestHead>, error: &ApiError) -> Response {
+        match head {
+            Some(head) if head.path == deepgram::LISTEN_PATH => deepgram::error_response(error),
+            _ => Response::error(error),
+        }
+    }
+
     async fn handle(&self, route: Route, request: &mut Request) -> Response {
         handle(self.core, route, request).await
     }
@@ -115,6 +135,10 @@ pub enum Route {
     /// `GET /assets/{name}`: a static asset compiled into the binary; the
     /// name is read from the path by the handler.
     Asset,
+    /// `POST /v1/listen`: Deepgram's pre-recorded transcription ([`deepgram`]).
+    DeepgramListen,
+    /// `GET /v1/listen`: Deepgram's live transcription, a WebSocket upgrade.
+    DeepgramLive,
 }
 
 /// Which key a route needs when keys are configured.
@@ -145,6 +169,16 @@ impl Route {
             Route::Page => "page",
             Route::Dashboard => "dashboard",
             Route::Asset => "asset",
+            Route::DeepgramListen => "deepgram_listen",
+            Route::DeepgramLive => "deepgram_live",
+        }
+    }
+
+    /// The route of a path that routes by method (`/v1/listen`).
+    fn for_method(self, method: Method) -> Route {
+        match (self, method) {
+            (Route::DeepgramListen, Method::Get) => Route::DeepgramLive,
+            _ => self,
         }
     }
 
@@ -155,7 +189,11 @@ impl Route {
             Route::Health | Route::Ready | Route::Page | Route::Dashboard | Route::Asset => {
                 Access::Open
             }
-            Route::Transcribe | Route::OpenAiTranscriptions | Route::Stream => Access::Api,
+            Route::Transcribe
+            | Route::OpenAiTranscriptions
+            | Route::Stream
+            | Route::DeepgramListen
+            | Route::DeepgramLive => Access::Api,
             Route::Sessions
             | Route::Session
             | Route::SessionsMetrics
@@ -167,9 +205,10 @@ impl Route {
 
 /// The wire protocol a streaming route speaks, or `None` for a route that
 /// does not upgrade. A new streaming protocol is a codec and a line here.
-pub fn stream_codec(route: Route) -> Option<&'static dyn Codec> {
+pub fn stream_codec(route: Route) -> Option<NewCodec> {
     match route {
-        Route::Stream => Some(&NativeJson),
+        Route::Stream => Some(NativeJson::new_codec),
+        Route::DeepgramLive => Some(DeepgramLive::new_codec),
         _ => None,
     }
 }
@@ -227,6 +266,13 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         "GET, HEAD",
         Route::Dashboard,
     ),
+    // GET upgrades to the live stream (`Route::for_method`).
+    (
+        deepgram::LISTEN_PATH,
+        &[Method::Get, Method::Post],
+        "GET, POST",
+        Route::DeepgramListen,
+    ),
 ];
 
 /// `/assets/{name}` accepts these, for the names [`web::asset`] knows.
@@ -248,7 +294,7 @@ pub fn route(head: &RequestHead) -> Result<Route, Response> {
         )));
     };
     if methods.contains(&head.method) {
-        Ok(route)
+        Ok(route.for_method(head.method))
     } else {
         Err(Response::error(&ApiError::new(
             ErrorKind::MethodNotAllowed,
@@ -297,6 +343,20 @@ pub fn preflight(core: &CoreContext, head: &RequestHead) -> Option<Response> {
 /// `401 unauthorized` when a key is configured and the request's is missing
 /// or wrong.
 pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result<(), ApiError> {
+    if matches!(route, Route::DeepgramListen | Route::DeepgramLive) {
+        let presented = deepgram::presented_key(head);
+        let missing = presented.is_none();
+        return authorize_key(core, route.access(), presented).map_err(|error| {
+            if missing {
+                ApiError::new(
+                    ErrorKind::Unauthorized,
+                    "missing key: send Authorization: Token <key>",
+                )
+            } else {
+                error
+            }
+        });
+    }
     // Browsers cannot set headers on a WebSocket: they pass the key in the query.
     authorize_access(core, head, route.access(), route == Route::Stream)
 }
@@ -314,18 +374,6 @@ pub fn authorize_access(
     access: Access,
     query_token: bool,
 ) -> Result<(), ApiError> {
-    let settings = &core.shared.settings.http;
-    let required = match access {
-        Access::Open => return Ok(()),
-        Access::Api => settings.api_key.as_deref(),
-        Access::Admin => settings
-            .admin_key
-            .as_deref()
-            .or(settings.api_key.as_deref()),
-    };
-    let Some(required) = required else {
-        return Ok(());
-    };
     let from_header = head
         .header("authorization")
         .and_then(|value| {
@@ -339,6 +387,31 @@ pub fn authorize_access(
             .then(|| access_token(head.query.as_deref()))
             .flatten()
     });
+    authorize_key(core, access, presented)
+}
+
+/// Check the key a client presented against the one `access` needs.
+///
+/// # Errors
+/// `401 unauthorized` when a key is configured and `presented` is missing
+/// or wrong.
+pub fn authorize_key(
+    core: &CoreContext,
+    access: Access,
+    presented: Option<String>,
+) -> Result<(), ApiError> {
+    let settings = &core.shared.settings.http;
+    let required = match access {
+        Access::Open => return Ok(()),
+        Access::Api => settings.api_key.as_deref(),
+        Access::Admin => settings
+            .admin_key
+            .as_deref()
+            .or(settings.api_key.as_deref()),
+    };
+    let Some(required) = required else {
+        return Ok(());
+    };
     match presented {
         Some(key) if bool::from(key.as_bytes().ct_eq(required.as_bytes())) => Ok(()),
         Some(_) => Err(ApiError::new(ErrorKind::Unauthorized, "invalid key")),
@@ -386,8 +459,9 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::Page => Ok(web::page()),
         Route::Dashboard => Ok(web::dashboard(core, &request.head)),
         Route::Asset => Ok(web::asset_response(&request.head)),
+        Route::DeepgramListen => Ok(deepgram::listen(core, request).await),
         // The connection upgrades this route before any handler runs.
-        Route::Stream => Err(ApiError::bad_request(
+        Route::Stream | Route::DeepgramLive => Err(ApiError::bad_request(
             "this endpoint needs a WebSocket upgrade",
         )),
     };

@@ -63,6 +63,9 @@ pub struct SessionRecord {
     pub node: String,
     /// `created`, `active`, `closing`.
     pub state: String,
+    /// The wire protocol (`native` in records from nodes that predate it).
+    #[serde(default = "native_protocol")]
+    pub protocol: String,
     /// The core of the owning node.
     pub core: usize,
     /// RFC 3339 UTC.
@@ -77,6 +80,10 @@ pub struct SessionRecord {
     pub peer: String,
 }
 
+fn native_protocol() -> String {
+    "native".to_string()
+}
+
 impl SessionRecord {
     /// A record with zero counters, created and active `at`.
     pub fn new(session_id: &str, state: &str, core: usize, at: SystemTime, peer: &str) -> Self {
@@ -85,6 +92,7 @@ impl SessionRecord {
             session_id: session_id.to_string(),
             node: String::new(),
             state: state.to_string(),
+            protocol: native_protocol(),
             core,
             created_at: time.clone(),
             last_activity_at: time,

@@ -13,6 +13,8 @@ use crate::session::SessionState;
 pub struct SessionInfo {
     pub session_id: String,
     pub state: &'static str,
+    /// The wire protocol the client speaks: `native`, `deepgram`, ….
+    pub protocol: String,
     pub core: usize,
     pub created_at: String,
     pub last_activity_at: String,
@@ -36,6 +38,7 @@ impl SessionInfo {
             session_id: self.session_id.clone(),
             node: String::new(),
             state: self.state.to_string(),
+            protocol: self.protocol.clone(),
             core: self.core,
             created_at: self.created_at.clone(),
             last_activity_at: self.last_activity_at.clone(),
@@ -56,6 +59,7 @@ impl SessionInfo {
             idle_s: record.idle_seconds(now).unwrap_or(0.0),
             session_id: record.session_id,
             state,
+            protocol: record.protocol,
             core: record.core,
             created_at: record.created_at,
             last_activity_at: record.last_activity_at,

@@ -161,7 +161,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                 return None;
             }
             if S::is_upgrade(route) {
-                let query = self.upgrade(head, received_at).await?;
+                let query = self.upgrade(head, route, received_at).await?;
                 return Some((route, query));
             }
             let body = match self.read_body(&head).await {
@@ -201,7 +201,12 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
     }
 
     /// Answer a WebSocket handshake: `101` and hand over, or `400`.
-    async fn upgrade(&mut self, head: RequestHead, received_at: Instant) -> Option<Option<String>> {
+    async fn upgrade(
+        &mut self,
+        head: RequestHead,
+        route: S::Route,
+        received_at: Instant,
+    ) -> Option<Option<String>> {
         let accepted = accept_key(&head).and_then(|accept| {
             if head.has_body() {
                 Err(ApiError::bad_request("a WebSocket upgrade carries no body"))
@@ -209,17 +214,22 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                 Ok(accept)
             }
         });
-        let accept = match accepted {
-            Ok(accept) => accept,
-            Err(error) => {
-                let response = not_an_upgrade(&error);
+        let accepted = accepted
+            .map_err(|error| not_an_upgrade(&error))
+            .and_then(|accept| {
+                let protocol = self.service.accept_upgrade(&head, route)?;
+                Ok((accept, protocol))
+            });
+        let (accept, protocol) = match accepted {
+            Ok(accepted) => accepted,
+            Err(response) => {
                 self.respond(&head, response, true, "stream", received_at)
                     .await;
                 self.linger().await;
                 return None;
             }
         };
-        self.out = switching_protocols(&accept);
+        self.out = switching_protocols(&accept, protocol);
         if !self.write_out().await {
             return None;
         }
@@ -415,7 +425,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
         route: &'static str,
         received_at: Instant,
     ) {
-        let mut response = Response::error(error);
+        let mut response = self.service.error_response(head, error);
         if let Some(head) = head {
             response = cors::decorate(&self.service.settings().cors, head, response);
         }

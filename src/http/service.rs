@@ -41,6 +41,26 @@ pub trait Service {
     /// Whether the route is a WebSocket upgrade (answered `101` and handed
     /// back to the caller instead of running a handler).
     fn is_upgrade(route: Self::Route) -> bool;
+    /// Accept or refuse a WebSocket upgrade to `route` once its handshake is
+    /// valid, before the `101`: `Ok` with the subprotocol to answer with
+    /// (`Sec-WebSocket-Protocol`), or the finished refusal (a protocol's
+    /// `400` for parameters it does not support).
+    ///
+    /// # Errors
+    /// The refusal to send instead of the `101`.
+    fn accept_upgrade(
+        &self,
+        _head: &RequestHead,
+        _route: Self::Route,
+    ) -> Result<Option<&'static str>, Response> {
+        Ok(None)
+    }
+    /// The answer to an error the connection itself found (a missing key, a
+    /// body over the limit, …): API.md's error body unless the path speaks
+    /// another dialect.
+    fn error_response(&self, _head: Option<&RequestHead>, error: &ApiError) -> Response {
+        Response::error(error)
+    }
     /// Run the route's handler. It may take the body out of the request.
     fn handle(&self, route: Self::Route, request: &mut Request) -> impl Future<Output = Response>;
 

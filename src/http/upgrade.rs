@@ -37,10 +37,14 @@ pub fn accept_key(head: &RequestHead) -> Result<String, ApiError> {
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// The `101 Switching Protocols` answer.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
+/// The `101 Switching Protocols` answer, naming the subprotocol chosen
+/// among the client's, if any.
+pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+    let protocol = protocol
+        .map(|protocol| format!("Sec-WebSocket-Protocol: {protocol}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nServer: transcription-service/{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nServer: transcription-service/{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n",
         crate::VERSION
     )
     .into_bytes()

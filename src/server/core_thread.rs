@@ -215,12 +215,13 @@ fn on_accept(
         let Some(upgrade) = crate::http::conn::serve(stream, peer, &api).await else {
             return;
         };
-        let Some(codec) = crate::api::stream_codec(upgrade.route) else {
+        let Some(new_codec) = crate::api::stream_codec(upgrade.route) else {
             debug_assert!(false, "only streaming routes upgrade");
             return;
         };
         // The connection now speaks WebSocket; bytes already read after the
         // request head go with it.
+        let codec = new_codec(core.shared.model_name);
         crate::ws::conn::serve(
             upgrade.stream,
             upgrade.leftover,

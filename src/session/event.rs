@@ -33,6 +33,19 @@ pub struct EventWord {
     pub end_s: f64,
 }
 
+/// Why a final's segment ended, for protocols that say so (Deepgram's
+/// `speech_final` and `from_finalize`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinalEnd {
+    /// The VAD heard the speech end (a run of silence as long as the
+    /// hangover, or the maximum segment length); false when a finalize or the
+    /// session's end cut the segment.
+    pub endpoint: bool,
+    /// This final completes a client's finalize: it is the last one that
+    /// was due when the finalize came.
+    pub answers_finalize: bool,
+}
+
 /// What happened in a session, in order, for its protocol to send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
@@ -61,7 +74,16 @@ pub enum SessionEvent {
         start_s: f64,
         end_s: f64,
         words: Vec<EventWord>,
+        /// How its segment ended, and whether it completes a finalize.
+        end: FinalEnd,
     },
+    /// A finalize found nothing to finish: every final due was already sent.
+    /// (When there was something, the last final due says it instead:
+    /// [`FinalEnd::answers_finalize`].) `at_s`: the stream time reached.
+    Finalized { at_s: f64 },
+    /// No speech for the stream's `utterance_end_ms` after a segment whose
+    /// final has been sent (only with that parameter set).
+    UtteranceEnd { last_speech_end_s: f64 },
     /// An error; [`SessionEvent::Close`] follows when it ends the session.
     Error {
         kind: WsErrorKind,

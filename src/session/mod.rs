@@ -32,7 +32,7 @@ mod params;
 mod results;
 
 pub use driver::{JobRequest, SessionFigures, Tally};
-pub use event::{Control, EventWord, SessionEvent};
+pub use event::{Control, EventWord, FinalEnd, SessionEvent};
 pub use lifecycle::{EndReason, SessionConfig, SessionState};
 pub use params::StreamParams;
 
@@ -49,6 +49,14 @@ struct OpenSegment {
     start_sample: u64,
     /// The stream sample the last interim covered up to.
     interim_end_sample: u64,
+}
+
+/// A segment that ended, and the utterance-end watch on the silence after it
+/// (`utterance_end_ms`).
+#[derive(Debug, Clone, Copy)]
+struct UtteranceWatch {
+    segment_id: u64,
+    end_sample: u64,
 }
 
 /// Dropping buffered audio is batched: the dead prefix is cut once it is this
@@ -76,8 +84,14 @@ pub struct Session {
     finals_in_flight: usize,
     /// Finals ready but waiting for an earlier one, by segment id.
     finals_ready: BTreeMap<u64, SessionEvent>,
-    /// When each segment's audio was complete, for the final's latency.
-    segment_closed_at: BTreeMap<u64, Instant>,
+    /// When each segment's audio was complete (for the final's latency) and
+    /// how it ended, until its final is sent.
+    segment_closed_at: BTreeMap<u64, (Instant, FinalEnd)>,
+    /// The last segment that ended, while the silence after it is watched.
+    utterance: Option<UtteranceWatch>,
+    /// Utterance ends reached whose segment's final is not out yet:
+    /// `(segment_id, end_s)`, in order (at most one per segment in flight).
+    utterance_ends: VecDeque<(u64, f64)>,
     /// The segment whose final is sent next.
     next_final: u64,
     /// Segments opened so far (the next segment id).
@@ -113,6 +127,8 @@ impl Session {
             finals_in_flight: 0,
             finals_ready: BTreeMap::new(),
             segment_closed_at: BTreeMap::new(),
+            utterance: None,
+            utterance_ends: VecDeque::new(),
             next_final: 0,
             segments_opened: 0,
             overload_warned: false,
@@ -234,11 +250,11 @@ impl Session {
             return;
         }
         let rate = self.params.sample_rate;
-        let config = SegmenterConfig::new(
-            rate,
-            self.config.vad_hangover_ms,
-            self.config.max_segment_ms,
-        );
+        let hangover_ms = self
+            .params
+            .vad_hangover_ms
+            .unwrap_or(self.config.vad_hangover_ms);
+        let config = SegmenterConfig::new(rate, hangover_ms, self.config.max_segment_ms);
         let vad_mode = self.params.vad_mode;
         let vad = self
             .vad
@@ -249,12 +265,45 @@ impl Session {
         let seconds = vad.samples_seen() as f64 / f64::from(rate);
         self.tally.audio_seconds += seconds - self.figures.audio_seconds;
         self.figures.audio_seconds = seconds;
-        self.on_segment_events(&mut events, now);
+        let samples_seen = vad.samples_seen();
+        let endpoint = FinalEnd {
+            endpoint: true,
+            answers_finalize: false,
+        };
+        self.on_segment_events(&mut events, now, endpoint);
         self.events = events;
+        self.watch_utterance_end(samples_seen);
         self.trim_audio();
     }
 
-    fn on_segment_events(&mut self, events: &mut Vec<SegmentEvent>, now: Instant) {
+    /// The utterance ends once the silence after the last segment has lasted
+    /// `utterance_end_ms`; it is reported right after that segment's final.
+    fn watch_utterance_end(&mut self, samples_seen: u64) {
+        let (Some(gap_ms), Some(watch)) = (self.params.utterance_end_ms, self.utterance) else {
+            return;
+        };
+        let gap_samples = u64::from(gap_ms) * u64::from(self.params.sample_rate) / 1000;
+        if self.open.is_none() && samples_seen.saturating_sub(watch.end_sample) >= gap_samples {
+            self.utterance = None;
+            let end_s = watch.end_sample as f64 / f64::from(self.params.sample_rate);
+            self.utterance_ends.push_back((watch.segment_id, end_s));
+            self.flush_utterance_ends();
+        }
+    }
+
+    /// Report the utterance ends whose finals are out.
+    fn flush_utterance_ends(&mut self) {
+        while let Some(&(segment_id, last_speech_end_s)) = self.utterance_ends.front() {
+            if segment_id >= self.next_final {
+                return;
+            }
+            self.utterance_ends.pop_front();
+            self.pending
+                .push_back(SessionEvent::UtteranceEnd { last_speech_end_s });
+        }
+    }
+
+    fn on_segment_events(&mut self, events: &mut Vec<SegmentEvent>, now: Instant, end: FinalEnd) {
         let rate = f64::from(self.params.sample_rate);
         for event in events.drain(..) {
             match event {
@@ -271,6 +320,8 @@ impl Session {
                         start_sample,
                         interim_end_sample: start_sample,
                     });
+                    // Speech resumed before the utterance's end was reported.
+                    self.utterance = None;
                     self.pending.push_back(SessionEvent::SpeechStarted {
                         segment_id,
                         start_s: start_sample as f64 / rate,
@@ -288,7 +339,11 @@ impl Session {
                         end_s: end_sample as f64 / rate,
                     });
                     let samples = self.buffered(start_sample, end_sample).to_vec();
-                    self.segment_closed_at.insert(segment_id, now);
+                    self.segment_closed_at.insert(segment_id, (now, end));
+                    self.utterance = Some(UtteranceWatch {
+                        segment_id,
+                        end_sample,
+                    });
                     self.finals_waiting.push_back(JobRequest {
                         kind: JobKind::Final,
                         segment_id,
@@ -354,13 +409,29 @@ impl Session {
         }
     }
 
-    /// End the current segment now; the session goes on.
+    /// End the current segment now; the session goes on. The last final due
+    /// (the cut segment's, or one still in the model's hands) says it
+    /// answers the finalize; with none due, [`SessionEvent::Finalized`] does.
     fn finalize(&mut self, now: Instant) {
+        let forced = FinalEnd {
+            endpoint: false,
+            answers_finalize: true,
+        };
+        let mut at_s = 0.0;
         if let Some(vad) = &mut self.vad {
+            at_s = vad.samples_seen() as f64 / f64::from(self.params.sample_rate);
             let mut events = std::mem::take(&mut self.events);
             vad.cut(&mut events);
-            self.on_segment_events(&mut events, now);
+            self.on_segment_events(&mut events, now, forced);
             self.events = events;
+        }
+        let last_due = self
+            .segments_opened
+            .checked_sub(1)
+            .filter(|&id| id >= self.next_final);
+        match last_due.and_then(|id| self.segment_closed_at.get_mut(&id)) {
+            Some((_, end)) => end.answers_finalize = true,
+            None => self.pending.push_back(SessionEvent::Finalized { at_s }),
         }
     }
 
@@ -407,7 +478,7 @@ impl Session {
             if let Some(vad) = &mut self.vad {
                 let mut events = std::mem::take(&mut self.events);
                 vad.finish(&mut events);
-                self.on_segment_events(&mut events, now);
+                self.on_segment_events(&mut events, now, FinalEnd::default());
                 self.events = events;
             }
         } else {
@@ -452,6 +523,8 @@ impl Session {
         self.ending = Some(reason);
         self.open = None;
         self.finals_waiting.clear();
+        self.utterance = None;
+        self.utterance_ends.clear();
         self.audio = Vec::new();
         self.vad = None;
     }

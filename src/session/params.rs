@@ -9,6 +9,12 @@ pub struct StreamParams {
     pub vad_mode: u8,
     pub interim_results: bool,
     pub language: Option<String>,
+    /// The silence that ends a segment, when the client chose it (else the
+    /// server's `vad_hangover_ms`).
+    pub vad_hangover_ms: Option<u32>,
+    /// Report [`crate::session::SessionEvent::UtteranceEnd`] after this much
+    /// silence following a segment (off when `None`).
+    pub utterance_end_ms: Option<u32>,
 }
 
 impl StreamParams {
@@ -18,6 +24,8 @@ impl StreamParams {
             vad_mode: default_vad_mode,
             interim_results: true,
             language: None,
+            vad_hangover_ms: None,
+            utterance_end_ms: None,
         }
     }
 }

@@ -147,6 +147,11 @@ impl Session {
         self.finals_in_flight -= 1;
         let rate = f64::from(self.params.sample_rate);
         let start = start_sample as f64 / rate;
+        let end = self
+            .segment_closed_at
+            .get(&segment_id)
+            .map(|(_, end)| *end)
+            .unwrap_or_default();
         let event = match result {
             Ok(transcript) => SessionEvent::Final {
                 segment_id,
@@ -162,6 +167,7 @@ impl Session {
                         end_s: start + word.end,
                     })
                     .collect(),
+                end,
             },
             Err(error) => SessionEvent::Error {
                 kind: WsErrorKind::Internal,
@@ -171,7 +177,7 @@ impl Session {
         };
         self.finals_ready.insert(segment_id, event);
         while let Some(event) = self.finals_ready.remove(&self.next_final) {
-            if let Some(closed_at) = self.segment_closed_at.remove(&self.next_final) {
+            if let Some((closed_at, _)) = self.segment_closed_at.remove(&self.next_final) {
                 self.tally
                     .final_latencies
                     .push(now.saturating_duration_since(closed_at));
@@ -182,6 +188,8 @@ impl Session {
             }
             self.pending.push_back(event);
             self.next_final += 1;
+            // An utterance end waiting for this final follows it.
+            self.flush_utterance_ends();
         }
         if self.finals_waiting.is_empty() {
             self.overload_warned = false;

@@ -141,3 +141,67 @@ fn controls_are_protocol_neutral() {
     );
     assert_eq!(session.state(), SessionState::Closed);
 }
+
+#[test]
+fn finalize_marks_its_final_or_says_there_was_nothing_and_utterance_ends_follow_finals() {
+    let mut session = session();
+    let mut params = session.params().clone();
+    params.utterance_end_ms = Some(1000);
+    params.vad_hangover_ms = Some(300);
+    session.on_control(Control::Configure(Ok(params)), Instant::now());
+    let pcm = fixture_pcm("two_utterances.wav");
+    // The first utterance and 1.4 s of the silence after it (3 s in all).
+    let (first, second) = pcm.split_at(16_000 * 2 * 3);
+    let mut jobs = Vec::new();
+    for frame in first.chunks(640) {
+        session.on_audio(frame, Instant::now());
+        while let Some(job) = session.next_job() {
+            jobs.push(job);
+        }
+    }
+    // Nothing open, nothing due: the finalize is answered at once... but
+    // segment 0's final is still with the model, so it answers it.
+    session.on_control(Control::Finalize, Instant::now());
+    // The second utterance, cut by a finalize in its middle.
+    for frame in second[..second.len() / 2].chunks(640) {
+        session.on_audio(frame, Instant::now());
+        while let Some(job) = session.next_job() {
+            jobs.push(job);
+        }
+    }
+    session.on_control(Control::Finalize, Instant::now());
+    while let Some(job) = session.next_job() {
+        jobs.push(job);
+    }
+    for job in jobs.into_iter().filter(|job| job.kind == JobKind::Final) {
+        let result = Ok(mock_transcript(&job.samples, 16_000));
+        let (start, end) = (job.start_sample, job.end_sample);
+        session.on_result(job.kind, job.segment_id, start, end, result, Instant::now());
+    }
+    // Everything is out now: a third finalize has nothing to answer with.
+    session.on_control(Control::Finalize, Instant::now());
+    let events: Vec<SessionEvent> = session.take_events().collect();
+    let said: Vec<String> = events
+        .iter()
+        .filter_map(|event| match event {
+            SessionEvent::Final {
+                segment_id, end, ..
+            } => Some(format!(
+                "final {segment_id} endpoint={} finalize={}",
+                end.endpoint, end.answers_finalize
+            )),
+            SessionEvent::UtteranceEnd { .. } => Some("utterance end".into()),
+            SessionEvent::Finalized { .. } => Some("finalized".into()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "final 0 endpoint=true finalize=true",
+            "utterance end",
+            "final 1 endpoint=false finalize=true",
+            "finalized"
+        ]
+    );
+}

@@ -40,7 +40,7 @@ pub async fn serve(
     peer: SocketAddr,
     core: Rc<CoreContext>,
     finals: Rc<FinalsQueue>,
-    codec: &'static dyn Codec,
+    codec: Box<dyn Codec>,
     query: Option<String>,
 ) {
     let settings = &core.shared.settings.session;
@@ -52,14 +52,19 @@ pub async fn serve(
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(write_loop(Rc::clone(&link), writer));
 
-    let Some((permit, demand, lease)) = admit(&core, &link, codec, peer).await else {
+    let Some((permit, demand, lease)) = admit(&core, &link, codec.as_ref(), peer).await else {
         finish(&link, reader).await;
         let _ = writer.await;
         return;
     };
     let mut params = StreamParams::new(settings.vad_mode);
     if let Err(message) = codec.apply_query(&mut params, query.as_deref()) {
-        refuse(&link, codec, WsErrorKind::UnsupportedFormat, message);
+        refuse(
+            &link,
+            codec.as_ref(),
+            WsErrorKind::UnsupportedFormat,
+            message,
+        );
         finish(&link, reader).await;
         let _ = writer.await;
         return;
@@ -83,6 +88,7 @@ pub async fn serve(
         unblocked: Notify::default(),
         finals,
         codec,
+        frames: RefCell::new(Vec::new()),
         over: Latch::default(),
         demand: RefCell::new(demand),
         interim_superseded: RefCell::new(None),
@@ -91,7 +97,9 @@ pub async fn serve(
     core.metrics.count(|c| c.sessions_created += 1);
     tracing::debug!(core = core.core_id, session_id = %id, %peer, "session started");
     let start = ctx.session.borrow().start_event();
-    if let Some(frame) = codec.encode(start) {
+    let mut frames = Vec::new();
+    ctx.codec.encode(start, &mut frames);
+    for frame in frames {
         push_frame(&link, frame);
     }
     if core.drain.is_triggered() {
@@ -268,7 +276,9 @@ fn error_event(kind: WsErrorKind, message: String) -> SessionEvent {
 /// [`refuse`] with a chosen error event and close code (for kinds that do
 /// not close by themselves, such as `overloaded`).
 fn refuse_with_close(link: &Link, codec: &dyn Codec, error: SessionEvent, close_code: u16) {
-    if let Some(frame) = codec.encode(error) {
+    let mut frames = Vec::new();
+    codec.encode(error, &mut frames);
+    for frame in frames {
         push_frame(link, frame);
     }
     link.push_close(close_code);
@@ -282,6 +292,7 @@ fn push_frame(link: &Link, frame: Frame) {
             link.push_text(text, sheddable);
         }
         Frame::Close(code) => link.push_close(code),
+        Frame::CloseWithReason(code, reason) => link.push_close_with_reason(code, reason),
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod codec;
 pub(crate) mod conn;
+pub mod deepgram;
 pub(crate) mod jobs;
 pub mod native;
 pub mod protocol;

@@ -18,7 +18,18 @@ use crate::session::{Control, Session, SessionEvent, SessionFigures, StreamParam
 /// The native JSON protocol, as the connection uses it.
 pub struct NativeJson;
 
+impl NativeJson {
+    /// This protocol's [`super::codec::NewCodec`].
+    pub fn new_codec(_model: &'static str) -> Box<dyn Codec> {
+        Box::new(NativeJson)
+    }
+}
+
 impl Codec for NativeJson {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
     fn apply_query(&self, params: &mut StreamParams, query: Option<&str>) -> Result<(), String> {
         params.apply_query(query)
     }
@@ -27,14 +38,14 @@ impl Codec for NativeJson {
         decode(text, params)
     }
 
-    fn encode(&self, event: SessionEvent) -> Option<Frame> {
-        Some(match encode(event)? {
+    fn encode(&self, event: SessionEvent, out: &mut Vec<Frame>) {
+        out.extend(encode(event).map(|output| match output {
             Output::Message(message) => Frame::Text {
                 text: message.to_json(),
                 sheddable: message.is_sheddable(),
             },
             Output::Close(code) => Frame::Close(code),
-        })
+        }));
     }
 }
 
@@ -85,7 +96,10 @@ pub fn encode(event: SessionEvent) -> Option<Output> {
             segment_id,
             start: round_ms(start_s),
         },
-        SessionEvent::SpeechEnded { .. } => return None,
+        // The native protocol says these with its finals (or not at all).
+        SessionEvent::SpeechEnded { .. }
+        | SessionEvent::Finalized { .. }
+        | SessionEvent::UtteranceEnd { .. } => return None,
         SessionEvent::Interim {
             segment_id,
             text,
@@ -105,6 +119,7 @@ pub fn encode(event: SessionEvent) -> Option<Output> {
             start_s,
             end_s,
             words,
+            ..
         } => ServerMessage::Transcript {
             segment_id,
             is_final: true,

@@ -37,8 +37,10 @@ pub struct StreamCtx {
     pub(super) unblocked: Notify,
     /// The core's sessions whose finals wait for room in the model queue.
     pub(super) finals: Rc<FinalsQueue>,
-    /// The wire protocol the client speaks.
-    pub(super) codec: &'static dyn Codec,
+    /// The wire protocol the client speaks (this connection's codec).
+    pub(super) codec: Box<dyn Codec>,
+    /// Frames being sent, reused between events.
+    pub(super) frames: RefCell<Vec<Frame>>,
     /// Fires once the connection is over: the session's result tasks then
     /// drop their receivers, so the pool drops the jobs nobody waits for.
     pub(super) over: Latch,
@@ -67,6 +69,7 @@ impl ShardSession for StreamCtx {
         SessionInfo {
             session_id: session.id().to_string(),
             state: session.state().name(),
+            protocol: self.codec.name().to_string(),
             core: self.core.core_id,
             created_at: humantime::format_rfc3339_millis(session.created_at).to_string(),
             last_activity_at: humantime::format_rfc3339_millis(session.last_activity_at())
@@ -140,10 +143,13 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
 
 pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
     let events: Vec<SessionEvent> = ctx.session.borrow_mut().take_events().collect();
-    for frame in events
-        .into_iter()
-        .filter_map(|event| ctx.codec.encode(event))
-    {
+    // The frames buffer is reused; taken, not borrowed, because pushing a
+    // frame can close a slow consumer, which sends outputs again.
+    let mut frames = ctx.frames.take();
+    for event in events {
+        ctx.codec.encode(event, &mut frames);
+    }
+    for frame in frames.drain(..) {
         match frame {
             Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
                 Backlog::Fine => {}
@@ -151,8 +157,10 @@ pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
                 Backlog::Overflow => close_slow_consumer(ctx),
             },
             Frame::Close(code) => ctx.link.push_close(code),
+            Frame::CloseWithReason(code, reason) => ctx.link.push_close_with_reason(code, reason),
         }
     }
+    ctx.frames.replace(frames);
 }
 
 fn schedule_slow_check(ctx: &Rc<StreamCtx>, since: Instant) {

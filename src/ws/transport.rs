@@ -116,7 +116,7 @@ pub fn ws_config(message_bytes_max: usize) -> WebSocketConfig {
 #[derive(Debug)]
 enum Outbound {
     Text { json: String, sheddable: bool },
-    Close(u16),
+    Close(u16, &'static str),
 }
 
 /// Why pushing to the outbound queue went wrong.
@@ -263,7 +263,14 @@ impl Link {
 
     /// Queue a close frame; nothing queued after it is sent.
     pub fn push_close(&self, code: u16) {
-        self.outbound.borrow_mut().push_back(Outbound::Close(code));
+        self.push_close_with_reason(code, "");
+    }
+
+    /// [`Link::push_close`] with a reason in the close frame.
+    pub fn push_close_with_reason(&self, code: u16, reason: &'static str) {
+        self.outbound
+            .borrow_mut()
+            .push_back(Outbound::Close(code, reason));
         self.writer_wake.notify();
         self.closing.trigger();
     }
@@ -278,9 +285,9 @@ impl Link {
             // went out): what follows it is dropped, as RFC 6455 requires.
             let _ = match item {
                 Outbound::Text { json, .. } => ws.write(Message::text(json)),
-                Outbound::Close(code) => ws.close(Some(CloseFrame {
+                Outbound::Close(code, reason) => ws.close(Some(CloseFrame {
                     code: CloseCode::from(code),
-                    reason: "".into(),
+                    reason: reason.into(),
                 })),
             };
         }

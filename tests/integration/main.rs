@@ -22,6 +22,7 @@ mod support;
 
 mod batch;
 mod cluster;
+mod deepgram;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod hardening;

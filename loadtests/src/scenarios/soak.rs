@@ -171,6 +171,7 @@ impl SoakOptions {
             pace: true,
             interim: true,
             query: None,
+            dialect: crate::dialect::Dialect::Native,
             driver: Driver::Mux,
             threads: self.threads,
             server_pid: self.server_pid,

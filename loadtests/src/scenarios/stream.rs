@@ -57,7 +57,7 @@ use anyhow::{bail, Result};
 
 pub use self::options::{Driver, StreamOptions, MAX_SESSIONS, MAX_THREADS, PATH};
 pub use self::report::{LagSummary, StreamReport};
-pub(crate) use self::session::{Outgoing, SessionCore, END_MESSAGE};
+pub(crate) use self::session::{Outgoing, SessionCore};
 pub use self::stats::StreamStats;
 use crate::sys;
 
@@ -101,6 +101,7 @@ pub fn run(opts: &StreamOptions) -> Result<StreamReport> {
         duration: opts.duration,
         ramp: opts.ramp,
         interim: opts.interim,
+        dialect: opts.dialect,
         driver: opts.driver,
         threads: match opts.driver {
             Driver::Threads => opts.sessions,

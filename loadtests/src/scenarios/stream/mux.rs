@@ -43,7 +43,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Outgoing, SessionCore, StreamOptions, StreamStats, END_MESSAGE};
+use super::{Outgoing, SessionCore, StreamOptions, StreamStats};
 use crate::streaming::ChunkMap;
 use crate::ws::{self, Upgrade, WsFailure};
 use crate::wsframe::{
@@ -583,7 +583,8 @@ impl<'a> Conn<'a> {
                 self.queue(OP_BINARY, payload, Pending::Chunk(samples), ctx.rng);
             }
             Outgoing::End => {
-                self.queue(OP_TEXT, END_MESSAGE.as_bytes(), Pending::End, ctx.rng);
+                let end = self.core.opts.dialect.end_message();
+                self.queue(OP_TEXT, end.as_bytes(), Pending::End, ctx.rng);
             }
         }
     }

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::dialect::Dialect;
 use crate::scenarios::soak::deletes::DeleteBook;
 use crate::streaming::ChunkMap;
 use crate::target::Target;
 use crate::wav::Pcm16;
 
-/// The path exercised.
+/// The path exercised by the native dialect.
 pub const PATH: &str = "/v1/transcribe/stream";
 
 /// Largest number of concurrent sessions.
@@ -66,6 +67,8 @@ pub struct StreamOptions {
     pub interim: bool,
     /// Extra query parameters (URL-encoded, without `?`).
     pub query: Option<String>,
+    /// The wire dialect (path, query, end message, message reading).
+    pub dialect: Dialect,
     /// How the sessions are driven.
     pub driver: Driver,
     /// Worker threads of the `mux` driver.
@@ -109,10 +112,9 @@ impl StreamOptions {
 
     /// The request path with its query string.
     pub fn path_and_query(&self) -> String {
-        let mut p = format!(
-            "{PATH}?sample_rate={}&interim_results={}",
-            self.audio.sample_rate, self.interim
-        );
+        let mut p = self
+            .dialect
+            .path_and_query(self.audio.sample_rate, self.interim);
         if let Some(q) = self
             .query
             .as_deref()

@@ -54,6 +54,7 @@ pub struct StreamReport {
     pub duration: Duration,
     pub ramp: Duration,
     pub interim: bool,
+    pub dialect: crate::dialect::Dialect,
     pub driver: Driver,
     /// Threads that drove the sessions (`mux`: workers; `threads`: sessions).
     pub threads: usize,
@@ -85,6 +86,7 @@ struct JsonReport<'a> {
     duration_s: f64,
     ramp_s: f64,
     interim_results: bool,
+    dialect: &'static str,
     wall_s: f64,
     segments: u64,
     end_beyond_sent: u64,
@@ -159,6 +161,7 @@ impl StreamReport {
             duration_s: round(self.duration.as_secs_f64(), 3),
             ramp_s: round(self.ramp.as_secs_f64(), 3),
             interim_results: self.interim,
+            dialect: self.dialect.as_str(),
             wall_s: round(self.wall.as_secs_f64(), 3),
             segments: self.stats.segments,
             end_beyond_sent: self.stats.end_beyond_sent,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::options::StreamOptions;
 use super::stats::{min_opt, StreamStats};
+use crate::dialect::Reader;
 use crate::scenarios::soak::deletes::ClientOutcome;
 use crate::stats::record_us;
 use crate::streaming::{ChunkMap, OrderChecker, ServerMsg, MAX_EXAMPLES};
@@ -29,9 +30,6 @@ pub(crate) enum Outgoing {
     /// `{"type":"end"}` (sending is over).
     End,
 }
-
-/// The end-of-audio message.
-pub(crate) const END_MESSAGE: &str = r#"{"type":"end"}"#;
 
 /// The socket-independent state of one session, shared by both drivers:
 /// the chunk schedule, send times, message checks, lags, and the final
@@ -73,6 +71,10 @@ pub(crate) struct SessionCore<'a> {
     /// When the server refused the session before it started (`overloaded`
     /// before `session_start`).
     refused_at: Option<Instant>,
+    /// Reads the server's messages in the run's dialect.
+    reader: Reader,
+    /// Messages of one text frame, reused.
+    read: Vec<ServerMsg>,
 }
 
 impl<'a> SessionCore<'a> {
@@ -82,6 +84,8 @@ impl<'a> SessionCore<'a> {
             map,
             st: Tally::default(),
             checker: OrderChecker::new(),
+            reader: opts.dialect.reader(),
+            read: Vec::with_capacity(2),
             sent: Vec::new(),
             next: 0,
             sending: true,
@@ -204,8 +208,15 @@ impl<'a> SessionCore<'a> {
     /// A text message arrived at `at`.
     pub(crate) fn on_text(&mut self, text: &str, at: Instant) {
         self.st.messages += 1;
-        match ServerMsg::parse(text) {
-            Ok(msg) => self.on_server_msg(&msg, at),
+        let mut read = std::mem::take(&mut self.read);
+        read.clear();
+        let result = self.reader.read(text, &mut read);
+        for msg in &read {
+            self.on_server_msg(msg, at);
+        }
+        self.read = read;
+        match result {
+            Ok(()) => {}
             Err(why) => {
                 self.st.violations += 1;
                 self.st.count_error("bad_message");

@@ -9,7 +9,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message};
 
 use super::options::StreamOptions;
-use super::session::{Outgoing, SessionCore, END_MESSAGE};
+use super::session::{Outgoing, SessionCore};
 use super::stats::StreamStats;
 use crate::streaming::ChunkMap;
 use crate::ws::{self, Socket, WsFailure};
@@ -175,7 +175,7 @@ impl<'a> Session<'a> {
     fn send_next(&mut self, socket: &mut Socket, t0: Instant, now: Instant) -> bool {
         match self.core.next_outgoing(t0, now) {
             Outgoing::End => {
-                if let Err(e) = socket.send(Message::text(END_MESSAGE)) {
+                if let Err(e) = socket.send(Message::text(self.core.opts.dialect.end_message())) {
                     self.core.fail(ws::classify(&e));
                     return false;
                 }
