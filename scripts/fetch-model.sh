@@ -70,8 +70,9 @@ check_sha256() {
   fi
 }
 
-# 4. (below) tiny.en also gets a q8_0 copy, the engine's default: its
-# matrices quantised by `ct2ggml --quantize q8_0` (docs/MODELS.md).
+# 4. (below) tiny.en also gets a q8_0 copy, faster but not the default (it
+# mishears a few more words; docs/MODELS.md): its matrices quantised by
+# `ct2ggml --quantize q8_0`.
 quantize_q8_0() {
   [[ -n ${q8_output:-} ]] || return 0
   if [[ -f $q8_output && $(stat -c %s "$q8_output") == "$q8_output_bytes" && $(sha256_of "$q8_output") == "$q8_output_sha256" ]]; then

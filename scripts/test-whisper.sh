@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # The real-engine tests: the server built with the `whisper` feature,
 # transcribing the committed flite fixtures (tests/whisper.rs) with the
-# Whisper tiny.en weights. Idempotent: installs cmake (whisper.cpp's build)
-# when missing, fetches and converts the model (scripts/fetch-model.sh, a
+# Whisper tiny.en weights. Idempotent: installs cmake and libopenblas-dev
+# (whisper.cpp's build) when missing, fetches and converts the model (scripts/fetch-model.sh, a
 # no-op once done), lints and tests the feature. Ends with one line:
 #   whisper tests: N passed, N failed, N ignored, N skipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cmake >/dev/null 2>&1; then
+# whisper.cpp's build needs cmake, and OpenBLAS (its matrix products) the
+# headers and library of Debian's libopenblas-dev.
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+[[ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]] || missing+=(libopenblas-dev)
+if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "test-whisper: please install cmake" >&2
+    echo "test-whisper: please install ${missing[*]}" >&2
     exit 1
   fi
-  echo "test-whisper: installing cmake"
+  echo "test-whisper: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/fetch-model.sh
 

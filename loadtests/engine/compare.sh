@@ -14,6 +14,8 @@
 #   --concurrency N       concurrent requests of the server's second figure (default 4)
 #   --server 'FLAGS'      a server configuration: flags added to the command line
 #                         below; repeat for several. 'default' means no extra flags.
+#                         'bin=PATH FLAGS' runs the server binary PATH (another
+#                         build, e.g. with OpenBLAS) for that configuration.
 #                         Without any, $SERVER_CONFIGS (configurations separated by
 #                         ';') or: 'default' and '--model-workers 1 --model-threads 2'.
 #   --fw-configs LIST     faster-whisper configurations (fw_bench.py; default all)
@@ -129,6 +131,9 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 status_kb() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0; }
+# The server's CPU seconds so far (all threads, user + system), from /proc.
+clock_ticks=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$clock_ticks" '{ printf "%.2f\n", ($14 + $15) / t }' "/proc/$pid/stat" 2>/dev/null || echo 0; }
 
 # post FILE RESPONSE: one transcription; prints the HTTP status.
 post() {
@@ -167,15 +172,23 @@ server_wer() {
 
 # measure_server INDEX FLAGS: everything about one server configuration.
 measure_server() {
-  local index=$1 flags=$2 dir=$out/server-$1 extra=() start ready deadline code r wall
+  local index=$1 flags=$2 dir=$out/server-$1 extra=() start ready deadline code r wall cpu0
+  local bin=$server_bin
+  if [[ $flags == bin=* ]]; then
+    bin=${flags%% *}
+    bin=${bin#bin=}
+    [[ $flags == *" "* ]] && flags=${flags#* } || flags=default
+    [[ -x $bin ]] || die "no server binary $bin"
+  fi
   [[ $flags == default ]] || read -r -a extra <<<"$flags"
   # A configuration may name its own weights; otherwise $model.
   [[ " ${extra[*]} " == *" --model-path "* ]] || extra=(--model-path "$model" "${extra[@]}")
   mkdir -p "$dir"
   printf 'flags\t%s\n' "$flags" >"$dir/info.tsv"
+  [[ $bin == "$server_bin" ]] || printf 'bin\t%s\n' "$bin" >>"$dir/info.tsv"
   port=$(free_port)
   start=$EPOCHREALTIME
-  "$server_bin" --host 127.0.0.1 --port "$port" --model whisper \
+  "$bin" --host 127.0.0.1 --port "$port" --model whisper \
     --log-level warn "${extra[@]}" >"$dir/server.log" 2>&1 &
   pid=$!
   ready=
@@ -201,16 +214,22 @@ measure_server() {
   # Warm-up: one request, then one round with every worker busy.
   round "$dir" warmup-1 1 >/dev/null
   round "$dir" warmup-c "$concurrency" >/dev/null
+  cpu0=$(cpu_s)
   for ((r = 1; r <= runs; r++)); do
     wall=$(round "$dir" "single-$r" 1)
     printf '1\t%s\n' "$wall" >>"$dir/walls.tsv"
     echo "compare:   1 request: ${wall} s" >&2
   done
+  # CPU seconds of the server over the measured rounds of each figure: how
+  # much CPU the work costs, which a busy machine changes far less than wall time.
+  printf '1\t%s\t%s\n' "$(python3 -c "print(f'{$(cpu_s) - $cpu0:.2f}')")" "$runs" >>"$dir/cpu.tsv"
+  cpu0=$(cpu_s)
   for ((r = 1; r <= runs; r++)); do
     wall=$(round "$dir" "concurrent-$r" "$concurrency")
     printf '%s\t%s\n' "$concurrency" "$wall" >>"$dir/walls.tsv"
     echo "compare:   $concurrency requests: ${wall} s" >&2
   done
+  printf '%s\t%s\t%s\n' "$concurrency" "$(python3 -c "print(f'{$(cpu_s) - $cpu0:.2f}')")" "$runs" >>"$dir/cpu.tsv"
   printf 'rss_kb\t%s\n' "$(status_kb VmRSS)" >>"$dir/info.tsv"
   printf 'hwm_kb\t%s\n' "$(status_kb VmHWM)" >>"$dir/info.tsv"
   if ((!skip_wer)); then

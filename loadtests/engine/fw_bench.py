@@ -10,6 +10,7 @@ Run it with the venv of setup.sh (loadtests/engine/.venv/bin/python).
       a run is `requests` concurrent transcriptions of FILE from threads, every
       segment and word consumed. Prints one JSON object a line (and appends it
       to --out): audio seconds per wall second of every run and their median,
+      the process's CPU seconds of every run,
       model load time (after `import faster_whisper`, timed apart), RSS after the
       import and before loading, after loading and at the peak.
 
@@ -116,6 +117,12 @@ def transcribe_text(run, path, words):
     return " ".join(t.strip() for t in texts).strip()
 
 
+def process_cpu_s():
+    """CPU seconds this process has used (every thread, user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def one(args):
     """Child process: one configuration, JSON lines on stdout."""
     compute, threads, workers, requests, batch = CONFIGS[args.config]
@@ -140,8 +147,9 @@ def one(args):
             except Exception as error:  # reported, and the run fails
                 errors.append(repr(error))
 
-        walls = []
+        walls, cpus = [], []
         for index in range(1 + args.runs):  # the first is the warm-up
+            cpu_begin = process_cpu_s()
             threads_ = [threading.Thread(target=request, args=(slot,), daemon=True) for slot in range(requests)]
             begin = time.monotonic()
             for thread in threads_:
@@ -149,10 +157,12 @@ def one(args):
             for thread in threads_:
                 thread.join(timeout=600)
             wall = time.monotonic() - begin
+            cpu = process_cpu_s() - cpu_begin
             if errors or any(t.is_alive() for t in threads_):
                 raise SystemExit(f"fw_bench: {args.config}: {errors or 'a request took over 600 s'}")
             if index > 0:
                 walls.append(wall)
+                cpus.append(cpu)
         rates = [requests * audio_s / wall for wall in walls]
         print(
             json.dumps(
@@ -166,6 +176,7 @@ def one(args):
                     "walls_s": [round(w, 4) for w in walls],
                     "rates": [round(r, 3) for r in rates],
                     "median_rate": round(statistics.median(rates), 3),
+                    "cpus_s": [round(c, 4) for c in cpus],
                     "import_s": round(import_s, 3),
                     "load_s": round(load_s, 3),
                     "rss_base_mb": round(rss_base / 1024, 1),

@@ -50,6 +50,13 @@ def pct(result):
     return f"{100 * result['wer']:.1f} % ({result['edits']}/{result['words']})"
 
 
+def fw_per_cpu(row, audio_s):
+    cpus = row.get("cpus_s")
+    if not cpus or sum(cpus) <= 0:
+        return "—"
+    return f"{row['requests'] * len(cpus) * audio_s / sum(cpus):.1f}"
+
+
 def subset(references, hypotheses, prefix):
     refs = {name: text for name, text in references.items() if name.startswith(prefix)}
     return wer.score(refs, hypotheses) if refs else None
@@ -80,9 +87,11 @@ def main():
     print()
     print("Throughput is audio seconds per wall second: requests x file length / wall time of the")
     print("round, measured by the client; median of the runs after a warm-up (min–max).")
-    print("Server start-up: launch to `GET /v1/ready` 200. faster-whisper load: `WhisperModel(...)`.\n")
-    print("| engine | configuration | concurrent requests | word times | audio s per wall s | start-up / load s | RSS MB (ready / after / peak) | WER on the file |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("Server start-up: launch to `GET /v1/ready` 200. faster-whisper load: `WhisperModel(...)`.")
+    print("Audio s per CPU s: the same audio over the CPU seconds the process used in those runs")
+    print("(all threads, user + system): the cost of the work, which a busy machine changes far less.\n")
+    print("| engine | configuration | concurrent requests | word times | audio s per wall s | audio s per CPU s | start-up / load s | RSS MB (ready / after / peak) | WER on the file |")
+    print("|---|---|---|---|---|---|---|---|---|")
 
     best = {}  # (engine, word_times) -> (rate, label)
 
@@ -100,8 +109,10 @@ def main():
         info = read_kv(os.path.join(d, "info.tsv"))
         flags = info.get("flags", "?")
         label = "`--model whisper`" + ("" if flags == "default" else f" `{flags}`")
+        if "bin" in info:
+            label += f" (binary `{os.path.basename(info['bin'])}`)"
         if "failed" in info:
-            print(f"| this server | {label} | — | — | failed: {info['failed']} | — | — | — |")
+            print(f"| this server | {label} | — | — | failed: {info['failed']} | — | — | — | — |")
             continue
         walls = {}
         path = os.path.join(d, "walls.tsv")
@@ -110,6 +121,13 @@ def main():
                 for line in f:
                     n, wall = line.split()
                     walls.setdefault(int(n), []).append(float(wall))
+        cpu = {}
+        path = os.path.join(d, "cpu.tsv")
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    n, seconds, runs = line.split()
+                    cpu[int(n)] = (float(seconds), int(runs))
         text = None
         response = os.path.join(d, "single-1-0.json")
         if os.path.exists(response):
@@ -119,8 +137,11 @@ def main():
             rates = [n * audio_s / w for w in walls[n]]
             median = statistics.median(rates)
             note_best("this server", True, median, f"{label}, {n} concurrent")
+            per_cpu = "—"
+            if n in cpu and cpu[n][0] > 0:
+                per_cpu = f"{n * cpu[n][1] * audio_s / cpu[n][0]:.1f}"
             print(
-                f"| this server | {label} | {n} | yes | {rate_cell(rates)} | {float(info.get('startup_s', 'nan')):.2f} | "
+                f"| this server | {label} | {n} | yes | {rate_cell(rates)} | {per_cpu} | {float(info.get('startup_s', 'nan')):.2f} | "
                 f"{mb(info.get('rss_ready_kb'))} / {mb(info.get('rss_kb'))} / {mb(info.get('hwm_kb'))} | "
                 f"{meeting_wer(text) if n == min(walls) else ''} |"
             )
@@ -136,7 +157,7 @@ def main():
         note_best("faster-whisper", row["word_timestamps"], row["median_rate"], label + f", {row['requests']} concurrent")
         print(
             f"| faster-whisper | {row['description']} | {row['requests']} | {'yes' if row['word_timestamps'] else 'no'} | "
-            f"{rate_cell(row['rates'])} | {row['load_s']:.2f} | "
+            f"{rate_cell(row['rates'])} | {fw_per_cpu(row, audio_s)} | {row['load_s']:.2f} | "
             f"{row['rss_loaded_mb']:.0f} (before the model {row['rss_base_mb']:.0f}) / — / {row['rss_peak_mb']:.0f} | "
             f"{meeting_wer(row.get('text'))} |"
         )
