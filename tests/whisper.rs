@@ -474,3 +474,73 @@ fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+#[test]
+fn past_the_engines_capacity_streams_are_refused_instead_of_failing_everyone() {
+    // Admission by capacity on the real engine: the start-up warm-up gives
+    // the live capacity, and four more streams than it admits arrive at
+    // once, each speaking in real time.
+    let server = whisper_server(&[]);
+    let capacity = get(&server, "/v1/sessions/metrics").json()["engine"]["live_capacity"]
+        .as_f64()
+        .expect("the capacity is measured at start-up");
+    let admitted = ((0.85 * capacity).floor() as usize).max(1);
+    let offered = admitted + 4;
+    let wav = whisper_fixture("two_utterances.wav");
+    let pcm = &wav[44..];
+    let addr = server.addr;
+    let outcomes: Vec<(bool, Vec<Value>, Option<u16>)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..offered)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut ws = Ws::connect_addr(addr, "interim_results=false");
+                    let first = ws.next_json().expect("a first message");
+                    if first["type"] == "error" {
+                        let (_, code) = ws.read_to_close();
+                        return (false, vec![first], code);
+                    }
+                    // 100 ms of audio every 100 ms.
+                    for frame in pcm.chunks(FRAME_BYTES * 5) {
+                        ws.send_audio(frame);
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    ws.send_text(r#"{"type": "end"}"#);
+                    let (messages, code) = ws.read_to_close();
+                    (true, messages, code)
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|client| client.join().expect("client thread"))
+            .collect()
+    });
+    let served = outcomes.iter().filter(|(started, ..)| *started).count();
+    assert!(
+        served >= 1 && served < offered,
+        "capacity {capacity}: {served} of {offered} admitted"
+    );
+    for (started, messages, code) in &outcomes {
+        if *started {
+            // Every admitted stream completes with every final, in order.
+            assert_eq!(*code, Some(1000), "{messages:#?}");
+            assert!(messages.iter().all(|m| m["type"] != "error"), "{messages:#?}");
+            let end = messages
+                .iter()
+                .find(|m| m["type"] == "session_end")
+                .expect("session_end");
+            let segments = end["metrics"]["segments"].as_u64().expect("segments");
+            let finals: Vec<u64> = messages
+                .iter()
+                .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+                .filter_map(|m| m["segment_id"].as_u64())
+                .collect();
+            assert!(segments >= 1, "{messages:#?}");
+            assert_eq!(finals, (0..segments).collect::<Vec<_>>(), "{messages:#?}");
+        } else {
+            assert_eq!(messages[0]["code"], "overloaded", "{messages:#?}");
+            assert!(messages[0]["retry_after_s"].as_u64().is_some());
+            assert_eq!(*code, Some(1013));
+        }
+    }
+}
