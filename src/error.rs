@@ -152,6 +152,9 @@ pub enum WsErrorKind {
     ProtocolError,
     /// A text message that is not UTF-8: close 1007.
     InvalidUtf8,
+    /// A new stream while the server drains: close 1013 (try again later,
+    /// which a balancer sends to another node).
+    ShuttingDown,
 }
 
 impl WsErrorKind {
@@ -165,12 +168,13 @@ impl WsErrorKind {
             WsErrorKind::Overloaded => "overloaded",
             WsErrorKind::Internal => "internal",
             WsErrorKind::ProtocolError | WsErrorKind::InvalidUtf8 => "protocol_error",
+            WsErrorKind::ShuttingDown => "shutting_down",
         }
     }
 
     pub const fn close_code(self) -> Option<u16> {
         match self {
-            WsErrorKind::SessionLimitExceeded => Some(1013),
+            WsErrorKind::SessionLimitExceeded | WsErrorKind::ShuttingDown => Some(1013),
             WsErrorKind::UnsupportedFormat => Some(1003),
             WsErrorKind::MessageTooLarge => Some(1009),
             WsErrorKind::SlowConsumer => Some(1008),
@@ -239,6 +243,7 @@ mod tests {
             (WsErrorKind::Internal, "internal", Some(1011)),
             (WsErrorKind::ProtocolError, "protocol_error", Some(1002)),
             (WsErrorKind::InvalidUtf8, "protocol_error", Some(1007)),
+            (WsErrorKind::ShuttingDown, "shutting_down", Some(1013)),
         ];
         for (kind, code, close) in expected {
             assert_eq!((kind.code(), kind.close_code()), (code, close));

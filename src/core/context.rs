@@ -81,6 +81,9 @@ pub struct CoreContext {
     pub drain: Latch,
     /// Open connections on this core.
     pub connections: Cell<usize>,
+    /// HTTP requests this core's handlers are answering now (the drain
+    /// keeps the listener open until they are done).
+    pub requests_in_flight: Cell<usize>,
     /// The core's shard: its live streaming sessions by id.
     pub sessions: RefCell<HashMap<String, Rc<dyn ShardSession>>>,
 }
@@ -93,6 +96,7 @@ impl CoreContext {
             metrics,
             drain: Latch::default(),
             connections: Cell::new(0),
+            requests_in_flight: Cell::new(0),
             sessions: RefCell::new(HashMap::new()),
         }
     }

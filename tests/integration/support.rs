@@ -642,3 +642,51 @@ pub fn assert_active_sessions(server: &Server, expected: u64, timeout: Duration)
 pub fn delete(server: &Server, path: &str) -> Reply {
     request(server, "DELETE", path)
 }
+
+/// A gate for jobs of the mock engine (test builds with `fault-injection`):
+/// a job whose language hint is `xx-hold` waits on its worker until
+/// [`Hold::release`] (bounded by the server at two minutes). Start the server
+/// with [`Hold::env`] so it knows the gate's file.
+pub struct Hold {
+    path: PathBuf,
+}
+
+impl Hold {
+    pub fn new(name: &str) -> Hold {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "transcription-hold-{}-{name}-{nanos}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        Hold { path }
+    }
+
+    /// The server's environment entry naming the gate.
+    pub fn env(&self) -> (&'static str, &str) {
+        (
+            "TRANSCRIBE_FAULT_HOLD_PATH",
+            self.path.to_str().expect("a UTF-8 temp path"),
+        )
+    }
+
+    /// Let every held job (and every later one) run.
+    pub fn release(&self) {
+        std::fs::write(&self.path, b"go").expect("write the release file");
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The number of model jobs queued or running, from `/metrics`.
+pub fn model_jobs_pending(server: &Server) -> f64 {
+    let queued = metric(server, "transcribe_model_queue_depth", &[]).unwrap_or(0.0);
+    let running = metric(server, "transcribe_model_jobs_in_flight", &[]).unwrap_or(0.0);
+    queued + running
+}
