@@ -181,6 +181,86 @@ fn interims_arrive_before_the_final_and_can_be_turned_off() {
     assert_eq!(finals(&messages).len(), 1);
 }
 
+/// Send a ping and read until its pong, keeping the JSON messages that
+/// arrive meanwhile: everything sent before the ping has been read by the
+/// session by then (the server handles a connection's frames in order).
+fn sync_with_ping(ws: &mut Ws, messages: &mut Vec<Value>) {
+    ws.socket
+        .send(tungstenite::Message::Ping(b"sync".to_vec().into()))
+        .expect("send ping");
+    loop {
+        match ws.socket.read().expect("read") {
+            tungstenite::Message::Text(text) => {
+                messages.push(serde_json::from_str(text.as_str()).expect("JSON"));
+            }
+            tungstenite::Message::Pong(_) => return,
+            _ => {}
+        }
+    }
+}
+
+/// An interim's `start`/`end` lie inside the span its final reports: it ends
+/// at the segment's last voiced frame (plus the frame of tail the final also
+/// gets), not at the audio received, so interims sent during the hangover
+/// silence do not reach past the final's end. (Before, an interim reported
+/// the audio received so far as its end: 3.92 s against its final's 3.66.)
+#[test]
+fn interim_times_stay_inside_their_final_span() {
+    let server = Server::start(&[
+        "--interim-interval-ms",
+        "100",
+        "--vad-hangover-ms",
+        "2000",
+        "--model-workers",
+        "2",
+    ]);
+    let pcm = fixture_pcm("hello.wav");
+    let mut ws = Ws::connect(&server, "");
+    let mut messages = vec![ws.next_json().expect("session_start")];
+    // Speech, then 1.5 s of silence (inside the 2 s hangover), 100 ms at a
+    // time: each step is read by the session (ping) and every interim it
+    // asked for computed (the model is idle) before the next, so no final
+    // can overtake an interim. Then enough silence to close the segment.
+    let mut step = |ws: &mut Ws, chunk: &[u8], messages: &mut Vec<Value>| {
+        ws.send_audio(chunk);
+        sync_with_ping(ws, messages);
+        assert!(eventually(Duration::from_secs(20), || {
+            crate::support::model_jobs_pending(&server) == 0.0
+        }));
+    };
+    for chunk in pcm.chunks(FRAME_BYTES * 5) {
+        step(&mut ws, chunk, &mut messages);
+    }
+    let silence = vec![0u8; FRAME_BYTES * 5];
+    for _ in 0..15 {
+        step(&mut ws, &silence, &mut messages);
+    }
+    ws.stream_audio(&vec![0u8; 32_000 * 3], FRAME_BYTES);
+    ws.send_text(r#"{"type":"end"}"#);
+    let (rest, close) = ws.read_to_close();
+    assert_eq!(close, Some(1000));
+    messages.extend(rest);
+    assert_ordered(&messages);
+    let interims: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == false)
+        .collect();
+    assert!(!interims.is_empty(), "no interim: {messages:#?}");
+    for interim in interims {
+        let id = &interim["segment_id"];
+        let last = finals(&messages)
+            .into_iter()
+            .find(|f| &f["segment_id"] == id)
+            .unwrap_or_else(|| panic!("no final for segment {id}: {messages:#?}"));
+        let (start, end) = (interim["start"].as_f64(), interim["end"].as_f64());
+        let (final_start, final_end) = (last["start"].as_f64(), last["end"].as_f64());
+        assert!(
+            start >= final_start && end <= final_end && end > start,
+            "interim [{start:?}, {end:?}] outside its final [{final_start:?}, {final_end:?}]"
+        );
+    }
+}
+
 #[test]
 fn end_in_the_middle_of_speech_flushes_the_segment() {
     let server = Server::start(&[]);
