@@ -221,7 +221,7 @@ fn interim_times_stay_inside_their_final_span() {
     // time: each step is read by the session (ping) and every interim it
     // asked for computed (the model is idle) before the next, so no final
     // can overtake an interim. Then enough silence to close the segment.
-    let mut step = |ws: &mut Ws, chunk: &[u8], messages: &mut Vec<Value>| {
+    let step = |ws: &mut Ws, chunk: &[u8], messages: &mut Vec<Value>| {
         ws.send_audio(chunk);
         sync_with_ping(ws, messages);
         assert!(eventually(Duration::from_secs(20), || {
