@@ -17,6 +17,9 @@ pub enum ErrorKind {
     SessionNotFound,
     MethodNotAllowed,
     RequestTimeout,
+    /// A WebSocket upgrade asking for a protocol version other than 13
+    /// (RFC 6455 §4.4): answered with `Sec-WebSocket-Version: 13`.
+    UpgradeRequired,
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidAudio,
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::NotFound | ErrorKind::SessionNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
+            ErrorKind::UpgradeRequired => 426,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::InvalidAudio => 422,
@@ -58,6 +62,7 @@ impl ErrorKind {
             ErrorKind::SessionNotFound => "session_not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::UpgradeRequired => "upgrade_required",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::InvalidAudio => "invalid_audio",
@@ -77,6 +82,7 @@ impl ErrorKind {
             self,
             ErrorKind::BadRequest
                 | ErrorKind::RequestTimeout
+                | ErrorKind::UpgradeRequired
                 | ErrorKind::PayloadTooLarge
                 | ErrorKind::HeadersTooLarge
                 | ErrorKind::Internal
@@ -199,6 +205,7 @@ mod tests {
             (ErrorKind::SessionNotFound, 404, "session_not_found"),
             (ErrorKind::MethodNotAllowed, 405, "method_not_allowed"),
             (ErrorKind::RequestTimeout, 408, "request_timeout"),
+            (ErrorKind::UpgradeRequired, 426, "upgrade_required"),
             (ErrorKind::PayloadTooLarge, 413, "payload_too_large"),
             (
                 ErrorKind::UnsupportedMediaType,

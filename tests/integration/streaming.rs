@@ -662,6 +662,33 @@ fn a_plain_get_on_the_stream_endpoint_is_400() {
     assert_eq!(reply.error_code(), "bad_request");
 }
 
+/// RFC 6455 §4.4: an upgrade asking for a WebSocket version the server does
+/// not speak is `426 Upgrade Required` with `Sec-WebSocket-Version: 13` (and
+/// the JSON error body), so the client can retry with 13, which works.
+#[test]
+fn an_unsupported_websocket_version_is_426_with_the_version_spoken() {
+    let server = Server::start(&[]);
+    for version in ["8", "14"] {
+        let mut raw = Raw::connect(&server);
+        raw.send(
+            format!(
+                "GET /v1/transcribe/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let reply = raw.read_response().expect("an answer");
+        assert_eq!(reply.status, 426, "{}", reply.text());
+        assert_eq!(reply.header("sec-websocket-version"), Some("13"));
+        assert_eq!(reply.header("upgrade"), Some("websocket"));
+        assert_eq!(reply.error_code(), "upgrade_required");
+    }
+    let mut ws = Ws::connect(&server, "");
+    assert_eq!(
+        ws.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+}
+
 /// A text message whose reply is an error (not sheddable, unlike an
 /// interim), for piling up replies a client does not read.
 const BAD_MESSAGE: &[u8] = br#"{"type":"nonsense","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
