@@ -28,7 +28,21 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_transcription-server"));
+        Server::start_wrapped(&[], args, env)
+    }
+
+    /// Start under a wrapper command (`prlimit --as=N --`, …) that execs the
+    /// server with the arguments that follow it.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let binary = env!("CARGO_BIN_EXE_transcription-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
