@@ -313,7 +313,7 @@ pub struct Config {
     )]
     pub cluster_ttl_ms: u64,
 
-    /// Free admission leases each node keeps in its pool (advanced; small next to --cluster-max-sessions, or other nodes may be refused while slots sit in pools).
+    /// Free admission leases each node keeps in its pool (advanced; a node refused at the cluster limit asks the others to give their free pooled leases back).
     #[arg(
         long,
         env = "TRANSCRIBE_CLUSTER_LEASE_BLOCK",
