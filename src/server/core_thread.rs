@@ -300,14 +300,14 @@ async fn serve_inbox(
             CoreCommand::ListSessions { reply } => {
                 let _ = reply.send(core.session_infos());
             }
-            CoreCommand::TerminateSession { id, reply } => {
-                let _ = reply.send(core.terminate_session(&id));
+            CoreCommand::TerminateSession { id, flush, reply } => {
+                let _ = reply.send(core.terminate_session(&id, flush));
             }
             CoreCommand::RemoteDelete { id, reply } => {
                 // Asking the other cores waits: not in the inbox's loop.
                 let core = Rc::clone(&core);
                 monoio::spawn(async move {
-                    let found = terminate_on_any_core(&core, &id).await;
+                    let found = terminate_on_any_core(&core, &id, false).await;
                     reply.confirm(if found {
                         crate::cluster::DeleteOutcome::Deleted
                     } else {

@@ -662,6 +662,60 @@ fn a_plain_get_on_the_stream_endpoint_is_400() {
     assert_eq!(reply.error_code(), "bad_request");
 }
 
+/// `DELETE /v1/sessions/{id}?flush=true`: the session stops taking audio,
+/// the finals already computing are delivered (here one the engine holds
+/// until the test lets it go), then `session_end` `terminated`, close 1000.
+/// A plain DELETE of the same situation ends at once, its final lost.
+/// (Before, `?flush=true` was ignored: the held final never arrived.)
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_flushing_delete_delivers_the_finals_being_computed_then_terminates() {
+    use crate::support::{model_jobs_pending, Hold};
+    let hold = Hold::new("flush");
+    let server = Server::start_with_env(&["--cores", "2", "--model-workers", "2"], &[hold.env()]);
+    let pcm = fixture_pcm("hello.wav");
+    let open_with_held_final = || {
+        let mut ws = Ws::connect(&server, "language=xx-hold&interim_results=false");
+        let id = ws.next_json().expect("start")["session_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        ws.stream_audio(&pcm, FRAME_BYTES);
+        ws.stream_audio(&vec![0u8; 32_000], FRAME_BYTES);
+        (ws, id)
+    };
+    let (mut flushed, flushed_id) = open_with_held_final();
+    let (mut plain, plain_id) = open_with_held_final();
+    let sent = (pcm.len() + 32_000) as u64;
+    assert!(eventually(Duration::from_secs(20), || model_jobs_pending(
+        &server
+    ) >= 2.0));
+
+    let bad = crate::support::delete(&server, &format!("/v1/sessions/{flushed_id}?flush=maybe"));
+    assert_eq!(bad.status, 400);
+    let reply = crate::support::delete(&server, &format!("/v1/sessions/{flushed_id}?flush=true"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["state"], "closing");
+    // Audio after the flushing delete is not taken.
+    flushed.stream_audio(&pcm, FRAME_BYTES);
+    let reply = crate::support::delete(&server, &format!("/v1/sessions/{plain_id}"));
+    assert_eq!(reply.json()["state"], "closed");
+    let (messages, close) = plain.read_to_close();
+    assert!(finals(&messages).is_empty(), "{messages:#?}");
+    assert_eq!(messages.last().expect("end")["reason"], "terminated");
+    assert_eq!(close, Some(1000));
+
+    hold.release();
+    let (messages, close) = flushed.read_to_close();
+    assert_eq!(finals(&messages).len(), 1, "{messages:#?}");
+    let end = messages.last().expect("end");
+    assert_eq!(end["type"], "session_end");
+    assert_eq!(end["reason"], "terminated");
+    assert_eq!(end["metrics"]["audio_bytes"], sent);
+    assert_eq!(close, Some(1000));
+    assert_active_sessions(&server, 0, Duration::from_secs(10));
+}
+
 /// RFC 6455 §4.4: an upgrade asking for a WebSocket version the server does
 /// not speak is `426 Upgrade Required` with `Sec-WebSocket-Version: 13` (and
 /// the JSON error body), so the client can retry with 13, which works.
