@@ -168,6 +168,10 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
     pub cors_allow_origins: Vec<String>,
 
+    /// Proxies and load balancers trusted to say who the client is, comma-separated addresses or networks (`10.0.0.0/8,127.0.0.2`): from those peers the last untrusted address of X-Forwarded-For is the client, for per-peer limits, the session list and logs [default: none, X-Forwarded-For ignored].
+    #[arg(long, env = "TRANSCRIBE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Seconds an idle keep-alive connection is kept open.
     #[arg(
         long,

@@ -44,6 +44,8 @@ pub struct HttpSettings {
     /// How long an idle keep-alive connection stays open.
     pub keepalive_timeout: Duration,
     pub cors: CorsOrigins,
+    /// Peers whose `X-Forwarded-For` names the client (empty: none).
+    pub trusted_proxies: crate::http::proxy::TrustedProxies,
     pub api_key: Option<String>,
     pub admin_key: Option<String>,
 }

@@ -110,6 +110,16 @@ impl Config {
             0.1..=86_400.0,
         )?;
         let cors = cors_origins(&self.cors_allow_origins)?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|entry| entry.trim())
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                crate::http::proxy::Cidr::parse(entry)
+                    .map_err(|error| format!("--trusted-proxies: {error}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         for (flag, key) in [
             ("--api-key", &self.api_key),
             ("--admin-key", &self.admin_key),
@@ -128,6 +138,7 @@ impl Config {
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             keepalive_timeout,
             cors,
+            trusted_proxies: crate::http::proxy::TrustedProxies::new(trusted_proxies),
             api_key: self.api_key.clone(),
             admin_key: self.admin_key.clone(),
         })

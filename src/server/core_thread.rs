@@ -258,7 +258,7 @@ fn on_accept(
         crate::ws::conn::serve(
             upgrade.stream,
             upgrade.leftover,
-            peer,
+            upgrade.peer,
             core,
             finals,
             codec,

@@ -496,13 +496,23 @@ impl Ws {
         source: std::net::IpAddr,
         query: &str,
     ) -> Result<Ws, WsRefused> {
+        Ws::try_connect_from_with(server, source, query, &[])
+    }
+
+    /// [`Ws::try_connect_from`] with extra request headers.
+    pub fn try_connect_from_with(
+        server: &Server,
+        source: std::net::IpAddr,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, WsRefused> {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         socket
             .bind(&SocketAddr::new(source, 0).into())
             .expect("bind the source address");
         socket.connect(&server.addr.into()).expect("connect");
-        Ws::try_handshake(server.addr, socket.into(), query, &[])
+        Ws::try_handshake(server.addr, socket.into(), query, headers)
     }
 
     fn try_handshake(
