@@ -414,7 +414,7 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::SessionsMetrics => sessions::metrics(core, request).await,
         Route::ClusterNodes => cluster::nodes(core).await,
         Route::Metrics => Ok(metrics::prometheus(core)),
-        Route::Page => Ok(web::page()),
+        Route::Page => Ok(web::page(&request.head)),
         Route::Dashboard => Ok(web::dashboard(core, &request.head)),
         Route::Asset => Ok(web::asset_response(&request.head)),
         // The connection upgrades this route before any handler runs.
