@@ -281,7 +281,7 @@ fn the_container_recipe_builds_in_stages_and_runs_unprivileged() {
         .take(2)
         .collect::<String>();
     assert!(health.contains("/v1/ready"), "{health}");
-    assert!(lines.iter().any(|l| *l == "STOPSIGNAL SIGTERM"));
+    assert!(lines.contains(&"STOPSIGNAL SIGTERM"));
     let variables: Vec<&str> = recipe
         .split(|c: char| c.is_whitespace() || c == '=')
         .filter(|word| word.starts_with("TRANSCRIBE_"))
