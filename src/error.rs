@@ -17,6 +17,9 @@ pub enum ErrorKind {
     SessionNotFound,
     MethodNotAllowed,
     RequestTimeout,
+    /// A WebSocket upgrade asking for a protocol version other than 13
+    /// (RFC 6455 §4.4): answered with `Sec-WebSocket-Version: 13`.
+    UpgradeRequired,
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidAudio,
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::NotFound | ErrorKind::SessionNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
+            ErrorKind::UpgradeRequired => 426,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::InvalidAudio => 422,
@@ -58,6 +62,7 @@ impl ErrorKind {
             ErrorKind::SessionNotFound => "session_not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::UpgradeRequired => "upgrade_required",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::InvalidAudio => "invalid_audio",
@@ -77,6 +82,7 @@ impl ErrorKind {
             self,
             ErrorKind::BadRequest
                 | ErrorKind::RequestTimeout
+                | ErrorKind::UpgradeRequired
                 | ErrorKind::PayloadTooLarge
                 | ErrorKind::HeadersTooLarge
                 | ErrorKind::Internal
@@ -164,6 +170,9 @@ pub enum WsErrorKind {
     ProtocolError,
     /// A text message that is not UTF-8: close 1007.
     InvalidUtf8,
+    /// A new stream while the server drains: close 1013 (try again later,
+    /// which a balancer sends to another node).
+    ShuttingDown,
 }
 
 impl WsErrorKind {
@@ -177,12 +186,13 @@ impl WsErrorKind {
             WsErrorKind::Overloaded => "overloaded",
             WsErrorKind::Internal => "internal",
             WsErrorKind::ProtocolError | WsErrorKind::InvalidUtf8 => "protocol_error",
+            WsErrorKind::ShuttingDown => "shutting_down",
         }
     }
 
     pub const fn close_code(self) -> Option<u16> {
         match self {
-            WsErrorKind::SessionLimitExceeded => Some(1013),
+            WsErrorKind::SessionLimitExceeded | WsErrorKind::ShuttingDown => Some(1013),
             WsErrorKind::UnsupportedFormat => Some(1003),
             WsErrorKind::MessageTooLarge => Some(1009),
             WsErrorKind::SlowConsumer => Some(1008),
@@ -207,6 +217,7 @@ mod tests {
             (ErrorKind::SessionNotFound, 404, "session_not_found"),
             (ErrorKind::MethodNotAllowed, 405, "method_not_allowed"),
             (ErrorKind::RequestTimeout, 408, "request_timeout"),
+            (ErrorKind::UpgradeRequired, 426, "upgrade_required"),
             (ErrorKind::PayloadTooLarge, 413, "payload_too_large"),
             (
                 ErrorKind::UnsupportedMediaType,
@@ -251,6 +262,7 @@ mod tests {
             (WsErrorKind::Internal, "internal", Some(1011)),
             (WsErrorKind::ProtocolError, "protocol_error", Some(1002)),
             (WsErrorKind::InvalidUtf8, "protocol_error", Some(1007)),
+            (WsErrorKind::ShuttingDown, "shutting_down", Some(1013)),
         ];
         for (kind, code, close) in expected {
             assert_eq!((kind.code(), kind.close_code()), (code, close));

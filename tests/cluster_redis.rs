@@ -9,7 +9,8 @@
 //! - remote deletes: `delete_reaches_the_owner_wherever_it_lives`,
 //!   `delete_times_out_when_the_owner_does_not_answer`
 //! - admission: `concurrent_admission_never_exceeds_and_exactly_reaches_the_limit`,
-//!   `returned_leases_are_reusable`, `unbounded_cluster_admits_without_leases`
+//!   `returned_leases_are_reusable`, `unbounded_cluster_admits_without_leases`,
+//!   `a_refusal_at_the_limit_takes_back_other_nodes_idle_pooled_leases`
 //! - dead nodes: `dead_node_vanishes_with_its_sessions_and_its_leases`
 //! - Redis faults: `redis_restart_rebuilds_the_registry_and_resumes_admission`,
 //!   `agent_started_before_redis_connects_when_it_arrives`
@@ -445,20 +446,53 @@ fn returned_leases_are_reusable() {
     taken_by_a.clear();
     assert!(wait_until(PATIENCE, || a.admission().snapshot().held == 2));
     assert_eq!(redis.live_leases("ts:"), b_pool + 2);
+    // B admits until the cluster is full: at the limit it asks A for its
+    // two idle pooled leases too, so B gets every slot.
     while let Admit::Granted(guard) = block_on(b.admission().admit()) {
         taken_by_b.push(guard);
     }
-    assert_eq!(taken_by_b.len(), b_pool + a_count - 2);
-    // A's two pooled leases are still A's, usable without Redis.
-    let local: Vec<Admit> = (0..2).map(|_| a.admission().try_admit()).collect();
-    assert!(local.iter().all(Admit::is_granted));
+    assert_eq!(taken_by_b.len(), b_pool + a_count);
+    assert_eq!(a.admission().snapshot().held, 0);
     assert!(matches!(block_on(a.admission().admit()), Admit::Refused));
 
-    // A clean shutdown gives everything back at once.
-    drop(local);
-    a.shutdown();
-    assert_eq!(redis.live_leases("ts:"), 8);
-    assert!(block_on(b.admission().admit()).is_granted());
+    // B's sessions end; a clean shutdown gives everything back at once.
+    taken_by_b.clear();
+    b.shutdown();
+    assert_eq!(
+        redis.live_leases("ts:"),
+        a.admission().snapshot().held as usize
+    );
+    assert!(block_on(a.admission().admit()).is_granted());
+}
+
+/// A small cluster limit does not starve a node: limit 4, three nodes, the
+/// first holding all four leases in its idle pool. Four sessions placed on
+/// a node with no pooled lease are all admitted: the refusal at the limit
+/// asks the other nodes to give their free pooled leases back, and they
+/// refill their pools only on demand afterwards. (Before, every one of the
+/// four was refused while four slots sat unused in the first node's pool.)
+#[test]
+fn a_refusal_at_the_limit_takes_back_other_nodes_idle_pooled_leases() {
+    let redis = RedisServer::start();
+    let limited = |id: &str| {
+        let mut settings = settings(&redis, id);
+        settings.cluster_max_sessions = Some(4);
+        start_agent(settings)
+    };
+    let a = limited("node-a");
+    assert!(wait_until(PATIENCE, || a.admission().snapshot().held == 4));
+    let (b, c) = (limited("node-b"), limited("node-c"));
+    assert_eq!(b.admission().snapshot().held, 0);
+    assert_eq!(c.admission().snapshot().held, 0);
+    let guards: Vec<Admit> = (0..4).map(|_| block_on(b.admission().admit())).collect();
+    assert!(guards.iter().all(Admit::is_granted), "{guards:?}");
+    assert_eq!(redis.live_leases("ts:"), 4);
+    // The limit still holds everywhere.
+    for node in [&a, &b, &c] {
+        assert!(matches!(block_on(node.admission().admit()), Admit::Refused));
+    }
+    assert!(redis.live_leases("ts:") <= 4);
+    drop(guards);
 }
 
 #[test]
@@ -498,7 +532,7 @@ fn dead_node_vanishes_with_its_sessions_and_its_leases() {
 
     // A dies without a word: its leases, node and sessions stay until the TTL.
     a.abandon();
-    assert!(matches!(block_on(b.admission().admit()), Admit::Refused));
+    assert_eq!(redis.live_leases("ts:"), 10);
     assert!(wait_until(PATIENCE, || {
         block_on(b.handle().nodes()).is_ok_and(|nodes| nodes.len() == 1)
             && block_on(b.handle().list_sessions()).is_ok_and(|listed| listed.is_empty())

@@ -258,6 +258,31 @@ fn finding_audio_decode_flac_picture_alloc() {
     assert_refused_in_proportion("audio_decode-flac-picture-alloc");
 }
 
+/// Finding audio_decode-ogg-vorbis-comment-alloc (the residual risk
+/// SECURITY.md named): the Ogg Vorbis seed with its comment header's one
+/// comment claiming 4 GB (the page CRC fixed). symphonia-metadata 0.5.5
+/// (`vorbis.rs:175`, `vec![0; comment_length]`) sizes the buffer from that
+/// field before reading it: without the fix this asked for 4294967280 bytes. The comment packet is now
+/// replaced by an empty one before symphonia sees the stream
+/// (src/audio/ogg.rs), so the file decodes exactly like the seed, with no
+/// allocation out of proportion to the body.
+#[test]
+fn finding_audio_decode_ogg_vorbis_comment_alloc() {
+    use transcription_service::audio::decode::{decode, AudioFormat};
+    let data = regression("audio_decode-ogg-vorbis-comment-alloc");
+    assert_eq!(data[0], 1, "a sniffed-audio input");
+    let body = &data[1..];
+    let (result, largest) = largest_request(|| decode(AudioFormat::Sniff, body));
+    assert!(
+        largest <= 64 << 20,
+        "decoding a {}-byte Ogg body asked for {largest} bytes at once",
+        body.len()
+    );
+    let seed = std::fs::read(fuzz_dir().join("seeds/audio_decode/ogg_vorbis")).expect("seed");
+    let expected = decode(AudioFormat::Sniff, &seed[1..]).expect("the seed decodes");
+    assert_eq!(result.expect("the crafted file decodes"), expected);
+}
+
 /// Informational finding audio_decode-riff-channel-mask-shift: a
 /// WAVE_FORMAT_EXTENSIBLE header that hound refuses goes to symphonia, whose
 /// `fix_channel_mask` (symphonia-format-riff 0.5.5, `common.rs:55`) shifts

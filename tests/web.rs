@@ -260,3 +260,72 @@ fn keys_given_to_the_pages_are_never_logged() {
         );
     }
 }
+
+/// The open page and every asset carry a strong `ETag` and `Cache-Control:
+/// no-cache`; a revalidation that names the tag (also weakly, or `*`) gets
+/// `304 Not Modified` with no body, the same tag and headers, on a
+/// connection that stays usable; another tag gets the file. (Before, no
+/// `ETag` was sent and `If-None-Match` was ignored: every revalidation
+/// fetched the whole file.)
+#[test]
+fn pages_and_assets_revalidate_with_etag_and_304() {
+    let server = Server::start(&[]);
+    let mut paths = vec!["/".to_string()];
+    let page = get(&server, "/").text();
+    paths.extend(
+        referenced_assets(&page)
+            .into_iter()
+            .map(|name| format!("/assets/{name}")),
+    );
+    paths.push("/assets/dashboard.js".to_string());
+    let mut tags = Vec::new();
+    for path in &paths {
+        let full = get(&server, path);
+        assert_eq!(full.status, 200, "{path}");
+        assert_eq!(full.header("cache-control"), Some("no-cache"), "{path}");
+        let etag = full
+            .header("etag")
+            .unwrap_or_else(|| panic!("{path}: no ETag"))
+            .to_string();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        // The same file gives the same tag.
+        assert_eq!(get(&server, path).header("etag"), Some(etag.as_str()));
+        tags.push(etag.clone());
+
+        let mut raw = Raw::connect(&server);
+        for validator in [
+            etag.clone(),
+            format!("W/{etag}"),
+            "*".to_string(),
+            format!("\"other\", {etag}"),
+        ] {
+            raw.send(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {validator}\r\n\r\n")
+                    .as_bytes(),
+            );
+            let reply = raw.read_response().expect("an answer");
+            assert_eq!(reply.status, 304, "{path} {validator}");
+            assert!(reply.body.is_empty(), "{path}: a 304 with a body");
+            assert_eq!(reply.header("content-length"), None, "{path}");
+            assert_eq!(reply.header("etag"), Some(etag.as_str()));
+            assert_eq!(reply.header("cache-control"), Some("no-cache"));
+            assert_page_headers(&reply, path);
+        }
+        // The connection is still in step: a stale tag gets the whole file.
+        raw.send(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"stale\"\r\n\r\n")
+                .as_bytes(),
+        );
+        let reply = raw.read_response().expect("an answer");
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.body, full.body, "{path}");
+    }
+    let mut distinct = tags.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        tags.len(),
+        "different files, different tags: {tags:?}"
+    );
+}

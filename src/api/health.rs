@@ -20,14 +20,19 @@ struct Health {
     model_state: &'static str,
 }
 
-/// The health document: always 200 while the process serves.
+/// The health document: always 200 while the process serves; `status` is
+/// `draining` from the shutdown signal on.
 pub fn health(core: &CoreContext) -> Response {
     let shared = &core.shared;
     let uptime_s = (shared.started_at.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     Response::json(
         200,
         &Health {
-            status: "ok",
+            status: if shared.is_draining() {
+                "draining"
+            } else {
+                "ok"
+            },
             version: crate::VERSION,
             uptime_s,
             active_sessions: shared.session_limits.active(),

@@ -94,6 +94,7 @@ impl Service for Api<'_> {
     }
 
     async fn handle(&self, route: Route, request: &mut Request) -> Response {
+        let _in_flight = InFlight::new(self.core);
         handle(self.core, route, request).await
     }
 
@@ -107,6 +108,26 @@ impl Service for Api<'_> {
 
     fn on_write_timeout(&self) {
         self.core.metrics.count(|c| c.write_timeouts += 1);
+    }
+}
+
+/// Counts a request in [`CoreContext::requests_in_flight`] while its
+/// handler runs (the drain waits for them before it stops accepting).
+struct InFlight<'c>(&'c CoreContext);
+
+impl<'c> InFlight<'c> {
+    fn new(core: &'c CoreContext) -> Self {
+        core.requests_in_flight
+            .set(core.requests_in_flight.get() + 1);
+        InFlight(core)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let count = self.0.requests_in_flight.get();
+        debug_assert!(count > 0);
+        self.0.requests_in_flight.set(count.saturating_sub(1));
     }
 }
 
@@ -443,6 +464,16 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
     if request.head.header(FAULT_INJECTION_HEADER) == Some("panic") {
         panic!("injected fault (test build)");
     }
+    // Once the drain refuses new work, every route that spends the API
+    // key's time (batch transcription in any dialect) is refused before it
+    // reads audio; health, operators and pages are still answered.
+    if route.access() == Access::Api && core.shared.is_refusing_work() {
+        return Response::error(&ApiError::new(
+            ErrorKind::ShuttingDown,
+            "the server is shutting down; retry on another node",
+        ))
+        .header("X-Served-By-Core", core.core_id.to_string());
+    }
     let result = match route {
         Route::Health => Ok(health::health(core)),
         Route::Ready => Ok(health::ready(core)),
@@ -456,7 +487,7 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::SessionsMetrics => sessions::metrics(core, request).await,
         Route::ClusterNodes => cluster::nodes(core).await,
         Route::Metrics => Ok(metrics::prometheus(core)),
-        Route::Page => Ok(web::page()),
+        Route::Page => Ok(web::page(&request.head)),
         Route::Dashboard => Ok(web::dashboard(core, &request.head)),
         Route::Asset => Ok(web::asset_response(&request.head)),
         Route::DeepgramListen => Ok(deepgram::listen(core, request).await),

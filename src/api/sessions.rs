@@ -143,6 +143,29 @@ fn session_id(request: &Request) -> &str {
         .unwrap_or_default()
 }
 
+/// `?flush=true|false` on a DELETE (false when absent).
+///
+/// # Errors
+/// `400 bad_request` for another value or an unknown parameter.
+fn delete_flush(request: &Request) -> Result<bool, ApiError> {
+    let pairs = parse_query(request.head.query.as_deref())
+        .map_err(|pair| ApiError::bad_request(format!("malformed query parameter {pair:?}")))?;
+    let mut flush = false;
+    for (name, value) in pairs {
+        match (name.as_str(), value.as_str()) {
+            ("flush", "true") => flush = true,
+            ("flush", "false") => flush = false,
+            ("flush", other) => {
+                return Err(ApiError::bad_request(format!(
+                    "flush must be true or false, got {other:?}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(flush)
+}
+
 fn not_found(id: &str) -> ApiError {
     let shown: String = id.chars().take(64).collect();
     ApiError::new(ErrorKind::SessionNotFound, format!("no session {shown}"))
@@ -194,7 +217,15 @@ struct Deleted<'a> {
 /// cannot answer.
 pub async fn delete(core: &CoreContext, request: &Request) -> Result<Response, ApiError> {
     let id = session_id(request);
-    let mut found = terminate_on_any_core(core, id).await;
+    let flush = delete_flush(request)?;
+    let mut found = terminate_on_any_core(core, id, flush).await;
+    if !found && flush && core.shared.cluster.is_some() {
+        // The inbox message of a cross-node delete carries no flush: ask
+        // the owner rather than end it at once.
+        return Err(ApiError::bad_request(
+            "flush=true works on the node that owns the session; send it to that node (its `node` in the session object)",
+        ));
+    }
     if !found {
         if let Some(cluster) = &core.shared.cluster {
             // The owner closes it and confirms, through Redis.
@@ -208,7 +239,11 @@ pub async fn delete(core: &CoreContext, request: &Request) -> Result<Response, A
         200,
         &Deleted {
             session_id: id,
-            state: SessionState::Closed.name(),
+            state: if flush {
+                SessionState::Closing.name()
+            } else {
+                SessionState::Closed.name()
+            },
         },
     ))
 }

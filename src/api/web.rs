@@ -23,10 +23,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     style-src 'self'; img-src 'self' data:; connect-src 'self'; media-src 'self'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The open pages and assets are fetched again on every use: their names
-/// carry no version, and a new binary may serve new ones. (No `ETag`: a
-/// correct `304` needs the response writer to keep the `Content-Length` of
-/// the body it does not send, which it does not do yet.)
+/// The open pages and assets are revalidated on every use (their names
+/// carry no version, and a new binary may serve new ones); with their
+/// `ETag` a revalidation costs a `304 Not Modified` without the body.
 const CACHE_REVALIDATE: &str = "no-cache";
 
 /// The dashboard and its key form are never stored: they are only served to
@@ -40,6 +39,28 @@ pub struct Asset {
     pub name: &'static str,
     pub content_type: &'static str,
     pub body: &'static [u8],
+    /// A hash of `body` (FNV-1a, 64 bits), computed at compile time: the
+    /// strong `ETag` of the file.
+    pub tag: u64,
+}
+
+/// FNV-1a over `bytes`, at compile time.
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut index = 0;
+    while index < bytes.len() {
+        hash ^= bytes[index] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        index += 1;
+    }
+    hash
+}
+
+impl Asset {
+    /// The `ETag` value, quoted.
+    pub fn etag(&self) -> String {
+        format!("\"{:016x}\"", self.tag)
+    }
 }
 
 /// Build an [`Asset`] from a file of `web/`.
@@ -49,6 +70,7 @@ macro_rules! web_file {
             name: $name,
             content_type: $content_type,
             body: include_bytes!(concat!("../../web/", $name)),
+            tag: fnv1a(include_bytes!(concat!("../../web/", $name))),
         }
     };
 }
@@ -76,8 +98,8 @@ pub fn asset(name: &str) -> Option<&'static Asset> {
 
 /// `GET /`: the live-transcription page. Open: it holds no secret (the user
 /// types the API key into it).
-pub fn page() -> Response {
-    serve(&INDEX, CACHE_REVALIDATE)
+pub fn page(head: &RequestHead) -> Response {
+    serve_revalidated(&INDEX, head)
 }
 
 /// `GET /assets/{name}`: a static asset. The router only routes names
@@ -87,7 +109,7 @@ pub fn asset_response(head: &RequestHead) -> Response {
     // The router checked the name; a miss here is a bug in that check.
     debug_assert!(found.is_some(), "asset route for an unknown asset");
     match found {
-        Some(asset) => serve(asset, CACHE_REVALIDATE),
+        Some(asset) => serve_revalidated(asset, head),
         None => Response::error(&ApiError::new(ErrorKind::NotFound, "no such asset")),
     }
 }
@@ -169,6 +191,28 @@ fn page_headers() -> [(&'static str, String); 4] {
 }
 
 /// Answer `200` with an asset's bytes and the page headers.
+/// An open file with its `ETag`: `304 Not Modified` (no body) when the
+/// request's `If-None-Match` names it (or is `*`), else the file.
+fn serve_revalidated(asset: &Asset, head: &RequestHead) -> Response {
+    let etag = asset.etag();
+    let matches = head
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "if-none-match")
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        // If-None-Match compares weakly: `W/"x"` matches `"x"`.
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag);
+    if matches {
+        let mut response = Response::with_body(304, asset.content_type, Vec::new())
+            .header("ETag", etag)
+            .header("Cache-Control", CACHE_REVALIDATE);
+        response.headers.extend(page_headers());
+        return response;
+    }
+    serve(asset, CACHE_REVALIDATE).header("ETag", etag)
+}
+
 fn serve(asset: &Asset, cache_control: &'static str) -> Response {
     let mut response = Response::with_body(200, asset.content_type, asset.body.to_vec());
     response

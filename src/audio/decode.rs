@@ -118,7 +118,8 @@ fn sniff(bytes: &[u8]) -> Option<Container> {
 /// from before checking it against the bytes present (tags, pictures: a
 /// 20-byte FLAC can claim a 4 GB comment, found by `fuzz/` target
 /// `audio_decode`). We read none of it. FLAC keeps only its STREAMINFO block;
-/// MP3 loses its leading ID3v2 tags. Lengths that run past the body are
+/// MP3 loses its leading ID3v2 tags; Ogg gets empty comment packets
+/// ([`super::ogg`]). Lengths that run past the body are
 /// refused here.
 fn without_tags(bytes: &[u8]) -> Result<Vec<u8>, AudioError> {
     const CUT: AudioError = AudioError::Invalid("the file's metadata is cut off");
@@ -148,6 +149,9 @@ fn without_tags(bytes: &[u8]) -> Result<Vec<u8>, AudioError> {
         out.extend_from_slice(&streaminfo[1..]);
         out.extend_from_slice(rest);
         return Ok(out);
+    }
+    if bytes.starts_with(b"OggS") {
+        return super::ogg::without_comments(bytes);
     }
     let mut rest = bytes;
     // ID3v2: "ID3", version (2), flags, size (4 bytes of 7 bits), maybe a footer.

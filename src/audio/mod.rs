@@ -11,6 +11,7 @@
 //! server maps to HTTP statuses in one place.
 
 pub mod decode;
+pub mod ogg;
 pub mod resample;
 pub mod segmenter;
 pub mod vad;

@@ -322,6 +322,18 @@ impl Segmenter {
         self.open.map(|open| open.start_sample)
     }
 
+    /// Where the open segment would end if it closed now: its last speech frame
+    /// plus the frame of tail, within the audio seen, exactly as [`Self::close`]
+    /// would place it. An interim transcript covers `[start, this)`: the
+    /// hangover silence after the last speech is never part of it, and since
+    /// this only grows until the segment closes, no interim ends after its
+    /// final. `None` while no segment is open.
+    pub fn open_segment_end(&self) -> Option<u64> {
+        let open = self.open?;
+        let audio_end_sample = self.frames_seen * self.frame_samples;
+        Some((open.speech_end_sample + self.frame_samples).min(audio_end_sample))
+    }
+
     /// The earliest sample any current or future segment can start at: a streaming
     /// caller may drop buffered audio before it. While no segment is open this trails
     /// the stream by at most start smoothing plus pre-roll.
@@ -693,6 +705,64 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// What an interim would report at any moment lies inside the span
+        /// its segment's final reports (the open end never passes the end
+        /// `close` gives, and never goes backwards). The oracle is the
+        /// events' own `SegmentEnd`, placed by `close`.
+        #[test]
+        fn an_open_segment_never_ends_after_its_final(
+            config in config_strategy(),
+            runs in prop::collection::vec((step(), 1usize..40), 0..60),
+        ) {
+            let mut segmenter = Segmenter::new(config);
+            let mut events = Vec::new();
+            // (segment id, start, the largest open end seen)
+            let mut seen: Vec<(u64, u64, u64)> = Vec::new();
+            let mut observe = |segmenter: &Segmenter, events: &[SegmentEvent]| {
+                let Some(end) = segmenter.open_segment_end() else { return };
+                let start = segmenter.open_segment_start().unwrap_or(0);
+                let starts = events
+                    .iter()
+                    .filter(|e| matches!(e, SegmentEvent::SpeechStart { .. }))
+                    .count() as u64;
+                let id = starts - 1;
+                match seen.last_mut() {
+                    Some(last) if last.0 == id => {
+                        assert!(end >= last.2, "the open end went backwards");
+                        last.2 = end;
+                    }
+                    _ => seen.push((id, start, end)),
+                }
+            };
+            for (step, count) in runs {
+                match step {
+                    Step::Frame(is_speech) => {
+                        for _ in 0..count {
+                            segmenter.push_frame(is_speech, &mut events);
+                            observe(&segmenter, &events);
+                        }
+                    }
+                    Step::Cut => segmenter.cut(&mut events),
+                }
+            }
+            segmenter.finish(&mut events);
+            for (id, start, open_end) in seen {
+                let (final_start, final_end) = events
+                    .iter()
+                    .find_map(|e| match *e {
+                        SegmentEvent::SegmentEnd { segment_id, start_sample, end_sample }
+                            if segment_id == id => Some((start_sample, end_sample)),
+                        _ => None,
+                    })
+                    .expect("every segment ends");
+                prop_assert_eq!(start, final_start);
+                prop_assert!(
+                    open_end <= final_end && open_end > start,
+                    "segment {}: open end {} outside [{}, {}]", id, open_end, final_start, final_end
+                );
+            }
+        }
 
         #[test]
         fn segments_are_well_formed(

@@ -228,6 +228,9 @@ pub enum InboxMessage {
         request_id: String,
         outcome: DeleteOutcome,
     },
+    /// `from` was refused at the cluster limit: give back every free pooled
+    /// lease and refill the pool only on demand for a while.
+    ReturnLeases { from: String },
 }
 
 /// Milliseconds since the Unix epoch on this machine's clock.

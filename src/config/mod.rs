@@ -125,24 +125,24 @@ pub struct Config {
     pub max_sessions_per_peer: usize,
 
     /// Longest a streaming session may last, in seconds; then it ends with reason max_duration (close 1000) [default: 0, no limit].
-    #[arg(long, env = "TRANSCRIBE_MAX_SESSION_SECONDS", default_value_t = 0)]
-    pub max_session_seconds: u64,
+    #[arg(long, env = "TRANSCRIBE_MAX_SESSION_SECONDS", default_value_t = 0.0)]
+    pub max_session_seconds: f64,
 
     /// Seconds without audio or keepalive after which a session is closed.
     #[arg(
         long,
         env = "TRANSCRIBE_SESSION_IDLE_TIMEOUT_SECONDS",
-        default_value_t = 300
+        default_value_t = 300.0
     )]
-    pub session_idle_timeout_seconds: u64,
+    pub session_idle_timeout_seconds: f64,
 
     /// Seconds between sweeps for idle sessions on each core.
     #[arg(
         long,
         env = "TRANSCRIBE_SESSION_CLEANUP_INTERVAL_SECONDS",
-        default_value_t = 30
+        default_value_t = 30.0
     )]
-    pub session_cleanup_interval_seconds: u64,
+    pub session_cleanup_interval_seconds: f64,
 
     /// Largest accepted request body, in bytes (413 above it).
     #[arg(long, env = "TRANSCRIBE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
@@ -184,13 +184,17 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
     pub cors_allow_origins: Vec<String>,
 
+    /// Proxies and load balancers trusted to say who the client is, comma-separated addresses or networks (`10.0.0.0/8,127.0.0.2`): from those peers the last untrusted address of X-Forwarded-For is the client, for per-peer limits, the session list and logs [default: none, X-Forwarded-For ignored].
+    #[arg(long, env = "TRANSCRIBE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Seconds an idle keep-alive connection is kept open.
     #[arg(
         long,
         env = "TRANSCRIBE_KEEPALIVE_TIMEOUT_SECONDS",
-        default_value_t = 75
+        default_value_t = 75.0
     )]
-    pub keepalive_timeout_seconds: u64,
+    pub keepalive_timeout_seconds: f64,
 
     /// WebRTC VAD aggressiveness, 0 (least) to 3 (most), used when a request does not choose.
     #[arg(long, env = "TRANSCRIBE_VAD_MODE", default_value_t = 2)]
@@ -279,9 +283,17 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_URING_SQPOLL_IDLE_MS")]
     pub uring_sqpoll_idle_ms: Option<u32>,
 
-    /// Seconds in-flight work may take to finish after SIGTERM/SIGINT before the server exits.
-    #[arg(long, env = "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
-    pub shutdown_grace_seconds: u64,
+    /// Seconds sessions and in-flight requests get to finish after SIGTERM/SIGINT (counted from the end of the drain delay) before the server exits.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub shutdown_grace_seconds: f64,
+
+    /// Seconds after SIGTERM/SIGINT during which the server still serves everything while /v1/ready already answers 503 draining, so load balancers stop sending work before new work is refused [default: 0].
+    #[arg(long, env = "TRANSCRIBE_DRAIN_DELAY_SECONDS", default_value_t = 0.0)]
+    pub drain_delay_seconds: f64,
 
     /// Redis URL (`redis://host:port/db`) that turns on cluster mode: nodes sharing it see each other's sessions [default: none, single node].
     #[arg(long, env = "TRANSCRIBE_REDIS_URL", hide_env_values = true)]
@@ -321,7 +333,7 @@ pub struct Config {
     )]
     pub cluster_ttl_ms: u64,
 
-    /// Free admission leases each node keeps in its pool (advanced; small next to --cluster-max-sessions, or other nodes may be refused while slots sit in pools).
+    /// Free admission leases each node keeps in its pool (advanced; a node refused at the cluster limit asks the others to give their free pooled leases back).
     #[arg(
         long,
         env = "TRANSCRIBE_CLUSTER_LEASE_BLOCK",

@@ -20,7 +20,12 @@ pub struct Settings {
     pub model: ModelSettings,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// How long sessions and in-flight requests get to finish once the
+    /// drain refuses new work.
     pub shutdown_grace: Duration,
+    /// How long after the signal the server keeps serving everything while
+    /// readiness already says `draining` (0: refuse new work at once).
+    pub drain_delay: Duration,
     pub uring: UringSettings,
     /// Cluster mode; `None` (no `redis_url`) is a single node.
     pub cluster: Option<ClusterSettings>,
@@ -39,6 +44,8 @@ pub struct HttpSettings {
     /// How long an idle keep-alive connection stays open.
     pub keepalive_timeout: Duration,
     pub cors: CorsOrigins,
+    /// Peers whose `X-Forwarded-For` names the client (empty: none).
+    pub trusted_proxies: crate::http::proxy::TrustedProxies,
     pub api_key: Option<String>,
     pub admin_key: Option<String>,
 }

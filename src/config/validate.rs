@@ -75,10 +75,15 @@ impl Config {
         if let Some(idle_ms) = self.uring_sqpoll_idle_ms {
             in_range("--uring-sqpoll-idle-ms", idle_ms, ..=60_000)?;
         }
-        in_range(
+        let shutdown_grace = seconds(
             "--shutdown-grace-seconds",
             self.shutdown_grace_seconds,
-            ..=3600,
+            0.0..=3600.0,
+        )?;
+        let drain_delay = seconds(
+            "--drain-delay-seconds",
+            self.drain_delay_seconds,
+            0.0..=3600.0,
         )?;
         let cluster = self.validate_cluster()?;
         Ok(Settings {
@@ -98,7 +103,8 @@ impl Config {
             },
             log_format: self.log_format,
             log_level: self.log_level.clone(),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            shutdown_grace,
+            drain_delay,
             uring: UringSettings {
                 entries: self.uring_entries,
                 coop_taskrun: self.uring_coop_taskrun,
@@ -114,12 +120,22 @@ impl Config {
         in_range("--max-head-bytes", self.max_head_bytes, 1024..=1024 * 1024)?;
         in_range("--read-timeout-ms", self.read_timeout_ms, 10..)?;
         in_range("--write-timeout-ms", self.write_timeout_ms, 10..)?;
-        in_range(
+        let keepalive_timeout = seconds(
             "--keepalive-timeout-seconds",
             self.keepalive_timeout_seconds,
-            1..,
+            0.1..=86_400.0,
         )?;
         let cors = cors_origins(&self.cors_allow_origins)?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|entry| entry.trim())
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                crate::http::proxy::Cidr::parse(entry)
+                    .map_err(|error| format!("--trusted-proxies: {error}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         for (flag, key) in [
             ("--api-key", &self.api_key),
             ("--admin-key", &self.admin_key),
@@ -136,8 +152,9 @@ impl Config {
             head_bytes_max: self.max_head_bytes,
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
-            keepalive_timeout: Duration::from_secs(self.keepalive_timeout_seconds),
+            keepalive_timeout,
             cors,
+            trusted_proxies: crate::http::proxy::TrustedProxies::new(trusted_proxies),
             api_key: self.api_key.clone(),
             admin_key: self.admin_key.clone(),
         })
@@ -148,20 +165,20 @@ impl Config {
     fn validate_session(&self) -> Result<SessionSettings, String> {
         in_range("--max-sessions", self.max_sessions, 1..=10_000_000)?;
         // A week.
-        in_range(
+        let max_session = seconds(
             "--max-session-seconds",
             self.max_session_seconds,
-            ..=604_800,
+            0.0..=604_800.0,
         )?;
-        in_range(
+        let idle_timeout = seconds(
             "--session-idle-timeout-seconds",
             self.session_idle_timeout_seconds,
-            1..,
+            0.1..=604_800.0,
         )?;
-        in_range(
+        let cleanup_interval = seconds(
             "--session-cleanup-interval-seconds",
             self.session_cleanup_interval_seconds,
-            1..,
+            0.01..=86_400.0,
         )?;
         in_range("--max-ws-message-bytes", self.max_ws_message_bytes, 1024..)?;
         in_range(
@@ -190,10 +207,9 @@ impl Config {
             max_sessions: self.max_sessions,
             max_sessions_per_peer: (self.max_sessions_per_peer > 0)
                 .then_some(self.max_sessions_per_peer),
-            max_session_duration: (self.max_session_seconds > 0)
-                .then(|| Duration::from_secs(self.max_session_seconds)),
-            idle_timeout: Duration::from_secs(self.session_idle_timeout_seconds),
-            cleanup_interval: Duration::from_secs(self.session_cleanup_interval_seconds),
+            max_session_duration: (!max_session.is_zero()).then_some(max_session),
+            idle_timeout,
+            cleanup_interval,
             ws_message_bytes_max: self.max_ws_message_bytes,
             ws_outbound_messages_max: self.ws_outbound_messages_max,
             slow_consumer_timeout: Duration::from_millis(self.slow_consumer_timeout_ms),
@@ -375,6 +391,22 @@ where
     )
 }
 
+/// A `*_seconds` flag as a [`Duration`]: any decimal number of seconds
+/// within `range` (which also refuses NaN and infinities, so the conversion
+/// cannot panic).
+///
+/// # Errors
+/// [`in_range`]'s message naming the flag.
+fn seconds(
+    flag: &str,
+    value: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Duration, String> {
+    debug_assert!(range.start().is_finite() && range.end().is_finite());
+    in_range(flag, value, range)?;
+    Ok(Duration::from_secs_f64(value))
+}
+
 fn check(ok: bool, message: impl Into<String>) -> Result<(), String> {
     if ok {
         Ok(())
@@ -541,6 +573,51 @@ mod tests {
         let err = Config::try_parse_from(["transcription-server", "--cluster-fail-mode", "maybe"])
             .expect_err("not a fail mode");
         assert!(err.to_string().contains("--cluster-fail-mode"));
+    }
+
+    #[test]
+    fn every_seconds_setting_takes_fractions_as_a_flag_and_a_variable() {
+        let settings = parse(&[
+            "--session-cleanup-interval-seconds",
+            "0.2",
+            "--session-idle-timeout-seconds",
+            "1.5",
+            "--keepalive-timeout-seconds",
+            "2.25",
+            "--max-session-seconds",
+            "0.75",
+            "--shutdown-grace-seconds",
+            "0.5",
+            "--drain-delay-seconds",
+            "0.25",
+        ])
+        .validate(2)
+        .expect("fractions are valid");
+        assert_eq!(
+            settings.session.cleanup_interval,
+            Duration::from_millis(200)
+        );
+        assert_eq!(settings.session.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.http.keepalive_timeout, Duration::from_millis(2250));
+        assert_eq!(
+            settings.session.max_session_duration,
+            Some(Duration::from_millis(750))
+        );
+        assert_eq!(settings.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(settings.drain_delay, Duration::from_millis(250));
+        for (flag, value) in [
+            ("--session-idle-timeout-seconds", "0"),
+            ("--session-cleanup-interval-seconds", "0.001"),
+            ("--keepalive-timeout-seconds", "NaN"),
+            ("--shutdown-grace-seconds", "inf"),
+            ("--drain-delay-seconds", "-0.5"),
+            ("--max-session-seconds", "604800.5"),
+        ] {
+            let err = parse(&[&format!("{flag}={value}")])
+                .validate(2)
+                .expect_err(value);
+            assert!(err.contains(flag), "{err:?} should name {flag}");
+        }
     }
 
     #[test]

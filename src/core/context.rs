@@ -42,8 +42,10 @@ pub enum CoreCommand {
         reply: futures_channel::oneshot::Sender<Vec<SessionInfo>>,
     },
     /// Terminate a session if this core owns it; answers its last view.
+    /// `flush`: after its finals (`DELETE ?flush=true`).
     TerminateSession {
         id: String,
+        flush: bool,
         reply: futures_channel::oneshot::Sender<Option<SessionInfo>>,
     },
     /// Cluster mode: another node asked to delete a session of this node.
@@ -71,6 +73,9 @@ pub trait ShardSession {
     fn last_activity(&self) -> Instant;
     /// End the session (operator, idle sweep, shutdown) and act on it.
     fn end(self: Rc<Self>, reason: EndReason);
+    /// End it with `reason` once every final is delivered (an operator's
+    /// flushing DELETE): no more audio is taken meanwhile.
+    fn end_after_finals(self: Rc<Self>, reason: EndReason);
 }
 
 /// Everything a core's tasks share. Lives on the core thread (`Rc`).
@@ -81,6 +86,9 @@ pub struct CoreContext {
     pub drain: Latch,
     /// Open connections on this core.
     pub connections: Cell<usize>,
+    /// HTTP requests this core's handlers are answering now (the drain
+    /// keeps the listener open until they are done).
+    pub requests_in_flight: Cell<usize>,
     /// The core's shard: its live streaming sessions by id.
     pub sessions: RefCell<HashMap<String, Rc<dyn ShardSession>>>,
 }
@@ -93,6 +101,7 @@ impl CoreContext {
             metrics,
             drain: Latch::default(),
             connections: Cell::new(0),
+            requests_in_flight: Cell::new(0),
             sessions: RefCell::new(HashMap::new()),
         }
     }
@@ -124,12 +133,19 @@ impl CoreContext {
             .collect()
     }
 
-    /// Terminate a session of this core (operator DELETE).
-    pub fn terminate_session(&self, id: &str) -> Option<SessionInfo> {
+    /// Terminate a session of this core (operator DELETE): at once, or with
+    /// `flush` once its finals are delivered (its state is then `closing`).
+    pub fn terminate_session(&self, id: &str, flush: bool) -> Option<SessionInfo> {
         let session = self.sessions.borrow().get(id).cloned()?;
-        Rc::clone(&session).end(EndReason::Terminated);
+        if flush {
+            Rc::clone(&session).end_after_finals(EndReason::Terminated);
+        } else {
+            Rc::clone(&session).end(EndReason::Terminated);
+        }
         let mut info = session.info();
-        info.state = SessionState::Closed.name();
+        if !flush {
+            info.state = SessionState::Closed.name();
+        }
         Some(info)
     }
 }

@@ -52,8 +52,8 @@ pub async fn all_sessions(core: &CoreContext) -> Vec<SessionInfo> {
 
 /// Terminate a session on whichever core of this node has it; `false` if
 /// none has. Used by `DELETE` and by deletes from other nodes.
-pub async fn terminate_on_any_core(core: &CoreContext, id: &str) -> bool {
-    if core.terminate_session(id).is_some() {
+pub async fn terminate_on_any_core(core: &CoreContext, id: &str, flush: bool) -> bool {
+    if core.terminate_session(id, flush).is_some() {
         return true;
     }
     let mut replies = Vec::new();
@@ -64,6 +64,7 @@ pub async fn terminate_on_any_core(core: &CoreContext, id: &str) -> bool {
         let (reply, receiver) = futures_channel::oneshot::channel();
         let command = CoreCommand::TerminateSession {
             id: id.to_string(),
+            flush,
             reply,
         };
         if inbox.unbounded_send(command).is_ok() {

@@ -23,8 +23,13 @@ pub struct ServerShared {
     pub started_at: Instant,
     /// `io_uring`, `epoll`, or `mixed` when cores got different drivers.
     pub io_driver: OnceLock<&'static str>,
-    /// Set once on SIGTERM/SIGINT: readiness is 503 and cores drain.
+    /// Set once on SIGTERM/SIGINT: readiness is 503 `draining` and health
+    /// says `draining` from then on.
     pub draining: AtomicBool,
+    /// Set once the drain delay is over: new streams and batch requests are
+    /// refused with `shutting_down` while the live ones finish. Never set
+    /// before `draining`.
+    pub refusing_work: AtomicBool,
     /// The session limits and the live counts they bound (every core's
     /// streaming connections take their permits here).
     pub session_limits: Arc<SessionLimits>,
@@ -40,6 +45,12 @@ pub struct ServerShared {
 impl ServerShared {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether new work (a stream, a batch request) is refused with
+    /// `shutting_down`: the drain delay is over.
+    pub fn is_refusing_work(&self) -> bool {
+        self.refusing_work.load(Ordering::Acquire)
     }
 }
 

@@ -56,17 +56,24 @@ where
     let mut conn = Conn {
         stream,
         peer,
+        client: peer,
         service,
         buf: Vec::with_capacity(READ_BUFFER_BYTES),
         out: Vec::new(),
     };
     let (route, query) = conn.run().await?;
-    let Conn { stream, buf, .. } = conn;
+    let Conn {
+        stream,
+        buf,
+        client,
+        ..
+    } = conn;
     Some(Upgrade {
         stream,
         leftover: buf,
         route,
         query,
+        peer: client,
     })
 }
 
@@ -79,6 +86,9 @@ pub struct Upgrade<T, R> {
     pub route: R,
     /// The upgrade request's query (stream parameters).
     pub query: Option<String>,
+    /// The client the upgrade came from: the TCP peer, or the address a
+    /// trusted proxy forwarded for ([`super::proxy`]).
+    pub peer: SocketAddr,
 }
 
 /// What a read brought.
@@ -101,6 +111,9 @@ enum Stop {
 struct Conn<'s, T, S> {
     stream: T,
     peer: SocketAddr,
+    /// The client the current request stands for (the peer, or the address
+    /// a trusted proxy forwarded for): the request's peer and the logs'.
+    client: SocketAddr,
     service: &'s S,
     /// Received bytes not consumed yet (the start of the next request).
     buf: Vec<u8>,
@@ -123,6 +136,11 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                     return None;
                 }
             };
+            self.client = self
+                .service
+                .settings()
+                .trusted_proxies
+                .client(self.peer, &head);
             if let Some(response) = self.service.preflight(&head) {
                 // A preflight carries no body; if one was announced anyway
                 // its framing is unknown, so the connection closes after.
@@ -177,7 +195,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
             let mut request = Request {
                 head,
                 body,
-                peer: self.peer,
+                peer: self.client,
                 received_at,
             };
             // A bug in a handler costs this request a 500, not the core.
@@ -408,10 +426,10 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
         // The access log is at debug; server errors are worth a warning.
         let latency_us = received_at.elapsed().as_micros() as u64;
         if response.status >= 500 && response.status != 503 {
-            tracing::warn!(core = self.service.core_id(), peer = %self.peer, method = ?head.method,
+            tracing::warn!(core = self.service.core_id(), peer = %self.client, method = ?head.method,
                 path = %head.path, status = response.status, latency_us, "request failed");
         } else {
-            tracing::debug!(core = self.service.core_id(), peer = %self.peer, method = ?head.method,
+            tracing::debug!(core = self.service.core_id(), peer = %self.client, method = ?head.method,
                 path = %head.path, status = response.status, latency_us, "request");
         }
         written
@@ -433,7 +451,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
         if self.write_out().await {
             self.service
                 .on_response(route, response.status, received_at.elapsed());
-            tracing::debug!(core = self.service.core_id(), peer = %self.peer, %error, "request refused");
+            tracing::debug!(core = self.service.core_id(), peer = %self.client, %error, "request refused");
             self.linger().await;
         }
     }
@@ -451,7 +469,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
             }
             Err(_elapsed) => {
                 self.service.on_write_timeout();
-                tracing::debug!(core = self.service.core_id(), peer = %self.peer, "response not taken within the write timeout; closing");
+                tracing::debug!(core = self.service.core_id(), peer = %self.client, "response not taken within the write timeout; closing");
                 false
             }
         }

@@ -115,6 +115,7 @@ impl Default for EchoService {
                 write_timeout: Duration::from_secs(1),
                 keepalive_timeout: Duration::from_secs(1),
                 cors: CorsOrigins::Off,
+                trusted_proxies: Default::default(),
                 api_key: None,
                 admin_key: None,
             },

@@ -17,6 +17,7 @@ pub(crate) mod cors;
 pub mod head;
 pub mod memory;
 pub mod multipart;
+pub mod proxy;
 pub(crate) mod query;
 pub(crate) mod response;
 pub mod service;

@@ -84,8 +84,10 @@ impl Response {
             crate::VERSION,
             httpdate::fmt_http_date(SystemTime::now()),
         );
-        // A 204 has neither a body nor the headers that describe one.
-        if self.status != 204 {
+        // A 204 and a 304 have neither a body nor the headers that describe
+        // one (a 304's validators and caching headers are in `headers`).
+        let bodiless = matches!(self.status, 204 | 304);
+        if !bodiless {
             let _ = write!(
                 out,
                 "Content-Type: {}\r\nContent-Length: {}\r\n",
@@ -100,7 +102,7 @@ impl Response {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only && self.status != 204 {
+        if !head_only && !bodiless {
             out.extend_from_slice(&self.body);
         }
     }
@@ -113,6 +115,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -121,6 +124,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

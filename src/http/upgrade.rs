@@ -1,14 +1,16 @@
 //! The WebSocket opening handshake (RFC 6455 §4.2), done by the server on the
 //! parsed request head.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::http::{Method, RequestHead, Response};
 
 /// Check that `head` is a valid WebSocket upgrade and return the
 /// `Sec-WebSocket-Accept` value.
 ///
 /// # Errors
-/// `400 bad_request` naming what is missing.
+/// `400 bad_request` naming what is missing; `426 upgrade_required` for a
+/// `Sec-WebSocket-Version` other than 13 (RFC 6455 §4.4: the client may
+/// retry with a version the answer's `Sec-WebSocket-Version` names).
 pub fn accept_key(head: &RequestHead) -> Result<String, ApiError> {
     if head.method != Method::Get || head.minor_version < 1 {
         return Err(ApiError::bad_request(
@@ -27,8 +29,15 @@ pub fn accept_key(head: &RequestHead) -> Result<String, ApiError> {
             "this endpoint needs a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)",
         ));
     }
-    if head.header("sec-websocket-version") != Some("13") {
-        return Err(ApiError::bad_request("Sec-WebSocket-Version must be 13"));
+    match head.header("sec-websocket-version").map(str::trim) {
+        Some(WEBSOCKET_VERSION) => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorKind::UpgradeRequired,
+                "this server speaks WebSocket version 13 only",
+            ))
+        }
+        None => return Err(ApiError::bad_request("missing Sec-WebSocket-Version")),
     }
     let key = head
         .header("sec-websocket-key")
@@ -50,9 +59,18 @@ pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A request to the streaming endpoint without an upgrade gets this.
+/// The one WebSocket protocol version this server speaks (RFC 6455).
+pub const WEBSOCKET_VERSION: &str = "13";
+
+/// A request to the streaming endpoint without a valid upgrade gets this;
+/// a version it does not speak also learns the one it does.
 pub fn not_an_upgrade(error: &ApiError) -> Response {
-    Response::error(error).header("Upgrade", "websocket")
+    let response = Response::error(error).header("Upgrade", "websocket");
+    if error.kind == ErrorKind::UpgradeRequired {
+        response.header("Sec-WebSocket-Version", WEBSOCKET_VERSION)
+    } else {
+        response
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +104,21 @@ mod tests {
         ] {
             assert!(accept_key(&head(text)).is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn another_version_is_426_with_the_version_spoken() {
+        for version in ["8", "14", "13, 8", "x"] {
+            let text = format!("GET /s HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n");
+            let error = accept_key(&head(&text)).expect_err(version);
+            assert_eq!(error.kind, ErrorKind::UpgradeRequired, "{version}");
+            let response = not_an_upgrade(&error);
+            assert_eq!(response.status, 426);
+        }
+        let missing = "GET /s HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert_eq!(
+            accept_key(&head(missing)).expect_err("missing").kind,
+            ErrorKind::BadRequest
+        );
     }
 }

@@ -26,6 +26,34 @@ pub const WORDS_PER_SECOND: f64 = 2.5;
 #[cfg(feature = "fault-injection")]
 pub const FAULT_INJECTION_LANGUAGE: &str = "xx-panic";
 
+/// In builds with the `fault-injection` feature (tests only), a job with this
+/// language hint waits on its worker until the file named by the
+/// environment variable [`FAULT_HOLD_PATH_VARIABLE`] exists (at most
+/// [`FAULT_HOLD_MAX`]), so a test can keep finals "still being computed" for
+/// exactly as long as it needs (a drain, a flushing delete) without timing.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_HOLD_LANGUAGE: &str = "xx-hold";
+
+/// See [`FAULT_HOLD_LANGUAGE`].
+#[cfg(feature = "fault-injection")]
+pub const FAULT_HOLD_PATH_VARIABLE: &str = "TRANSCRIBE_FAULT_HOLD_PATH";
+
+/// The longest a held job waits for its release file.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_HOLD_MAX: Duration = Duration::from_secs(120);
+
+/// Wait for the release file of a held job (see [`FAULT_HOLD_LANGUAGE`]).
+#[cfg(feature = "fault-injection")]
+fn fault_hold() {
+    let Some(path) = std::env::var_os(FAULT_HOLD_PATH_VARIABLE) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + FAULT_HOLD_MAX;
+    while !std::path::Path::new(&path).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The mock model: configuration only, no weights.
 #[derive(Debug, Clone, Copy)]
 pub struct MockModel {
@@ -55,6 +83,10 @@ impl ModelWorker for MockModel {
         #[cfg(feature = "fault-injection")]
         if options.language.as_deref() == Some(FAULT_INJECTION_LANGUAGE) {
             panic!("injected engine fault (test build)");
+        }
+        #[cfg(feature = "fault-injection")]
+        if options.language.as_deref() == Some(FAULT_HOLD_LANGUAGE) {
+            fault_hold();
         }
         #[cfg(not(feature = "fault-injection"))]
         let _ = options;

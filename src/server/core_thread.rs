@@ -4,10 +4,12 @@
 //! inbox, the idle sweep, the retry of finals), and accepts connections until
 //! the shutdown message arrives. Each connection speaks HTTP first; an
 //! upgrade it hands back goes to the streaming connection: this is the one
-//! place that wires connections to handlers. Then it drains: it stops
-//! accepting, fires the drain latch so idle keep-alive connections close,
-//! ends every session, and waits for in-flight requests up to the grace
-//! period.
+//! place that wires connections to handlers. Then it drains: it ends every
+//! session and keeps accepting (new work is refused with `shutting_down`,
+//! readiness says `draining`) until the node's last session and this core's
+//! requests in flight are done; then it stops accepting, fires the drain
+//! latch so idle keep-alive connections close, and waits for the remaining
+//! connections, all within the grace period.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -157,28 +159,25 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
     let _ = started.send(Ok(driver));
     tracing::info!(core = core_id, io_driver = driver.name(), "core accepting");
 
-    loop {
-        monoio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => on_accept(&core, &finals, stream, peer),
-                Err(error) => {
-                    // Out of descriptors or memory: back off instead of spinning.
-                    tracing::warn!(core = core_id, %error, "accept failed");
-                    monoio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
+    accept_until(&core, &finals, &listener, &mut shutdown).await;
 
-    drop(listener);
-    core.drain.trigger();
-    // Every session finishes its segment, gets its finals and
-    // `session_end` `server_shutdown`, then closes 1001.
+    // The drain: readiness has said `draining` since the signal, and new
+    // streams and batch requests are refused with `shutting_down` now. Every
+    // session finishes its segment, gets its finals and `session_end`
+    // `server_shutdown`, then closes 1001. Meanwhile the core keeps
+    // accepting, so a load balancer's probe gets those answers rather than
+    // a refused connection.
     for session in core.shard_sessions() {
         session.end(EndReason::ServerShutdown);
     }
     let deadline = Instant::now() + grace;
+    let mut settled = std::pin::pin!(work_settled(&core, deadline));
+    accept_until(&core, &finals, &listener, &mut settled).await;
+
+    // Nothing is left to finish (or the grace period is over): stop
+    // accepting, close idle keep-alive connections, let the rest end.
+    drop(listener);
+    core.drain.trigger();
     while core.connections.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -191,6 +190,41 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
     }
     core.metrics.publish(core.gauges());
     tracing::info!(core = core_id, "core stopped");
+}
+
+/// Accept connections until `stop` completes.
+async fn accept_until<F>(
+    core: &Rc<CoreContext>,
+    finals: &Rc<FinalsQueue>,
+    listener: &monoio::net::TcpListener,
+    mut stop: F,
+) where
+    F: std::future::Future + Unpin,
+{
+    loop {
+        monoio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => on_accept(core, finals, stream, peer),
+                Err(error) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(core = core.core_id, %error, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Completes once the node has no live session and this core no request in
+/// flight, or at `deadline`. (Sessions are counted over the whole node, so
+/// every core keeps accepting until the last one has ended.)
+async fn work_settled(core: &CoreContext, deadline: Instant) {
+    while Instant::now() < deadline
+        && (core.shared.session_limits.active() > 0 || core.requests_in_flight.get() > 0)
+    {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn on_accept(
@@ -225,7 +259,7 @@ fn on_accept(
         crate::ws::conn::serve(
             upgrade.stream,
             upgrade.leftover,
-            peer,
+            upgrade.peer,
             core,
             finals,
             codec,
@@ -267,14 +301,14 @@ async fn serve_inbox(
             CoreCommand::ListSessions { reply } => {
                 let _ = reply.send(core.session_infos());
             }
-            CoreCommand::TerminateSession { id, reply } => {
-                let _ = reply.send(core.terminate_session(&id));
+            CoreCommand::TerminateSession { id, flush, reply } => {
+                let _ = reply.send(core.terminate_session(&id, flush));
             }
             CoreCommand::RemoteDelete { id, reply } => {
                 // Asking the other cores waits: not in the inbox's loop.
                 let core = Rc::clone(&core);
                 monoio::spawn(async move {
-                    let found = terminate_on_any_core(&core, &id).await;
+                    let found = terminate_on_any_core(&core, &id, false).await;
                     reply.confirm(if found {
                         crate::cluster::DeleteOutcome::Deleted
                     } else {

@@ -5,9 +5,10 @@
 //! `SO_REUSEPORT`, because every core's listener sets it and a second server
 //! would otherwise silently share the port), binds one `SO_REUSEPORT` listener
 //! per core, and returns once every core accepts. [`Server::shutdown`] marks
-//! the server draining (readiness turns 503), tells every core to stop
-//! accepting and finish its in-flight requests within the grace period, then
-//! stops the pool and the aggregator.
+//! the server draining (readiness turns 503), waits out the drain delay,
+//! refuses new work, lets every core finish its sessions and in-flight
+//! requests within the grace period while still answering, then stops the
+//! pool and the aggregator.
 //!
 //! In cluster mode (`redis_url` set) start-up also starts the
 //! [`ClusterAgent`] before the cores, hands its handles to them through
@@ -119,6 +120,7 @@ impl Server {
             started_at: Instant::now(),
             io_driver: OnceLock::new(),
             draining: AtomicBool::new(false),
+            refusing_work: AtomicBool::new(false),
             session_limits: Arc::new(SessionLimits::new(
                 settings.session.max_sessions,
                 settings.session.max_sessions_per_peer,
@@ -221,9 +223,14 @@ impl Server {
         &self.shared
     }
 
-    /// Drain and stop: readiness turns 503, cores stop accepting and finish
-    /// in-flight requests within the grace period, then the pool and the
-    /// aggregator stop. Returns when every thread has ended.
+    /// Drain and stop. Readiness turns 503 `draining` at once; through the
+    /// drain delay everything else is served as before, so load balancers
+    /// take the node out of rotation before anything is refused. Then new
+    /// streams and batch requests are refused with `shutting_down` while
+    /// the cores keep accepting (health checks see answers, not refused
+    /// connections) and every live session finishes, within the grace
+    /// period. Then the cores stop accepting, the pool and the aggregator
+    /// stop. Returns when every thread has ended.
     pub fn shutdown(self) {
         let Server {
             shared,
@@ -239,6 +246,15 @@ impl Server {
             // work here while the sessions drain.
             cluster.handle.set_healthy(false);
         }
+        let delay = shared.settings.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_s = delay.as_secs_f64(),
+                "drain delay: serving on while readiness says draining"
+            );
+            std::thread::sleep(delay);
+        }
+        shared.refusing_work.store(true, Ordering::Release);
         let mut threads = Vec::with_capacity(cores.len());
         for core in cores {
             // A core that already stopped has dropped its receiver; nothing to tell.

@@ -98,6 +98,9 @@ pub struct Session {
     segments_opened: u64,
     overload_warned: bool,
     ending: Option<EndReason>,
+    /// The end under way delivers every final first (an orderly end, or an
+    /// operator's flushing DELETE).
+    flushing: bool,
     ended: Option<EndReason>,
     figures: SessionFigures,
     /// Events for the protocol to send, in order.
@@ -133,6 +136,7 @@ impl Session {
             segments_opened: 0,
             overload_warned: false,
             ending: None,
+            flushing: false,
             ended: None,
             figures: SessionFigures::default(),
             pending: VecDeque::new(),
@@ -464,6 +468,18 @@ impl Session {
     /// shutdown) first finishes the segment in progress and delivers every
     /// final; the others stop at once.
     pub fn end(&mut self, reason: EndReason, now: Instant) {
+        self.end_as(reason, reason.flushes(), now);
+    }
+
+    /// End with `reason` after every final, whatever the reason: audio
+    /// stops being taken, the segment in progress is cut, and the finals
+    /// queued or computing are delivered before `session_end` (an operator's
+    /// `DELETE ?flush=true`, with `terminated`).
+    pub fn end_after_finals(&mut self, reason: EndReason, now: Instant) {
+        self.end_as(reason, true, now);
+    }
+
+    fn end_as(&mut self, reason: EndReason, flush: bool, now: Instant) {
         if self.ending.is_some() || self.state == SessionState::Closed {
             return;
         }
@@ -473,8 +489,9 @@ impl Session {
             return;
         }
         self.ending = Some(reason);
+        self.flushing = flush;
         self.state = SessionState::Closing;
-        if reason.flushes() {
+        if flush {
             if let Some(vad) = &mut self.vad {
                 let mut events = std::mem::take(&mut self.events);
                 vad.finish(&mut events);
@@ -504,7 +521,7 @@ impl Session {
         if self.state == SessionState::Closed {
             return;
         }
-        if reason.flushes() && !self.finals_complete() {
+        if self.flushing && !self.finals_complete() {
             return;
         }
         self.pending.push_back(SessionEvent::Ended {

@@ -32,7 +32,15 @@ impl Session {
         let open = self.open?;
         let interval =
             u64::from(self.config.interim_interval_ms) * u64::from(self.params.sample_rate) / 1000;
-        let end_sample = self.audio_start + self.audio.len() as u64;
+        // The interim ends where the segment would end now (its last voiced
+        // frame plus the tail), not at the audio received: hangover silence
+        // is no part of it, so its span lies inside its final's.
+        let end_sample = self
+            .vad
+            .as_ref()?
+            .segmenter()
+            .open_segment_end()?
+            .max(open.start_sample);
         if end_sample < open.interim_end_sample + interval {
             return None;
         }

@@ -102,7 +102,9 @@ pub async fn serve(
     for frame in frames {
         push_frame(&link, frame);
     }
-    if core.drain.is_triggered() {
+    // Admitted just before the drain began refusing (a cluster lease was
+    // on its way): it ends like every session the drain found.
+    if core.shared.is_refusing_work() {
         end_session(&ctx, EndReason::ServerShutdown);
     }
     sync_gauges(&ctx);
@@ -161,6 +163,17 @@ async fn admit(
     codec: &dyn Codec,
     peer: SocketAddr,
 ) -> Option<(SessionPermit, StreamReservation, Option<LeaseGuard>)> {
+    if core.shared.is_refusing_work() {
+        core.metrics.count(|c| c.sessions_rejected += 1);
+        tracing::debug!(core = core.core_id, %peer, "session refused: draining");
+        refuse(
+            link,
+            codec,
+            WsErrorKind::ShuttingDown,
+            "the server is shutting down; reconnect to another node".into(),
+        );
+        return None;
+    }
     let permit = match SessionPermit::acquire(&core.shared.session_limits, peer.ip()) {
         Ok(permit) => permit,
         Err(refusal) => {

@@ -101,6 +101,13 @@ impl ShardSession for StreamCtx {
     fn end(self: Rc<Self>, reason: EndReason) {
         end_session(&self, reason);
     }
+
+    fn end_after_finals(self: Rc<Self>, reason: EndReason) {
+        self.session
+            .borrow_mut()
+            .end_after_finals(reason, Instant::now());
+        pump(&self);
+    }
 }
 
 /// End the session (operator, idle sweep, shutdown, maximum duration) and

@@ -29,6 +29,68 @@ fn header<'a>(reply: &'a crate::support::Reply, name: &str) -> Option<&'a str> {
     reply.header(name)
 }
 
+/// `--trusted-proxies`: behind a trusted proxy (here 127.0.0.2, a second
+/// loopback address) the per-address limit counts the client named by the
+/// last untrusted hop of `X-Forwarded-For`, not the proxy, and the session
+/// list shows that client; from any other peer the header is ignored. (Before,
+/// every client behind the proxy shared the proxy's one slot.)
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_the_peer() {
+    let server = Server::start(&[
+        "--cores",
+        "2",
+        "--max-sessions-per-peer",
+        "1",
+        "--trusted-proxies",
+        "10.0.0.0/8, 127.0.0.2",
+    ]);
+    let via_proxy = |client: &str| {
+        let forwarded = format!("6.6.6.6, {client}, 10.1.2.3");
+        let mut ws = Ws::try_connect_from_with(
+            &server,
+            LOCALHOST_2,
+            "",
+            &[("X-Forwarded-For", forwarded.as_str())],
+        )
+        .expect("upgraded");
+        let first = ws.next_json().expect("a message");
+        (ws, first)
+    };
+    let (_alice, start) = via_proxy("203.0.113.7");
+    assert_eq!(start["type"], "session_start");
+    // Another client behind the same proxy has its own slot.
+    let (_bob, start) = via_proxy("203.0.113.8");
+    assert_eq!(start["type"], "session_start", "{start}");
+    // The same client again is over its limit.
+    let (mut again, refusal) = via_proxy("203.0.113.7");
+    assert_eq!(refusal["code"], "session_limit_exceeded");
+    assert_eq!(again.read_to_close().1, Some(1013));
+    let listed = get(&server, "/v1/sessions").json();
+    let mut peers: Vec<&str> = listed["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["peer"].as_str())
+        .collect();
+    peers.sort_unstable();
+    assert_eq!(peers, ["203.0.113.7:0", "203.0.113.8:0"]);
+    // An untrusted peer's header is ignored: it is its own address.
+    let direct = |client: &str| {
+        let mut ws = Ws::try_connect_from_with(
+            &server,
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            "",
+            &[("X-Forwarded-For", client)],
+        )
+        .expect("upgraded");
+        let first = ws.next_json().expect("a message");
+        (ws, first)
+    };
+    let (_direct, start) = direct("198.51.100.1");
+    assert_eq!(start["type"], "session_start");
+    assert_eq!(direct("198.51.100.2").1["code"], "session_limit_exceeded");
+}
+
 #[test]
 fn sessions_per_address_are_limited_and_other_addresses_are_not() {
     let server = Server::start(&["--cores", "2", "--max-sessions-per-peer", "2"]);

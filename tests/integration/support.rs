@@ -28,7 +28,21 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_transcription-server"));
+        Server::start_wrapped(&[], args, env)
+    }
+
+    /// Start under a wrapper command (`prlimit --as=N --`, …) that execs the
+    /// server with the arguments that follow it.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let binary = env!("CARGO_BIN_EXE_transcription-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
@@ -482,13 +496,23 @@ impl Ws {
         source: std::net::IpAddr,
         query: &str,
     ) -> Result<Ws, WsRefused> {
+        Ws::try_connect_from_with(server, source, query, &[])
+    }
+
+    /// [`Ws::try_connect_from`] with extra request headers.
+    pub fn try_connect_from_with(
+        server: &Server,
+        source: std::net::IpAddr,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, WsRefused> {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         socket
             .bind(&SocketAddr::new(source, 0).into())
             .expect("bind the source address");
         socket.connect(&server.addr.into()).expect("connect");
-        Ws::try_handshake(server.addr, socket.into(), query, &[])
+        Ws::try_handshake(server.addr, socket.into(), query, headers)
     }
 
     fn try_handshake(
@@ -641,4 +665,52 @@ pub fn assert_active_sessions(server: &Server, expected: u64, timeout: Duration)
 /// `DELETE` with a real client.
 pub fn delete(server: &Server, path: &str) -> Reply {
     request(server, "DELETE", path)
+}
+
+/// A gate for jobs of the mock engine (test builds with `fault-injection`):
+/// a job whose language hint is `xx-hold` waits on its worker until
+/// [`Hold::release`] (bounded by the server at two minutes). Start the server
+/// with [`Hold::env`] so it knows the gate's file.
+pub struct Hold {
+    path: PathBuf,
+}
+
+impl Hold {
+    pub fn new(name: &str) -> Hold {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "transcription-hold-{}-{name}-{nanos}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        Hold { path }
+    }
+
+    /// The server's environment entry naming the gate.
+    pub fn env(&self) -> (&'static str, &str) {
+        (
+            "TRANSCRIBE_FAULT_HOLD_PATH",
+            self.path.to_str().expect("a UTF-8 temp path"),
+        )
+    }
+
+    /// Let every held job (and every later one) run.
+    pub fn release(&self) {
+        std::fs::write(&self.path, b"go").expect("write the release file");
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The number of model jobs queued or running, from `/metrics`.
+pub fn model_jobs_pending(server: &Server) -> f64 {
+    let queued = metric(server, "transcribe_model_queue_depth", &[]).unwrap_or(0.0);
+    let running = metric(server, "transcribe_model_jobs_in_flight", &[]).unwrap_or(0.0);
+    queued + running
 }

@@ -146,6 +146,8 @@ impl ClusterAgent {
             next_request: 0,
             next_heartbeat: Instant::now(),
             rebalance_due: false,
+            returns: ReturnWait::default(),
+            refill_paused_until: None,
             probe_due: false,
             stop: Arc::clone(&agent_stop),
             remote_tx,

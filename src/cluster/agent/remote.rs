@@ -136,6 +136,7 @@ impl Agent {
                     let _ = pending.answer.send(Ok(outcome));
                 }
             }
+            InboxMessage::ReturnLeases { from } => self.return_pooled_leases(&from),
         }
     }
 

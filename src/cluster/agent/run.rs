@@ -78,6 +78,9 @@ impl Agent {
         for pending in self.pending.values() {
             wake = wake.min(pending.deadline);
         }
+        if let Some(retry) = self.returns.next_retry {
+            wake = wake.min(retry);
+        }
         wake
     }
 
@@ -168,8 +171,13 @@ impl Agent {
                 self.write_registry(false);
             }
         }
-        if self.rebalance_due || !batch.waiters.is_empty() {
-            self.rebalance(batch.waiters);
+        let mut waiters = batch.waiters;
+        if self.returns.next_retry.is_some_and(|retry| now >= retry) {
+            self.returns.next_retry = None;
+            waiters.append(&mut self.returns.waiters);
+        }
+        if self.rebalance_due || !waiters.is_empty() {
+            self.rebalance(waiters);
         }
         for query in batch.queries {
             self.answer(query);

@@ -44,10 +44,31 @@ pub(super) const STOP_NONE: u8 = 0;
 pub(super) const STOP_CLEAN: u8 = 1;
 pub(super) const STOP_ABANDON: u8 = 2;
 
+/// How long an admission refused at the cluster limit waits, retrying,
+/// while the other nodes give back their free pooled leases.
+pub(super) const RETURN_WAIT: Duration = Duration::from_millis(1_000);
+
+/// How often such an admission tries again meanwhile.
+pub(super) const RETURN_RETRY_INTERVAL: Duration = Duration::from_millis(20);
+
+/// After another node asked for pooled leases back, this node takes new
+/// leases only for admissions, not to refill its pool, for this long.
+pub(super) const REFILL_PAUSE: Duration = Duration::from_secs(10);
+
 /// A remote delete waiting for its owner's answer.
 pub(super) struct PendingDelete {
     pub(super) deadline: Instant,
     pub(super) answer: Answer<DeleteOutcome>,
+}
+
+/// Admissions waiting for leases other nodes were asked to give back.
+#[derive(Default)]
+pub(super) struct ReturnWait {
+    pub(super) waiters: Vec<oneshot::Sender<Admit>>,
+    /// When they are refused after all; `None` while nobody waits.
+    pub(super) deadline: Option<Instant>,
+    /// When to try again.
+    pub(super) next_retry: Option<Instant>,
 }
 
 /// What one turn of the loop collected.
@@ -81,6 +102,11 @@ pub(super) struct Agent {
     pub(super) next_request: u64,
     pub(super) next_heartbeat: Instant,
     pub(super) rebalance_due: bool,
+    /// Admissions refused at the cluster limit, waiting for other nodes'
+    /// pooled leases until `returns.deadline`.
+    pub(super) returns: ReturnWait,
+    /// Until then the pool is not refilled (another node asked for leases).
+    pub(super) refill_paused_until: Option<Instant>,
     /// The listener lost its connection: check ours with a `PING`.
     pub(super) probe_due: bool,
     /// Set by [`ClusterAgent`] to stop the loop (see `STOP_*`).
