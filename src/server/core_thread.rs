@@ -310,11 +310,11 @@ async fn serve_inbox(
             CoreCommand::TerminateSession { id, flush, reply } => {
                 let _ = reply.send(core.terminate_session(&id, flush));
             }
-            CoreCommand::RemoteDelete { id, reply } => {
+            CoreCommand::RemoteDelete { id, flush, reply } => {
                 // Asking the other cores waits: not in the inbox's loop.
                 let core = Rc::clone(&core);
                 monoio::spawn(async move {
-                    let found = terminate_on_any_core(&core, &id, false).await;
+                    let found = terminate_on_any_core(&core, &id, flush).await;
                     reply.confirm(if found {
                         crate::cluster::DeleteOutcome::Deleted
                     } else {
