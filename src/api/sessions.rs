@@ -219,17 +219,10 @@ pub async fn delete(core: &CoreContext, request: &Request) -> Result<Response, A
     let id = session_id(request);
     let flush = delete_flush(request)?;
     let mut found = terminate_on_any_core(core, id, flush).await;
-    if !found && flush && core.shared.cluster.is_some() {
-        // The inbox message of a cross-node delete carries no flush: ask
-        // the owner rather than end it at once.
-        return Err(ApiError::bad_request(
-            "flush=true works on the node that owns the session; send it to that node (its `node` in the session object)",
-        ));
-    }
     if !found {
         if let Some(cluster) = &core.shared.cluster {
             // The owner closes it and confirms, through Redis.
-            found = cluster.handle.delete_session(id).await? == DeleteOutcome::Deleted;
+            found = cluster.handle.delete_session_with(id, flush).await? == DeleteOutcome::Deleted;
         }
     }
     if !found {

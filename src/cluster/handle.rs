@@ -33,7 +33,8 @@ pub(crate) enum ToAgent {
     SetHealthy(bool),
     ListSessions(Answer<Vec<SessionRecord>>),
     GetSession(String, Answer<Option<SessionRecord>>),
-    DeleteSession(String, Answer<DeleteOutcome>),
+    /// A session to end; `true`: after its finals.
+    DeleteSession(String, bool, Answer<DeleteOutcome>),
     Nodes(Answer<Vec<NodeRecord>>),
     Metrics(Answer<ClusterMetrics>),
     /// The local pool was empty: acquire a lease for this request.
@@ -204,7 +205,18 @@ impl ClusterHandle {
     /// `Err(Timeout)` when it does not within the remote timeout.
     pub fn delete_session(&self, session_id: &str) -> ClusterReply<DeleteOutcome> {
         let session_id = session_id.to_string();
-        self.ask(move |answer| ToAgent::DeleteSession(session_id, answer))
+        self.ask(move |answer| ToAgent::DeleteSession(session_id, false, answer))
+    }
+
+    /// [`Self::delete_session`], with `flush`: the owner ends the session
+    /// once its finals are delivered (`DELETE ?flush=true`).
+    pub fn delete_session_with(
+        &self,
+        session_id: &str,
+        flush: bool,
+    ) -> ClusterReply<DeleteOutcome> {
+        let session_id = session_id.to_string();
+        self.ask(move |answer| ToAgent::DeleteSession(session_id, flush, answer))
     }
 
     /// Every live node.
@@ -270,6 +282,8 @@ pub enum RemoteCommand {
     /// `Deleted`, or `NotFound` if this node has no such session.
     Delete {
         session_id: String,
+        /// After its finals (`DELETE ?flush=true`).
+        flush: bool,
         reply: RemoteReply,
     },
 }

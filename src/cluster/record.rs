@@ -222,6 +222,10 @@ pub enum InboxMessage {
         request_id: String,
         session_id: String,
         reply_to: String,
+        /// End it after its finals (`DELETE ?flush=true`); absent from
+        /// nodes that predate it: an immediate delete.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        flush: bool,
     },
     /// The owner's answer to a delete.
     DeleteReply {
@@ -285,6 +289,7 @@ mod tests {
             request_id: "r1".into(),
             session_id: "s1".into(),
             reply_to: "a:1".into(),
+            flush: false,
         };
         let text = serde_json::to_string(&delete).unwrap_or_default();
         assert!(text.contains(r#""type":"delete""#), "{text}");

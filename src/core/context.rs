@@ -53,6 +53,8 @@ pub enum CoreCommand {
     /// does, and confirms `Deleted` or `NotFound` to the asking node.
     RemoteDelete {
         id: String,
+        /// After its finals (`DELETE ?flush=true`).
+        flush: bool,
         reply: crate::cluster::RemoteReply,
     },
 }

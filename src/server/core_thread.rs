@@ -159,20 +159,26 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
     let _ = started.send(Ok(driver));
     tracing::info!(core = core_id, io_driver = driver.name(), "core accepting");
 
-    accept_until(&core, &finals, &listener, &mut shutdown).await;
-
-    // The drain: readiness has said `draining` since the signal, and new
-    // streams and batch requests are refused with `shutting_down` now. Every
-    // session finishes its segment, gets its finals and `session_end`
-    // `server_shutdown`, then closes 1001. Meanwhile the core keeps
-    // accepting, so a load balancer's probe gets those answers rather than
-    // a refused connection.
-    for session in core.shard_sessions() {
-        session.end(EndReason::ServerShutdown);
-    }
-    let deadline = Instant::now() + grace;
-    let mut settled = std::pin::pin!(work_settled(&core, deadline));
-    accept_until(&core, &finals, &listener, &mut settled).await;
+    // One accept loop for the core's whole life, through the drain: an
+    // accept cancelled after the kernel completed it would lose that
+    // connection (its descriptor is dropped unanswered), so it is cancelled
+    // only once, when the listener closes anyway.
+    let drained = async {
+        let _ = (&mut shutdown).await;
+        // The drain: readiness has said `draining` since the signal, and new
+        // streams and batch requests are refused with `shutting_down` now.
+        // Every session finishes its segment, gets its finals and
+        // `session_end` `server_shutdown`, then closes 1001. Meanwhile the
+        // core keeps accepting, so a load balancer's probe gets those
+        // answers rather than a refused connection.
+        for session in core.shard_sessions() {
+            session.end(EndReason::ServerShutdown);
+        }
+        let deadline = Instant::now() + grace;
+        work_settled(&core, deadline).await;
+        deadline
+    };
+    let deadline = accept_until(&core, &finals, &listener, std::pin::pin!(drained)).await;
 
     // Nothing is left to finish (or the grace period is over): stop
     // accepting, close idle keep-alive connections, let the rest end.
@@ -192,18 +198,19 @@ async fn core_main(start: CoreStart, driver: IoDriver) {
     tracing::info!(core = core_id, "core stopped");
 }
 
-/// Accept connections until `stop` completes.
+/// Accept connections until `stop` completes; its output.
 async fn accept_until<F>(
     core: &Rc<CoreContext>,
     finals: &Rc<FinalsQueue>,
     listener: &monoio::net::TcpListener,
     mut stop: F,
-) where
+) -> F::Output
+where
     F: std::future::Future + Unpin,
 {
     loop {
         monoio::select! {
-            _ = &mut stop => return,
+            output = &mut stop => return output,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => on_accept(core, finals, stream, peer),
                 Err(error) => {
@@ -304,11 +311,11 @@ async fn serve_inbox(
             CoreCommand::TerminateSession { id, flush, reply } => {
                 let _ = reply.send(core.terminate_session(&id, flush));
             }
-            CoreCommand::RemoteDelete { id, reply } => {
+            CoreCommand::RemoteDelete { id, flush, reply } => {
                 // Asking the other cores waits: not in the inbox's loop.
                 let core = Rc::clone(&core);
                 monoio::spawn(async move {
-                    let found = terminate_on_any_core(&core, &id, false).await;
+                    let found = terminate_on_any_core(&core, &id, flush).await;
                     reply.confirm(if found {
                         crate::cluster::DeleteOutcome::Deleted
                     } else {

@@ -292,10 +292,15 @@ fn forward_remote_commands(
 ) {
     assert!(!inboxes.is_empty(), "a server has at least one core");
     for (turn, command) in commands.iter().enumerate() {
-        let RemoteCommand::Delete { session_id, reply } = command;
+        let RemoteCommand::Delete {
+            session_id,
+            flush,
+            reply,
+        } = command;
         let inbox = &inboxes[turn % inboxes.len()];
         let command = CoreCommand::RemoteDelete {
             id: session_id,
+            flush,
             reply,
         };
         if let Err(error) = inbox.unbounded_send(command) {

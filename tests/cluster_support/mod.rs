@@ -242,7 +242,9 @@ impl FakeServer {
         let thread = thread::spawn(move || {
             let mut unanswered = Vec::new();
             while let Ok(command) = commands.recv() {
-                let RemoteCommand::Delete { session_id, reply } = command;
+                let RemoteCommand::Delete {
+                    session_id, reply, ..
+                } = command;
                 if !answer {
                     unanswered.push(reply);
                     continue;

@@ -33,6 +33,16 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// Start a node of the cluster on `redis` named `node_id`, with the short
 /// test timings and `extra` flags.
 fn start_node(redis: &RedisServer, node_id: &str, extra: &[&str]) -> Server {
+    start_node_with_env(redis, node_id, extra, &[])
+}
+
+/// [`start_node`] with environment variables.
+fn start_node_with_env(
+    redis: &RedisServer,
+    node_id: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let url = redis.url();
     let advertise = format!("http://{node_id}.test");
     let mut args = vec![
@@ -50,7 +60,7 @@ fn start_node(redis: &RedisServer, node_id: &str, extra: &[&str]) -> Server {
         "1000",
     ];
     args.extend_from_slice(extra);
-    let server = Server::start(&args);
+    let server = Server::start_with_env(&args, env);
     let registered = eventually(PATIENCE, || {
         let reply = get(&server, "/v1/cluster/nodes");
         reply.status == 200
@@ -306,6 +316,45 @@ fn sessions_are_listed_read_and_deleted_from_any_node() {
         let reply = delete(node, &format!("/v1/sessions/{unknown}"));
         assert_eq!(reply.error_code(), "session_not_found", "{}", reply.text());
     }
+}
+
+/// `DELETE ?flush=true` sent to another node: the owner ends the session
+/// after its finals (here one the engine holds until the test releases
+/// it), then `terminated`. The flag travels in the inbox message.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_flushing_delete_from_another_node_delivers_the_finals_first() {
+    use crate::support::{model_jobs_pending, Hold};
+    let redis = RedisServer::start();
+    let hold = Hold::new("cluster-flush");
+    let a = start_node(&redis, "node-a", &[]);
+    let b = start_node_with_env(&redis, "node-b", &[], &[hold.env()]);
+    let mut ws = Ws::connect(&b, "language=xx-hold&interim_results=false");
+    let id = ws.next_json().expect("session_start")["session_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    ws.stream_audio(&fixture_pcm("hello.wav"), 640);
+    ws.stream_audio(&vec![0u8; 32_000], 640);
+    assert!(eventually(PATIENCE, || model_jobs_pending(&b) >= 1.0));
+    assert!(eventually(PATIENCE, || listed(
+        &a,
+        "/v1/sessions?scope=cluster"
+    )
+    .iter()
+    .any(|(listed_id, _)| *listed_id == id)));
+    let reply = delete(&a, &format!("/v1/sessions/{id}?flush=true"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["state"], "closing");
+    hold.release();
+    let (messages, close) = ws.read_to_close();
+    let finals = messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .count();
+    assert_eq!(finals, 1, "{messages:#?}");
+    assert_eq!(messages.last().expect("end")["reason"], "terminated");
+    assert_eq!(close, Some(1000));
 }
 
 #[test]

@@ -22,7 +22,9 @@ impl Agent {
             ToAgent::GetSession(session_id, answer) => {
                 let _ = answer.send(self.get_session(&session_id));
             }
-            ToAgent::DeleteSession(session_id, answer) => self.delete_session(session_id, answer),
+            ToAgent::DeleteSession(session_id, flush, answer) => {
+                self.delete_session(session_id, flush, answer)
+            }
             ToAgent::Nodes(answer) => {
                 let _ = answer.send(self.nodes());
             }

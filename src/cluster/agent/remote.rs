@@ -28,7 +28,12 @@ impl Agent {
 
     /// Routes a delete to the session's owner: this node directly, another
     /// node through its inbox channel.
-    pub(super) fn delete_session(&mut self, session_id: String, answer: Answer<DeleteOutcome>) {
+    pub(super) fn delete_session(
+        &mut self,
+        session_id: String,
+        flush: bool,
+        answer: Answer<DeleteOutcome>,
+    ) {
         if !session_id_is_plausible(&session_id) {
             let _ = answer.send(Ok(DeleteOutcome::NotFound));
             return;
@@ -62,13 +67,14 @@ impl Agent {
             self.pending
                 .insert(request_id.clone(), PendingDelete { deadline, answer });
             let reply_to = self.settings.node_id.clone();
-            self.deliver_remote(request_id, session_id, reply_to);
+            self.deliver_remote(request_id, session_id, reply_to, flush);
             return;
         }
         let message = InboxMessage::Delete {
             request_id: request_id.clone(),
             session_id,
             reply_to: self.settings.node_id.clone(),
+            flush,
         };
         let Ok(payload) = serde_json::to_string(&message) else {
             let _ = answer.send(Err(ClusterError::Unavailable));
@@ -102,6 +108,7 @@ impl Agent {
         request_id: String,
         session_id: String,
         reply_to: String,
+        flush: bool,
     ) {
         let reply = RemoteReply::new(
             request_id,
@@ -111,7 +118,11 @@ impl Agent {
         );
         if self
             .remote_tx
-            .try_send(RemoteCommand::Delete { session_id, reply })
+            .try_send(RemoteCommand::Delete {
+                session_id,
+                flush,
+                reply,
+            })
             .is_err()
         {
             // Not taken or full: the asking node times out (504).
@@ -127,7 +138,8 @@ impl Agent {
                 request_id,
                 session_id,
                 reply_to,
-            } => self.deliver_remote(request_id, session_id, reply_to),
+                flush,
+            } => self.deliver_remote(request_id, session_id, reply_to, flush),
             InboxMessage::DeleteReply {
                 request_id,
                 outcome,
