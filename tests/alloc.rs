@@ -8,8 +8,6 @@
 //! `interim_interval_ms`) and their transcripts do allocate, once per
 //! interval, not per frame.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use transcription_service::model::mock::mock_transcript;
@@ -17,33 +15,9 @@ use transcription_service::ws::protocol::StreamParams;
 use transcription_service::ws::session::{Session, SessionConfig};
 use transcription_service::ws::transport::Link;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter is a relaxed atomic with no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 /// A masked client binary frame.
 fn client_frame(payload: &[u8]) -> Vec<u8> {
@@ -79,7 +53,7 @@ fn audio_frames_do_not_allocate_each() {
     };
     let mut session = Session::new("alloc".into(), StreamParams::new(2), config, Instant::now());
     let mut read_buffer = Vec::with_capacity(4096);
-    let counted = || ALLOCATIONS.load(Ordering::Relaxed);
+    let counted = || allocations();
     // (allocations on the frame path, allocations for jobs and their
     // results, jobs); the engine's own allocations are not counted.
     let run = |frames: &[Vec<u8>], session: &mut Session, read_buffer: &mut Vec<u8>| {

@@ -4,40 +4,13 @@
 //!
 //! Its own test binary, because the counting allocator sees every thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use transcription_service::session::{EventWord, FinalEnd, SessionEvent, StreamParams};
 use transcription_service::ws::codec::Frame;
 use transcription_service::ws::deepgram::DeepgramLive;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter is a relaxed atomic with no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 #[test]
 fn each_results_message_is_one_allocation() {
@@ -96,13 +69,13 @@ fn each_results_message_is_one_allocation() {
         });
     }
     let count = events.len();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for event in events.drain(..) {
         codec.encode(event, &mut out);
         // Dropping the frame here frees it; the count is of allocations only.
         out.clear();
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = allocations() - before;
     assert!(
         allocations <= count,
         "{allocations} allocations for {count} messages"

@@ -26,6 +26,17 @@ enum Outcome {
     },
 }
 
+/// Send `pcm` in real time (100 ms frames), then `end`; every message up
+/// to the close.
+fn speak_and_end(ws: &mut Ws, pcm: &[u8]) -> Vec<serde_json::Value> {
+    for frame in pcm.chunks(3200) {
+        ws.send_audio(frame);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ws.send_text(r#"{"type":"end"}"#);
+    ws.read_to_close().0
+}
+
 /// Stream `pcm` in real time (100 ms frames), end, and read to the close.
 fn offer_stream(addr: std::net::SocketAddr, pcm: &[u8]) -> Outcome {
     let mut ws = Ws::connect_addr(addr, "interim_results=false");
@@ -39,12 +50,7 @@ fn offer_stream(addr: std::net::SocketAddr, pcm: &[u8]) -> Outcome {
         };
     }
     assert_eq!(first["type"], "session_start", "{first}");
-    for frame in pcm.chunks(3200) {
-        ws.send_audio(frame);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ws.send_text(r#"{"type":"end"}"#);
-    let (messages, _) = ws.read_to_close();
+    let messages = speak_and_end(&mut ws, pcm);
     let finals = messages
         .iter()
         .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
@@ -279,12 +285,7 @@ fn an_interim_whose_final_went_to_the_engine_is_given_up() {
     let pcm = fixture_pcm("two_utterances.wav");
     let mut ws = Ws::connect(&server, "");
     assert_eq!(ws.next_json().expect("start")["type"], "session_start");
-    for frame in pcm.chunks(3200) {
-        ws.send_audio(frame);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ws.send_text(r#"{"type":"end"}"#);
-    let (messages, _) = ws.read_to_close();
+    let messages = speak_and_end(&mut ws, &pcm);
     let end = messages
         .iter()
         .find(|m| m["type"] == "session_end")
