@@ -10,10 +10,13 @@ pub mod cluster;
 pub mod health;
 pub mod metrics;
 pub mod openai;
+pub mod openai_models;
+pub mod openai_sse;
 pub mod sessions;
 pub mod transcribe;
 pub mod web;
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
@@ -29,11 +32,11 @@ use crate::ws::native::NativeJson;
 /// The server's HTTP service: the routes and handlers below, on one core.
 /// The connection loop (`http::conn`) runs it for every request.
 pub struct Api<'c> {
-    core: &'c CoreContext,
+    core: &'c Rc<CoreContext>,
 }
 
 impl<'c> Api<'c> {
-    pub fn new(core: &'c CoreContext) -> Self {
+    pub fn new(core: &'c Rc<CoreContext>) -> Self {
         Api { core }
     }
 }
@@ -115,6 +118,12 @@ pub enum Route {
     /// `GET /assets/{name}`: a static asset compiled into the binary; the
     /// name is read from the path by the handler.
     Asset,
+    /// `POST /v1/audio/translations` (OpenAI dialect).
+    OpenAiTranslations,
+    /// `GET /v1/models` (OpenAI dialect).
+    OpenAiModels,
+    /// `GET /v1/models/{id}`: the id is read from the path by the handler.
+    OpenAiModel,
 }
 
 /// Which key a route needs when keys are configured.
@@ -145,6 +154,9 @@ impl Route {
             Route::Page => "page",
             Route::Dashboard => "dashboard",
             Route::Asset => "asset",
+            Route::OpenAiTranslations => "openai_translations",
+            Route::OpenAiModels => "openai_models",
+            Route::OpenAiModel => "openai_model",
         }
     }
 
@@ -155,7 +167,12 @@ impl Route {
             Route::Health | Route::Ready | Route::Page | Route::Dashboard | Route::Asset => {
                 Access::Open
             }
-            Route::Transcribe | Route::OpenAiTranscriptions | Route::Stream => Access::Api,
+            Route::Transcribe
+            | Route::OpenAiTranscriptions
+            | Route::Stream
+            | Route::OpenAiTranslations
+            | Route::OpenAiModels
+            | Route::OpenAiModel => Access::Api,
             Route::Sessions
             | Route::Session
             | Route::SessionsMetrics
@@ -227,6 +244,13 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         "GET, HEAD",
         Route::Dashboard,
     ),
+    (
+        "/v1/audio/translations",
+        &[Method::Post],
+        "POST",
+        Route::OpenAiTranslations,
+    ),
+    ("/v1/models", &[Method::Get], "GET", Route::OpenAiModels),
 ];
 
 /// `/assets/{name}` accepts these, for the names [`web::asset`] knows.
@@ -271,6 +295,10 @@ fn lookup(path: &str) -> Option<(&'static [Method], &'static str, Route)> {
                 SESSION_METHODS.1,
                 Route::Session,
             ))
+        })
+        .or_else(|| {
+            let id = path.strip_prefix("/v1/models/")?;
+            (!id.is_empty()).then_some((&[Method::Get][..], "GET", Route::OpenAiModel))
         })
         .or_else(|| {
             let name = path.strip_prefix("/assets/")?;
@@ -365,7 +393,7 @@ fn access_token(query: Option<&str>) -> Option<String> {
 /// Run the handler of a route. Every answer names the core that served it
 /// (`X-Served-By-Core`), which helps operators follow sharded sessions.
 /// Handlers may take the body out of the request.
-pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> Response {
+pub async fn handle(core: &Rc<CoreContext>, route: Route, request: &mut Request) -> Response {
     #[cfg(feature = "fault-injection")]
     if request.head.header(FAULT_INJECTION_HEADER) == Some("panic") {
         panic!("injected fault (test build)");
@@ -374,7 +402,12 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::Health => Ok(health::health(core)),
         Route::Ready => Ok(health::ready(core)),
         Route::Transcribe => transcribe::transcribe(core, request).await,
-        Route::OpenAiTranscriptions => openai::transcriptions(core, request).await,
+        Route::OpenAiTranscriptions => {
+            Ok(openai::respond(openai::transcriptions(core, request).await))
+        }
+        Route::OpenAiTranslations => Ok(openai::respond(openai::translations(core, request).await)),
+        Route::OpenAiModels => Ok(openai_models::list(core)),
+        Route::OpenAiModel => Ok(openai::respond(openai_models::get(core, request))),
         Route::Sessions => sessions::list(core, request).await,
         Route::Session if request.head.method == Method::Delete => {
             sessions::delete(core, request).await

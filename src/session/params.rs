@@ -9,6 +9,9 @@ pub struct StreamParams {
     pub vad_mode: u8,
     pub interim_results: bool,
     pub language: Option<String>,
+    /// Text before the audio, for every job of the stream (Whisper's
+    /// initial prompt); set by the OpenAI Realtime dialect.
+    pub prompt: Option<std::sync::Arc<str>>,
 }
 
 impl StreamParams {
@@ -18,6 +21,7 @@ impl StreamParams {
             vad_mode: default_vad_mode,
             interim_results: true,
             language: None,
+            prompt: None,
         }
     }
 }
