@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, SessionSettings};
 use crate::core::CoreContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{Method, Request, RequestHead, Response, Service};
 use crate::rt::Latch;
 use crate::ws::codec::Codec;
 use crate::ws::native::NativeJson;
+use crate::ws::openai_realtime::OpenAiRealtime;
 
 /// The server's HTTP service: the routes and handlers below, on one core.
 /// The connection loop (`http::conn`) runs it for every request.
@@ -73,7 +74,7 @@ impl Service for Api<'_> {
     }
 
     fn is_upgrade(route: Route) -> bool {
-        stream_codec(route).is_some()
+        matches!(route, Route::Stream | Route::OpenAiRealtime)
     }
 
     async fn handle(&self, route: Route, request: &mut Request) -> Response {
@@ -124,6 +125,9 @@ pub enum Route {
     OpenAiModels,
     /// `GET /v1/models/{id}`: the id is read from the path by the handler.
     OpenAiModel,
+    /// `GET /v1/realtime`: OpenAI's Realtime transcription, a WebSocket
+    /// upgrade done by the connection.
+    OpenAiRealtime,
 }
 
 /// Which key a route needs when keys are configured.
@@ -157,6 +161,7 @@ impl Route {
             Route::OpenAiTranslations => "openai_translations",
             Route::OpenAiModels => "openai_models",
             Route::OpenAiModel => "openai_model",
+            Route::OpenAiRealtime => "openai_realtime",
         }
     }
 
@@ -172,7 +177,8 @@ impl Route {
             | Route::Stream
             | Route::OpenAiTranslations
             | Route::OpenAiModels
-            | Route::OpenAiModel => Access::Api,
+            | Route::OpenAiModel
+            | Route::OpenAiRealtime => Access::Api,
             Route::Sessions
             | Route::Session
             | Route::SessionsMetrics
@@ -182,11 +188,13 @@ impl Route {
     }
 }
 
-/// The wire protocol a streaming route speaks, or `None` for a route that
-/// does not upgrade. A new streaming protocol is a codec and a line here.
-pub fn stream_codec(route: Route) -> Option<&'static dyn Codec> {
+/// A codec for a connection to a streaming route (the wire protocol it
+/// speaks), or `None` for a route that does not upgrade. A new streaming
+/// protocol is a codec and a line here (and in `Api::is_upgrade`).
+pub fn stream_codec(route: Route, settings: &SessionSettings) -> Option<Box<dyn Codec>> {
     match route {
-        Route::Stream => Some(&NativeJson),
+        Route::Stream => Some(Box::new(NativeJson)),
+        Route::OpenAiRealtime => Some(Box::new(OpenAiRealtime::new(settings))),
         _ => None,
     }
 }
@@ -251,6 +259,7 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         Route::OpenAiTranslations,
     ),
     ("/v1/models", &[Method::Get], "GET", Route::OpenAiModels),
+    ("/v1/realtime", &[Method::Get], "GET", Route::OpenAiRealtime),
 ];
 
 /// `/assets/{name}` accepts these, for the names [`web::asset`] knows.
@@ -325,8 +334,19 @@ pub fn preflight(core: &CoreContext, head: &RequestHead) -> Option<Response> {
 /// `401 unauthorized` when a key is configured and the request's is missing
 /// or wrong.
 pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result<(), ApiError> {
-    // Browsers cannot set headers on a WebSocket: they pass the key in the query.
-    authorize_access(core, head, route.access(), route == Route::Stream)
+    // Browsers cannot set headers on a WebSocket: they pass the key in the
+    // query, or (OpenAI's browser clients) in a subprotocol.
+    if route == Route::OpenAiRealtime && head.header("authorization").is_none() {
+        if let Some(key) = crate::ws::openai_realtime::subprotocol_key(head) {
+            return check_key(core, route.access(), Some(key.to_owned()));
+        }
+    }
+    authorize_access(
+        core,
+        head,
+        route.access(),
+        matches!(route, Route::Stream | Route::OpenAiRealtime),
+    )
 }
 
 /// Check a request's key against the one `access` needs. `query_token`:
@@ -342,18 +362,6 @@ pub fn authorize_access(
     access: Access,
     query_token: bool,
 ) -> Result<(), ApiError> {
-    let settings = &core.shared.settings.http;
-    let required = match access {
-        Access::Open => return Ok(()),
-        Access::Api => settings.api_key.as_deref(),
-        Access::Admin => settings
-            .admin_key
-            .as_deref()
-            .or(settings.api_key.as_deref()),
-    };
-    let Some(required) = required else {
-        return Ok(());
-    };
     let from_header = head
         .header("authorization")
         .and_then(|value| {
@@ -367,6 +375,31 @@ pub fn authorize_access(
             .then(|| access_token(head.query.as_deref()))
             .flatten()
     });
+    check_key(core, access, presented)
+}
+
+/// Compare the key a request presented with the one `access` needs.
+///
+/// # Errors
+/// `401 unauthorized` when a key is configured and `presented` is missing
+/// or wrong.
+fn check_key(
+    core: &CoreContext,
+    access: Access,
+    presented: Option<String>,
+) -> Result<(), ApiError> {
+    let settings = &core.shared.settings.http;
+    let required = match access {
+        Access::Open => return Ok(()),
+        Access::Api => settings.api_key.as_deref(),
+        Access::Admin => settings
+            .admin_key
+            .as_deref()
+            .or(settings.api_key.as_deref()),
+    };
+    let Some(required) = required else {
+        return Ok(());
+    };
     match presented {
         Some(key) if bool::from(key.as_bytes().ct_eq(required.as_bytes())) => Ok(()),
         Some(_) => Err(ApiError::new(ErrorKind::Unauthorized, "invalid key")),
@@ -419,8 +452,8 @@ pub async fn handle(core: &Rc<CoreContext>, route: Route, request: &mut Request)
         Route::Page => Ok(web::page()),
         Route::Dashboard => Ok(web::dashboard(core, &request.head)),
         Route::Asset => Ok(web::asset_response(&request.head)),
-        // The connection upgrades this route before any handler runs.
-        Route::Stream => Err(ApiError::bad_request(
+        // The connection upgrades these routes before any handler runs.
+        Route::Stream | Route::OpenAiRealtime => Err(ApiError::bad_request(
             "this endpoint needs a WebSocket upgrade",
         )),
     };

@@ -276,6 +276,12 @@ pub fn parse_prompt(value: &str) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
+/// `text` cut to at most `max` characters, for echoing client input in
+/// messages.
+pub fn truncate_text(text: &str, max: usize) -> &str {
+    super::truncate(text, max)
+}
+
 /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Serialize)]
 struct OpenAiErrorBody<'a> {

@@ -146,6 +146,85 @@ fn resample_f32_run<R: Resampler<f32>>(
     Ok(output)
 }
 
+/// Input frames per call of a [`StreamResampler`]: 20 ms at 24 kHz, a whole
+/// number of FFT periods for the rates streams use.
+const STREAM_CHUNK_FRAMES: usize = 480;
+
+/// Sample-rate conversion of a stream of mono PCM16 that arrives in pieces
+/// (OpenAI Realtime's 24 kHz to the 16 kHz the VAD and Whisper take). The
+/// filter state is kept between calls, so pieces join without clicks; the
+/// output lags the input by under one chunk ([`STREAM_CHUNK_FRAMES`]), and
+/// the resampler's own delay is dropped from the start so stream times stay
+/// aligned. Buffers are allocated once, at construction.
+pub struct StreamResampler {
+    resampler: FftFixedIn<f32>,
+    pending: Vec<f32>,
+    chunk_out: Vec<Vec<f32>>,
+    /// Output samples still to drop (the resampler's delay).
+    skip: usize,
+}
+
+impl StreamResampler {
+    /// A resampler from `from_hz` to `to_hz`; `None` for equal or zero rates
+    /// or rates whose FFT period is too large to stream.
+    pub fn new(from_hz: u32, to_hz: u32) -> Option<StreamResampler> {
+        if from_hz == to_hz || from_hz == 0 || to_hz == 0 {
+            return None;
+        }
+        let period = from_hz / gcd(from_hz, to_hz);
+        if period as usize > STREAM_CHUNK_FRAMES || STREAM_CHUNK_FRAMES % (2 * period as usize) != 0
+        {
+            return None;
+        }
+        let resampler =
+            FftFixedIn::<f32>::new(from_hz as usize, to_hz as usize, STREAM_CHUNK_FRAMES, 1, 1)
+                .ok()?;
+        let skip = resampler.output_delay();
+        let chunk_out = resampler.output_buffer_allocate(true);
+        Some(StreamResampler {
+            resampler,
+            pending: Vec::with_capacity(STREAM_CHUNK_FRAMES),
+            chunk_out,
+            skip,
+        })
+    }
+
+    /// Convert `input` and append what is ready to `out`.
+    pub fn push(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        for &sample in input {
+            self.pending.push(f32::from(sample) / 32768.0);
+            if self.pending.len() == STREAM_CHUNK_FRAMES {
+                self.run_chunk(out);
+            }
+        }
+    }
+
+    fn run_chunk(&mut self, out: &mut Vec<i16>) {
+        let chunk_in = [self.pending.as_slice()];
+        // Sizes are the resampler's own: a failure is a bug; the chunk is
+        // then lost rather than the stream.
+        let produced =
+            match self
+                .resampler
+                .process_into_buffer(&chunk_in, &mut self.chunk_out, None)
+            {
+                Ok((_, produced)) => produced,
+                Err(_) => {
+                    debug_assert!(false, "rubato failed on a stream chunk");
+                    0
+                }
+            };
+        self.pending.clear();
+        let skipped = self.skip.min(produced);
+        self.skip -= skipped;
+        out.extend(
+            self.chunk_out[0][skipped..produced]
+                .iter()
+                .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +241,22 @@ mod tests {
     fn rms(samples: &[i16]) -> f64 {
         let sum: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
         (sum / samples.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn a_stream_resampled_in_pieces_matches_the_whole() {
+        let input = sine(1000.0, 24_000, 24_000, 10_000.0);
+        let mut stream = StreamResampler::new(24_000, 16_000).expect("24 -> 16 kHz");
+        let mut output = Vec::new();
+        for piece in input.chunks(333) {
+            stream.push(piece, &mut output);
+        }
+        // All but the last partial chunk is out, and in step with the tone.
+        assert!(output.len() >= 16_000 - 2 * 320 && output.len() <= 16_000);
+        let (shift, error) = tone_alignment(&output);
+        assert!(shift.abs() <= 0.5, "shift {shift}");
+        assert!(error < 200.0, "rms error {error}");
+        assert!(StreamResampler::new(16_000, 16_000).is_none());
     }
 
     #[test]

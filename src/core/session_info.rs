@@ -23,6 +23,10 @@ pub struct SessionInfo {
     pub segments: u64,
     pub transcripts: u64,
     pub peer: String,
+    /// The wire protocol the client speaks (`native`, `openai_realtime`);
+    /// not known for a session another node owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
     /// The owning node, in cluster mode only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -65,6 +69,7 @@ impl SessionInfo {
             segments: record.segments,
             transcripts: record.transcripts,
             peer: record.peer,
+            protocol: None,
             node: Some(record.node),
         }
     }

@@ -224,7 +224,7 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                 return None;
             }
         };
-        self.out = switching_protocols(&accept);
+        self.out = switching_protocols(&accept, &head);
         if !self.write_out().await {
             return None;
         }

@@ -37,10 +37,30 @@ pub fn accept_key(head: &RequestHead) -> Result<String, ApiError> {
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// The `101 Switching Protocols` answer.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
+/// The `101 Switching Protocols` answer. When the client offered
+/// subprotocols (`Sec-WebSocket-Protocol`), the first is echoed: browsers
+/// fail a handshake that names none of theirs, and clients that carry a key
+/// in the list put a protocol name first (OpenAI's `realtime`); a key is
+/// never echoed.
+pub fn switching_protocols(accept: &str, head: &RequestHead) -> Vec<u8> {
+    let protocol = head
+        .header("sec-websocket-protocol")
+        .and_then(|list| {
+            list.split(',')
+                .map(str::trim)
+                .find(|protocol| !protocol.starts_with("openai-insecure-api-key."))
+        })
+        .filter(|protocol| {
+            !protocol.is_empty()
+                && protocol
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        });
+    let protocol_line = protocol
+        .map(|protocol| format!("Sec-WebSocket-Protocol: {protocol}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nServer: transcription-service/{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nServer: transcription-service/{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol_line}\r\n",
         crate::VERSION
     )
     .into_bytes()

@@ -215,7 +215,8 @@ fn on_accept(
         let Some(upgrade) = crate::http::conn::serve(stream, peer, &api).await else {
             return;
         };
-        let Some(codec) = crate::api::stream_codec(upgrade.route) else {
+        let Some(codec) = crate::api::stream_codec(upgrade.route, &core.shared.settings.session)
+        else {
             debug_assert!(false, "only streaming routes upgrade");
             return;
         };

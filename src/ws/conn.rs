@@ -39,26 +39,31 @@ pub async fn serve(
     peer: SocketAddr,
     core: Rc<CoreContext>,
     finals: Rc<FinalsQueue>,
-    codec: &'static dyn Codec,
+    codec: Box<dyn Codec>,
     query: Option<String>,
 ) {
     let settings = &core.shared.settings.session;
     let link = Rc::new(Link::new(
         leftover,
-        settings.ws_message_bytes_max,
+        codec.message_bytes_max(settings.ws_message_bytes_max),
         settings.ws_outbound_messages_max,
     ));
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(write_loop(Rc::clone(&link), writer));
 
-    let Some((permit, lease)) = admit(&core, &link, codec, peer).await else {
+    let Some((permit, lease)) = admit(&core, &link, codec.as_ref(), peer).await else {
         finish(&link, reader).await;
         let _ = writer.await;
         return;
     };
     let mut params = StreamParams::new(settings.vad_mode);
     if let Err(message) = codec.apply_query(&mut params, query.as_deref()) {
-        refuse(&link, codec, WsErrorKind::UnsupportedFormat, message);
+        refuse(
+            &link,
+            codec.as_ref(),
+            WsErrorKind::UnsupportedFormat,
+            message,
+        );
         finish(&link, reader).await;
         let _ = writer.await;
         return;
@@ -88,7 +93,10 @@ pub async fn serve(
     core.metrics.count(|c| c.sessions_created += 1);
     tracing::debug!(core = core.core_id, session_id = %id, %peer, "session started");
     let start = ctx.session.borrow().start_event();
-    if let Some(frame) = codec.encode(start) {
+    if let Some(frame) = ctx.codec.encode(start) {
+        push_frame(&link, frame);
+    }
+    while let Some(frame) = ctx.codec.take_frame() {
         push_frame(&link, frame);
     }
     if core.drain.is_triggered() {
@@ -242,6 +250,9 @@ fn refuse_with_close(
     close_code: u16,
 ) {
     if let Some(frame) = codec.encode(SessionEvent::Error { kind, message }) {
+        push_frame(link, frame);
+    }
+    while let Some(frame) = codec.take_frame() {
         push_frame(link, frame);
     }
     link.push_close(close_code);

@@ -19,6 +19,7 @@ pub mod codec;
 pub(crate) mod conn;
 pub(crate) mod jobs;
 pub mod native;
+pub mod openai_realtime;
 pub mod protocol;
 pub mod session;
 mod socket;

@@ -19,12 +19,16 @@ use crate::session::{Control, Session, SessionEvent, SessionFigures, StreamParam
 pub struct NativeJson;
 
 impl Codec for NativeJson {
+    fn protocol(&self) -> &'static str {
+        "native"
+    }
+
     fn apply_query(&self, params: &mut StreamParams, query: Option<&str>) -> Result<(), String> {
         params.apply_query(query)
     }
 
-    fn decode_text(&self, text: &str, params: &StreamParams) -> Control {
-        decode(text, params)
+    fn on_text(&self, text: &str, session: &mut Session, now: Instant) {
+        session.on_text(text, now);
     }
 
     fn encode(&self, event: SessionEvent) -> Option<Frame> {

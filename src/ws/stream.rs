@@ -36,8 +36,8 @@ pub struct StreamCtx {
     pub(super) unblocked: Notify,
     /// The core's sessions whose finals wait for room in the model queue.
     pub(super) finals: Rc<FinalsQueue>,
-    /// The wire protocol the client speaks.
-    pub(super) codec: &'static dyn Codec,
+    /// The wire protocol the client speaks (this connection's codec).
+    pub(super) codec: Box<dyn Codec>,
     /// Fires once the connection is over: the session's result tasks then
     /// drop their receivers, so the pool drops the jobs nobody waits for.
     pub(super) over: Latch,
@@ -70,6 +70,7 @@ impl ShardSession for StreamCtx {
             segments: figures.segments,
             transcripts: figures.transcripts,
             peer: self.peer.to_string(),
+            protocol: Some(self.codec.protocol()),
             node: self
                 .core
                 .shared
@@ -129,19 +130,31 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
 }
 
 pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
+    // Frames the codec queued while it handled client frames come first.
+    send_codec_frames(ctx);
     let events: Vec<SessionEvent> = ctx.session.borrow_mut().take_events().collect();
-    for frame in events
-        .into_iter()
-        .filter_map(|event| ctx.codec.encode(event))
-    {
-        match frame {
-            Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
-                Backlog::Fine => {}
-                Backlog::Over(since) => schedule_slow_check(ctx, since),
-                Backlog::Overflow => close_slow_consumer(ctx),
-            },
-            Frame::Close(code) => ctx.link.push_close(code),
+    for event in events {
+        if let Some(frame) = ctx.codec.encode(event) {
+            send_frame(ctx, frame);
         }
+        send_codec_frames(ctx);
+    }
+}
+
+fn send_codec_frames(ctx: &Rc<StreamCtx>) {
+    while let Some(frame) = ctx.codec.take_frame() {
+        send_frame(ctx, frame);
+    }
+}
+
+fn send_frame(ctx: &Rc<StreamCtx>, frame: Frame) {
+    match frame {
+        Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
+            Backlog::Fine => {}
+            Backlog::Over(since) => schedule_slow_check(ctx, since),
+            Backlog::Overflow => close_slow_consumer(ctx),
+        },
+        Frame::Close(code) => ctx.link.push_close(code),
     }
 }
 
