@@ -32,6 +32,9 @@ cargo test --workspace --features "$features" 2>&1 | tee "$log" || status=$?
 scripts/test-summary.sh tests "$log"
 [ "$status" -eq 0 ] || exit "$status"
 
+# The official OpenAI Python SDK against the server binary built above.
+scripts/test-sdk-openai.sh
+
 # The real engine (feature `whisper`: fetches the model, builds whisper.cpp)
 # and the pages in headless Chromium.
 scripts/test-whisper.sh
