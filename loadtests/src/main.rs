@@ -210,6 +210,12 @@ struct StreamArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "sessions")]
     sweep: Option<Vec<usize>>,
 
+    /// The wire protocol: `native` (/v1/transcribe/stream) or `openai`
+    /// (OpenAI Realtime transcription on /v1/realtime; the WAV is sent
+    /// resampled to 24 kHz as base64 `append` events; mux driver only).
+    #[arg(long, value_enum, default_value_t = scenarios::stream::openai::Dialect::Native)]
+    dialect: scenarios::stream::openai::Dialect,
+
     /// Interim-lag p99 target (ms) for the sweep summary.
     #[arg(long, default_value_t = 50.0)]
     lag_target_ms: f64,
@@ -427,7 +433,10 @@ fn print_report(
 
 fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
     let headers = HttpOptions::new(target.clone(), args.timeout, cli.api_key.as_deref()).headers;
-    let audio = Arc::new(read_wav(&args.file)?);
+    let audio = Arc::new(scenarios::stream::openai::audio_for(
+        args.dialect,
+        read_wav(&args.file)?,
+    ));
     let levels = match &args.sweep {
         Some(levels) if levels.is_empty() => bail!("--sweep needs at least one level"),
         Some(levels) => levels.clone(),
@@ -449,6 +458,7 @@ fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
         threads: args.threads,
         server_pid: args.server_pid,
         deletes: None,
+        dialect: args.dialect,
     };
     // Check every level before running any, so a typo fails fast.
     for &sessions in &levels {

@@ -175,6 +175,7 @@ impl SoakOptions {
             threads: self.threads,
             server_pid: self.server_pid,
             deletes,
+            dialect: super::stream::openai::Dialect::Native,
         }
     }
 }

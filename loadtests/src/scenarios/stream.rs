@@ -40,6 +40,7 @@
 //! what sessions measured) and [`report`] ([`StreamReport`], the human summary
 //! and the JSON line).
 
+pub mod openai;
 mod options;
 mod report;
 mod session;
@@ -102,6 +103,7 @@ pub fn run(opts: &StreamOptions) -> Result<StreamReport> {
         ramp: opts.ramp,
         interim: opts.interim,
         driver: opts.driver,
+        dialect: opts.dialect,
         threads: match opts.driver {
             Driver::Threads => opts.sessions,
             Driver::Mux => opts.threads.min(opts.sessions),

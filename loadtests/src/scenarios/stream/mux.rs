@@ -43,7 +43,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Outgoing, SessionCore, StreamOptions, StreamStats, END_MESSAGE};
+use super::{openai, Outgoing, SessionCore, StreamOptions, StreamStats, END_MESSAGE};
 use crate::streaming::ChunkMap;
 use crate::ws::{self, Upgrade, WsFailure};
 use crate::wsframe::{
@@ -563,6 +563,8 @@ struct Ctx<'s> {
     audio: &'s [u8],
     rng: &'s mut MaskRng,
     scratch: &'s mut [u8],
+    /// The OpenAI dialect's `append` event, reused.
+    event: &'s mut Vec<u8>,
 }
 
 impl<'a> Conn<'a> {
@@ -580,10 +582,22 @@ impl<'a> Conn<'a> {
         match self.core.next_outgoing(self.t0, now) {
             Outgoing::Chunk { bytes, samples, .. } => {
                 let payload = ctx.audio.get(bytes).unwrap_or_default();
-                self.queue(OP_BINARY, payload, Pending::Chunk(samples), ctx.rng);
+                if self.core.openai.is_some() {
+                    let mut event = std::mem::take(ctx.event);
+                    openai::append_event(payload, &mut event);
+                    self.queue(OP_TEXT, &event, Pending::Chunk(samples), ctx.rng);
+                    *ctx.event = event;
+                } else {
+                    self.queue(OP_BINARY, payload, Pending::Chunk(samples), ctx.rng);
+                }
             }
             Outgoing::End => {
-                self.queue(OP_TEXT, END_MESSAGE.as_bytes(), Pending::End, ctx.rng);
+                let end = if self.core.openai.is_some() {
+                    openai::END_MESSAGE
+                } else {
+                    END_MESSAGE
+                };
+                self.queue(OP_TEXT, end.as_bytes(), Pending::End, ctx.rng);
             }
         }
     }
@@ -786,6 +800,12 @@ impl<'a> Conn<'a> {
         if self.core.failed() || self.eof {
             return Step::Done;
         }
+        if self.core.wants_close() && !self.close_sent {
+            // The OpenAI dialect: every transcript is in; close (1000).
+            self.close_sent = true;
+            self.queue(OP_CLOSE, &1000u16.to_be_bytes(), Pending::Control, ctx.rng);
+            self.flush(now);
+        }
         if self.core.wait_expired(now).is_some() {
             return Step::Done;
         }
@@ -847,6 +867,8 @@ struct Worker<'a> {
     ready: VecDeque<(usize, u64)>,
     rng: MaskRng,
     scratch: Vec<u8>,
+    /// The OpenAI dialect's `append` event, reused by every session.
+    event: Vec<u8>,
     stats: StreamStats,
     /// Tells the connector about each session's end (and wakes it).
     ended: Option<(Sender<()>, Arc<Waker>)>,
@@ -866,6 +888,7 @@ impl<'a> Worker<'a> {
             ready: VecDeque::new(),
             rng: MaskRng::new(seed),
             scratch: vec![0; READ_SCRATCH],
+            event: Vec::new(),
             stats: StreamStats::new(),
             ended: None,
         }
@@ -997,6 +1020,7 @@ impl<'a> Worker<'a> {
             audio: &self.opts.audio.data,
             rng: &mut self.rng,
             scratch: &mut self.scratch,
+            event: &mut self.event,
         };
         let step = conn.step(now, readable, &mut ctx);
         if step == Step::Done {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use super::openai::Dialect;
 use crate::scenarios::soak::deletes::DeleteBook;
 use crate::streaming::ChunkMap;
 use crate::target::Target;
@@ -76,6 +77,8 @@ pub struct StreamOptions {
     /// deleted enter their id here, and accept `session_end` `terminated`
     /// once their DELETE is out. `None` outside `soak`.
     pub deletes: Option<Arc<DeleteBook>>,
+    /// The wire protocol spoken (`--dialect`).
+    pub dialect: Dialect,
 }
 
 impl StreamOptions {
@@ -99,6 +102,9 @@ impl StreamOptions {
         if self.threads == 0 || self.threads > MAX_THREADS {
             bail!("--threads must be between 1 and {MAX_THREADS}");
         }
+        if self.dialect == Dialect::Openai && self.driver != Driver::Mux {
+            bail!("--dialect openai runs on the mux driver");
+        }
         if let Some(q) = &self.query {
             if q.contains([' ', '\r', '\n', '#']) {
                 bail!("--query must be a URL-encoded query string");
@@ -109,10 +115,13 @@ impl StreamOptions {
 
     /// The request path with its query string.
     pub fn path_and_query(&self) -> String {
-        let mut p = format!(
-            "{PATH}?sample_rate={}&interim_results={}",
-            self.audio.sample_rate, self.interim
-        );
+        let mut p = match self.dialect {
+            Dialect::Native => format!(
+                "{PATH}?sample_rate={}&interim_results={}",
+                self.audio.sample_rate, self.interim
+            ),
+            Dialect::Openai => super::openai::PATH.to_string(),
+        };
         if let Some(q) = self
             .query
             .as_deref()

@@ -55,6 +55,8 @@ pub struct StreamReport {
     pub ramp: Duration,
     pub interim: bool,
     pub driver: Driver,
+    /// The wire protocol spoken.
+    pub dialect: super::openai::Dialect,
     /// Threads that drove the sessions (`mux`: workers; `threads`: sessions).
     pub threads: usize,
     /// From the first chunk sent to the last session's end.
@@ -92,6 +94,7 @@ struct JsonReport<'a> {
     first_failure: Option<&'a str>,
     violation_examples: &'a [String],
     driver: &'static str,
+    dialect: &'static str,
     threads: usize,
     loadgen_cpu_s: Option<f64>,
     server_cpu_s: Option<f64>,
@@ -152,6 +155,7 @@ impl StreamReport {
             first_failure: self.stats.first_failure.as_deref(),
             violation_examples: &self.stats.violation_examples,
             driver: self.driver.as_str(),
+            dialect: self.dialect.as_str(),
             threads: self.threads,
             loadgen_cpu_s: self.loadgen_cpu.map(|c| round(c, 3)),
             server_cpu_s: self.server_cpu.map(|c| round(c, 3)),
@@ -204,9 +208,10 @@ impl StreamReport {
         let secs = |c: Option<f64>| c.map_or_else(|| "-".to_string(), |c| format!("{c:.2}"));
         writeln!(
             out,
-            "driver      {} ({} threads); loadgen_cpu_s {}  server_cpu_s {}",
+            "driver      {} ({} threads, {} dialect); loadgen_cpu_s {}  server_cpu_s {}",
             self.driver.as_str(),
             self.threads,
+            self.dialect.as_str(),
             secs(self.loadgen_cpu),
             secs(self.server_cpu)
         )?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::openai::{Dialect, OpenAiEvents};
 use super::options::StreamOptions;
 use super::stats::{min_opt, StreamStats};
 use crate::scenarios::soak::deletes::ClientOutcome;
@@ -68,6 +69,8 @@ pub(crate) struct SessionCore<'a> {
     session_id: Option<String>,
     /// When the operator is to DELETE this session (`soak`).
     delete_at: Option<Instant>,
+    /// The OpenAI dialect's events, translated (`--dialect openai`).
+    pub(crate) openai: Option<OpenAiEvents>,
 }
 
 impl<'a> SessionCore<'a> {
@@ -93,6 +96,7 @@ impl<'a> SessionCore<'a> {
             aborted: false,
             session_id: None,
             delete_at: None,
+            openai: (opts.dialect == Dialect::Openai).then(OpenAiEvents::default),
         }
     }
 
@@ -191,22 +195,44 @@ impl<'a> SessionCore<'a> {
     /// `end` was written at `at`.
     pub(crate) fn end_sent(&mut self, at: Instant) {
         self.end_sent_at = Some(at);
+        if let Some(openai) = &mut self.openai {
+            openai.commit_sent();
+        }
+    }
+
+    /// The client must close now (the OpenAI dialect: its server never
+    /// ends a session, the client closes once every transcript is in).
+    pub(crate) fn wants_close(&self) -> bool {
+        self.openai.is_some() && self.session_end_seen && self.close_code.is_none()
     }
 
     /// A text message arrived at `at`.
     pub(crate) fn on_text(&mut self, text: &str, at: Instant) {
         self.st.messages += 1;
+        if let Some(openai) = &mut self.openai {
+            match openai.translate(text) {
+                Ok(messages) => {
+                    for msg in messages {
+                        self.on_server_msg(&msg, at);
+                    }
+                }
+                Err(why) => self.malformed(&why),
+            }
+            return;
+        }
         match ServerMsg::parse(text) {
             Ok(msg) => self.on_server_msg(&msg, at),
-            Err(why) => {
-                self.st.violations += 1;
-                self.st.count_error("bad_message");
-                if self.st.violation_examples.len() < MAX_EXAMPLES {
-                    self.st
-                        .violation_examples
-                        .push(format!("malformed message ({why})"));
-                }
-            }
+            Err(why) => self.malformed(&why),
+        }
+    }
+
+    fn malformed(&mut self, why: &str) {
+        self.st.violations += 1;
+        self.st.count_error("bad_message");
+        if self.st.violation_examples.len() < MAX_EXAMPLES {
+            self.st
+                .violation_examples
+                .push(format!("malformed message ({why})"));
         }
     }
 

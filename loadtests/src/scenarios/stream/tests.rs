@@ -30,6 +30,7 @@ fn opts() -> StreamOptions {
         threads: 2,
         server_pid: None,
         deletes: None,
+        dialect: super::openai::Dialect::Native,
     }
 }
 
@@ -75,6 +76,7 @@ fn report_json_has_the_documented_fields() {
         ramp: Duration::ZERO,
         interim: true,
         driver: Driver::Mux,
+        dialect: super::openai::Dialect::Native,
         threads: 2,
         wall: Duration::from_secs(10),
         loadgen_cpu: Some(1.23456),
