@@ -344,6 +344,8 @@ impl Realtime {
     // ---- client events ------------------------------------------------
 
     fn on_text(&mut self, text: &str, session: &mut Session, now: Instant) {
+        // Any event is activity (the idle timeout), even one refused below.
+        session.on_control(Control::Keepalive, now);
         let event: ClientEvent<'_> = match serde_json::from_str(text) {
             Ok(event) => event,
             Err(error) => {

@@ -591,13 +591,14 @@ impl<'a> Conn<'a> {
                     self.queue(OP_BINARY, payload, Pending::Chunk(samples), ctx.rng);
                 }
             }
+            Outgoing::End if self.core.openai.is_some() => {
+                let commit = openai::END_MESSAGE.as_bytes();
+                self.queue(OP_TEXT, commit, Pending::Control, ctx.rng);
+                let probe = openai::END_PROBE.as_bytes();
+                self.queue(OP_TEXT, probe, Pending::End, ctx.rng);
+            }
             Outgoing::End => {
-                let end = if self.core.openai.is_some() {
-                    openai::END_MESSAGE
-                } else {
-                    END_MESSAGE
-                };
-                self.queue(OP_TEXT, end.as_bytes(), Pending::End, ctx.rng);
+                self.queue(OP_TEXT, END_MESSAGE.as_bytes(), Pending::End, ctx.rng);
             }
         }
     }

@@ -5,11 +5,12 @@
 //! * The audio is the WAV resampled to 24 kHz (OpenAI's rate; the server
 //!   resamples it back to 16 kHz), each chunk a text frame
 //!   `{"type":"input_audio_buffer.append","audio":"<base64>"}`.
-//! * The end is `input_audio_buffer.commit`; the session is over once that
-//!   commit is answered (`committed`, or `input_audio_buffer_commit_empty`
-//!   when nothing was left) and every committed item has its `completed`
-//!   (or `failed`). The client then closes (1000): OpenAI's server never
-//!   ends a session itself.
+//! * The end is `input_audio_buffer.commit`, then a second commit with an
+//!   event id ([`END_PROBE`]) that the server refuses as empty: once that
+//!   refusal is in, everything sent before has been handled, and the session
+//!   is over when every committed item has its `completed` (or `failed`).
+//!   The client then closes (1000): OpenAI's server never ends a session
+//!   itself.
 //! * [`OpenAiEvents`] turns the server's events into the native
 //!   [`ServerMsg`]s the session core checks: `session.created` →
 //!   `session_start`, `speech_started` → `speech_start` (items numbered in
@@ -33,6 +34,14 @@ pub const RATE_HZ: u32 = 24_000;
 
 /// The end of audio: commit what is left.
 pub const END_MESSAGE: &str = r#"{"type":"input_audio_buffer.commit"}"#;
+
+/// Sent right after [`END_MESSAGE`]: a second commit, which always finds the
+/// buffer empty, so its `input_audio_buffer_commit_empty` error (carrying
+/// this event id) says the server has handled everything sent before.
+pub const END_PROBE: &str = r#"{"type":"input_audio_buffer.commit","event_id":"loadgen_end"}"#;
+
+/// The event id of [`END_PROBE`].
+const END_PROBE_ID: &str = "loadgen_end";
 
 /// The wire protocol `stream` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -116,9 +125,6 @@ pub struct OpenAiEvents {
     next_segment: u64,
     committed: u64,
     answered: u64,
-    /// Speech started and not stopped yet.
-    speaking: bool,
-    commit_sent: bool,
     commit_answered: bool,
     ended: bool,
     /// Deltas received (interims).
@@ -126,11 +132,6 @@ pub struct OpenAiEvents {
 }
 
 impl OpenAiEvents {
-    /// Our final commit has been written.
-    pub fn commit_sent(&mut self) {
-        self.commit_sent = true;
-    }
-
     /// The native messages one server event stands for (at most two: the
     /// event's own, then `session_end` when it completes the session).
     pub fn translate(&mut self, text: &str) -> Result<Vec<ServerMsg>, String> {
@@ -157,12 +158,10 @@ impl OpenAiEvents {
             "input_audio_buffer.speech_started" => {
                 let segment_id = self.next_segment;
                 self.next_segment += 1;
-                self.speaking = true;
                 self.items.insert(item_id()?, (segment_id, 0.0));
                 out.push(ServerMsg::SpeechStart { segment_id });
             }
             "input_audio_buffer.speech_stopped" => {
-                self.speaking = false;
                 let end_ms = event["audio_end_ms"].as_f64().ok_or("no audio_end_ms")?;
                 if let Some(item) = self.items.get_mut(&item_id()?) {
                     item.1 = end_ms / 1000.0;
@@ -171,9 +170,6 @@ impl OpenAiEvents {
             }
             "input_audio_buffer.committed" => {
                 self.committed += 1;
-                if self.commit_sent && !self.speaking {
-                    self.commit_answered = true;
-                }
                 out.push(ServerMsg::Other(kind.into()));
             }
             "conversation.item.input_audio_transcription.delta" => {
@@ -201,8 +197,11 @@ impl OpenAiEvents {
             }
             "error" => {
                 let code = event["error"]["code"].as_str().unwrap_or("").to_string();
-                if code == "input_audio_buffer_commit_empty" && self.commit_sent {
-                    self.commit_answered = true;
+                let probe = event["error"]["event_id"].as_str() == Some(END_PROBE_ID);
+                if code == "input_audio_buffer_commit_empty" {
+                    // Our first commit may find nothing left; the probe's
+                    // refusal is the end.
+                    self.commit_answered |= probe;
                     out.push(ServerMsg::Other(kind.into()));
                 } else {
                     out.push(ServerMsg::Error { code });
@@ -260,9 +259,13 @@ mod tests {
             r#"{"type":"input_audio_buffer.speech_stopped","event_id":"e3","item_id":"i1","audio_end_ms":1500}"#,
         );
         run(r#"{"type":"input_audio_buffer.committed","event_id":"e4","item_id":"i1"}"#);
-        events.commit_sent();
+        // A refusal of another commit is not the end.
         let out = events
-            .translate(r#"{"type":"error","event_id":"e5","error":{"code":"input_audio_buffer_commit_empty"}}"#)
+            .translate(r#"{"type":"error","event_id":"e4b","error":{"code":"input_audio_buffer_commit_empty","event_id":null}}"#)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        let out = events
+            .translate(r#"{"type":"error","event_id":"e5","error":{"code":"input_audio_buffer_commit_empty","event_id":"loadgen_end"}}"#)
             .unwrap();
         assert_eq!(out.len(), 1, "the item is not complete yet");
         let out = events

@@ -195,9 +195,6 @@ impl<'a> SessionCore<'a> {
     /// `end` was written at `at`.
     pub(crate) fn end_sent(&mut self, at: Instant) {
         self.end_sent_at = Some(at);
-        if let Some(openai) = &mut self.openai {
-            openai.commit_sent();
-        }
     }
 
     /// The client must close now (the OpenAI dialect: its server never
