@@ -524,7 +524,10 @@ fn past_the_engines_capacity_streams_are_refused_instead_of_failing_everyone() {
         if *started {
             // Every admitted stream completes with every final, in order.
             assert_eq!(*code, Some(1000), "{messages:#?}");
-            assert!(messages.iter().all(|m| m["type"] != "error"), "{messages:#?}");
+            assert!(
+                messages.iter().all(|m| m["type"] != "error"),
+                "{messages:#?}"
+            );
             let end = messages
                 .iter()
                 .find(|m| m["type"] == "session_end")
