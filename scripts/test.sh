@@ -32,8 +32,9 @@ cargo test --workspace --features "$features" 2>&1 | tee "$log" || status=$?
 scripts/test-summary.sh tests "$log"
 [ "$status" -eq 0 ] || exit "$status"
 
-# The official Deepgram Python SDK against the binary built above.
+# The official Deepgram and OpenAI Python SDKs against the binary built above.
 scripts/test-sdk-deepgram.sh
+scripts/test-sdk-openai.sh
 
 # The real engine (feature `whisper`: fetches the model, builds whisper.cpp)
 # and the pages in headless Chromium.

@@ -31,15 +31,20 @@ pub enum ErrorKind {
     ClusterUnavailable,
     /// The node owning a session did not answer in time.
     ClusterTimeout,
+    /// The loaded model cannot do what was asked (OpenAI dialect: a
+    /// translation with an English-only model).
+    UnsupportedModel,
+    /// No model by that id (OpenAI dialect: `GET /v1/models/{id}`).
+    ModelNotFound,
 }
 
 impl ErrorKind {
     /// The HTTP status code.
     pub const fn status(self) -> u16 {
         match self {
-            ErrorKind::BadRequest => 400,
+            ErrorKind::BadRequest | ErrorKind::UnsupportedModel => 400,
             ErrorKind::Unauthorized => 401,
-            ErrorKind::NotFound | ErrorKind::SessionNotFound => 404,
+            ErrorKind::NotFound | ErrorKind::SessionNotFound | ErrorKind::ModelNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::UpgradeRequired => 426,
@@ -72,6 +77,8 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::ClusterUnavailable => "cluster_unavailable",
             ErrorKind::ClusterTimeout => "cluster_timeout",
+            ErrorKind::UnsupportedModel => "unsupported_model",
+            ErrorKind::ModelNotFound => "model_not_found",
         }
     }
 
@@ -231,6 +238,8 @@ mod tests {
             (ErrorKind::ShuttingDown, 503, "shutting_down"),
             (ErrorKind::ClusterUnavailable, 503, "cluster_unavailable"),
             (ErrorKind::ClusterTimeout, 504, "cluster_timeout"),
+            (ErrorKind::UnsupportedModel, 400, "unsupported_model"),
+            (ErrorKind::ModelNotFound, 404, "model_not_found"),
         ];
         for (kind, status, code) in expected {
             assert_eq!(kind.status(), status);

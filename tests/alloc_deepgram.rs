@@ -14,7 +14,7 @@ use counting_alloc::allocations;
 
 #[test]
 fn each_results_message_is_one_allocation() {
-    let codec = DeepgramLive::new_codec("mock");
+    let codec = DeepgramLive::new_codec("mock", 300);
     let mut params = StreamParams::new(2);
     codec
         .apply_query(

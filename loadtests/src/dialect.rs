@@ -1,11 +1,14 @@
 //! The wire dialects `stream` can speak (`--dialect`): the server's native
-//! protocol, or Deepgram's live dialect (`/v1/listen`). A dialect decides the
-//! upgrade's path and query, how the key is sent, the end-of-audio message,
-//! and how server messages read: Deepgram's are translated
-//! ([`DeepgramReader`]) into the native vocabulary of
+//! protocol, Deepgram's live dialect (`/v1/listen`), or OpenAI's Realtime
+//! transcription (`/v1/realtime`). A dialect decides the upgrade's path and
+//! query, how the key is sent, the end-of-audio message, and how server
+//! messages read: Deepgram's ([`DeepgramReader`]) and OpenAI's
+//! ([`OpenAiEvents`]) are translated into the native vocabulary of
 //! [`ServerMsg`](crate::streaming::ServerMsg), so the scenario's checks and
-//! lag measures apply unchanged.
+//! lag measures apply unchanged. OpenAI's also carries its audio in base64
+//! text events at 24 kHz (`scenarios::stream::openai`).
 
+use crate::scenarios::stream::openai::{self, OpenAiEvents};
 use crate::streaming::ServerMsg;
 
 /// A streaming dialect.
@@ -16,6 +19,9 @@ pub enum Dialect {
     Native,
     /// `GET /v1/listen`, Deepgram's live dialect.
     Deepgram,
+    /// `GET /v1/realtime?intent=transcription`, OpenAI's Realtime
+    /// transcription (mux driver only).
+    Openai,
 }
 
 impl Dialect {
@@ -24,6 +30,7 @@ impl Dialect {
         match self {
             Dialect::Native => "native",
             Dialect::Deepgram => "deepgram",
+            Dialect::Openai => "openai",
         }
     }
 
@@ -38,21 +45,24 @@ impl Dialect {
             Dialect::Deepgram => format!(
                 "/v1/listen?encoding=linear16&sample_rate={sample_rate}&channels=1&interim_results={interim}&vad_events=true"
             ),
+            Dialect::Openai => openai::PATH.to_string(),
         }
     }
 
-    /// The text message that ends the audio.
+    /// The text message that ends the audio (OpenAI's is followed by
+    /// [`openai::END_PROBE`]).
     pub fn end_message(self) -> &'static str {
         match self {
             Dialect::Native => r#"{"type":"end"}"#,
             Dialect::Deepgram => r#"{"type":"CloseStream"}"#,
+            Dialect::Openai => openai::END_MESSAGE,
         }
     }
 
     /// The `Authorization` value carrying `key`.
     pub fn authorization(self, key: &str) -> String {
         match self {
-            Dialect::Native => format!("Bearer {key}"),
+            Dialect::Native | Dialect::Openai => format!("Bearer {key}"),
             Dialect::Deepgram => format!("Token {key}"),
         }
     }
@@ -62,6 +72,7 @@ impl Dialect {
         match self {
             Dialect::Native => Reader::Native,
             Dialect::Deepgram => Reader::Deepgram(DeepgramReader::default()),
+            Dialect::Openai => Reader::Openai(OpenAiEvents::default()),
         }
     }
 }
@@ -71,12 +82,14 @@ impl Dialect {
 pub enum Reader {
     Native,
     Deepgram(DeepgramReader),
+    Openai(OpenAiEvents),
 }
 
 impl Reader {
     /// The native messages one text frame says, appended to `out` (none,
     /// one, or — for Deepgram's first message — a synthesised
-    /// `session_start` and the message).
+    /// `session_start` and the message; for OpenAI's, the event's own and
+    /// `session_end` when it completes the session).
     ///
     /// # Errors
     /// What is wrong with a malformed frame.
@@ -84,6 +97,7 @@ impl Reader {
         match self {
             Reader::Native => out.push(ServerMsg::parse(text)?),
             Reader::Deepgram(reader) => reader.read(text, out)?,
+            Reader::Openai(events) => events.translate(text, out)?,
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! The `loadgen` binary (`src/main.rs`) parses the command line and calls into
 //! these modules:
 //!
-//! * [`dialect`] — the wire dialects `stream` speaks (native, Deepgram);
+//! * [`dialect`] — the wire dialects `stream` speaks (native, Deepgram, OpenAI
+//!   Realtime);
 //! * [`target`] — `--url` parsing and the loopback-only safety rule;
 //! * [`http`] — a small blocking HTTP/1.1 keep-alive client;
 //! * [`runner`] — one thread per connection, closed- or open-loop pacing,

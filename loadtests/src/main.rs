@@ -206,8 +206,10 @@ struct StreamArgs {
     #[arg(long)]
     query: Option<String>,
 
-    /// The wire dialect: `native` (`/v1/transcribe/stream`) or `deepgram`
-    /// (`/v1/listen`, the key as `Authorization: Token`).
+    /// The wire dialect: `native` (`/v1/transcribe/stream`), `deepgram`
+    /// (`/v1/listen`, the key as `Authorization: Token`) or `openai` (OpenAI
+    /// Realtime transcription on `/v1/realtime`; the WAV is sent resampled
+    /// to 24 kHz as base64 `append` events; mux driver only).
     #[arg(long, value_enum, default_value_t = Dialect::Native)]
     dialect: Dialect,
 
@@ -438,7 +440,10 @@ fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
         headers.push(("Authorization".into(), args.dialect.authorization(key)));
     }
-    let audio = Arc::new(read_wav(&args.file)?);
+    let audio = Arc::new(scenarios::stream::openai::audio_for(
+        args.dialect,
+        read_wav(&args.file)?,
+    ));
     let levels = match &args.sweep {
         Some(levels) if levels.is_empty() => bail!("--sweep needs at least one level"),
         Some(levels) => levels.clone(),

@@ -166,6 +166,40 @@ fn deepgram_stream_sessions_complete_in_order() {
     stream_with("threads", "deepgram");
 }
 
+/// OpenAI Realtime sessions (mux only): base64 `append` events at 24 kHz,
+/// each VAD segment an item whose `completed` is the checked final, the end
+/// a commit and its probe.
+#[test]
+fn openai_stream_sessions_complete_in_order() {
+    let server = start_server("openai_stream_sessions_complete_in_order");
+    let wav = fixture("two_utterances.wav");
+    let v = loadgen(
+        server.port,
+        &[
+            "stream",
+            "--file",
+            &wav,
+            "--sessions",
+            "3",
+            "--duration",
+            "3s",
+            "--ramp",
+            "0s",
+            "--timeout",
+            "10s",
+            "--dialect",
+            "openai",
+        ],
+    );
+    assert_eq!(v["dialect"], "openai", "{v}");
+    assert_eq!(v["completed"], 3, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["violations"], 0, "{v}");
+    assert_eq!(v["end_beyond_sent"], 0, "{v}");
+    assert!(v["final_lag_ms"]["count"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["end_to_session_end_ms"]["count"], 3, "{v}");
+}
+
 #[test]
 fn stream_no_pace_with_the_mux_driver() {
     let server = start_server("stream_no_pace_with_the_mux_driver");

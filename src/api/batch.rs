@@ -9,7 +9,7 @@
 //! request has nothing queued, it is answered `503 overloaded`.
 
 use std::collections::VecDeque;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 
 use crate::audio::{self, AudioError, AudioFormat, Pcm, SegmenterConfig};
 use crate::core::CoreContext;
@@ -23,7 +23,7 @@ use crate::limits::{
 use crate::metrics::record_duration;
 use crate::model::pool::{Job, JobKind, ReplyReceiver, SubmitError};
 use crate::model::window::{self, Span};
-use crate::model::{EngineError, TranscribeOptions, Word};
+use crate::model::{EngineError, TranscribeOptions, Transcript, Word};
 
 /// The raw PCM rate when neither the media type nor the query names one.
 pub const RAW_PCM_DEFAULT_RATE_HZ: u32 = 16_000;
@@ -304,6 +304,22 @@ pub async fn run_batch(
     audio: &PreparedAudio,
     options: &TranscribeOptions,
 ) -> Result<BatchTranscript, ApiError> {
+    run_batch_each(core, audio, options, |_| ControlFlow::Continue(())).await
+}
+
+/// [`run_batch`], handing each segment with text to `on_segment` as soon
+/// as it and every segment before it are done (a streamed answer). When
+/// `on_segment` breaks, the work stops: jobs not yet run are dropped with
+/// their receivers, and the segments so far are returned.
+///
+/// # Errors
+/// As [`run_batch`].
+pub async fn run_batch_each(
+    core: &CoreContext,
+    audio: &PreparedAudio,
+    options: &TranscribeOptions,
+    mut on_segment: impl FnMut(&SegmentText) -> ControlFlow<()>,
+) -> Result<BatchTranscript, ApiError> {
     let (pcm, ranges) = (&audio.pcm, &audio.segments);
     core.metrics.count(|c| {
         c.batch_requests += 1;
@@ -336,7 +352,7 @@ pub async fn run_batch(
     let mut pending: VecDeque<(Range<usize>, Vec<Span>, ReplyReceiver)> = VecDeque::new();
     let mut next = 0;
     let mut transcripts = vec![None; ranges.len()];
-    while next < groups.len() || !pending.is_empty() {
+    'jobs: while next < groups.len() || !pending.is_empty() {
         while next < groups.len() && pending.len() < BATCH_JOBS_IN_FLIGHT_MAX {
             let group = groups[next].clone();
             let window = window::pack(
@@ -406,39 +422,56 @@ pub async fn run_batch(
             // A segment alone in its job: the engine's answer as it is.
             transcripts[group.start] = Some(transcript);
         } else {
-            for (index, part) in group.zip(window::unpack(transcript, &spans, pcm.sample_rate)) {
+            for (index, part) in
+                group
+                    .clone()
+                    .zip(window::unpack(transcript, &spans, pcm.sample_rate))
+            {
                 transcripts[index] = Some(part);
+            }
+        }
+        // Groups finish in order: this one's segments are the next ones.
+        for index in group {
+            let Some(transcript) = transcripts[index].take() else {
+                continue;
+            };
+            if transcript.text.is_empty() {
+                continue;
+            }
+            let (start, end) = ranges[index];
+            let segment = segment_text(transcript, start, end, rate);
+            let flow = on_segment(&segment);
+            segments.push(segment);
+            if flow.is_break() {
+                break 'jobs;
             }
         }
     }
 
-    for ((start, end), transcript) in ranges.iter().zip(transcripts) {
-        let Some(transcript) = transcript else {
-            continue;
-        };
-        if transcript.text.is_empty() {
-            continue;
-        }
-        let offset = *start as f64 / rate;
-        segments.push(SegmentText {
-            start: super::round_ms(offset),
-            end: super::round_ms(*end as f64 / rate),
-            text: transcript.text,
-            words: transcript
-                .words
-                .into_iter()
-                .map(|word| Word {
-                    word: word.word,
-                    start: super::round_ms(offset + word.start),
-                    end: super::round_ms(offset + word.end),
-                })
-                .collect(),
-        });
-    }
     Ok(BatchTranscript {
         duration: super::round_ms(pcm.duration_s()),
         segments,
     })
+}
+
+/// A segment's transcript in stream time, from the engine's answer for
+/// samples `[start, end)`.
+fn segment_text(transcript: Transcript, start: u64, end: u64, rate: f64) -> SegmentText {
+    let offset = start as f64 / rate;
+    SegmentText {
+        start: super::round_ms(offset),
+        end: super::round_ms(end as f64 / rate),
+        text: transcript.text,
+        words: transcript
+            .words
+            .into_iter()
+            .map(|word| Word {
+                word: word.word,
+                start: super::round_ms(offset + word.start),
+                end: super::round_ms(offset + word.end),
+            })
+            .collect(),
+    }
 }
 
 /// The request's segments grouped into engine windows: consecutive

@@ -131,6 +131,7 @@ async fn listen_inner(core: &CoreContext, request: &mut Request) -> Result<Respo
     .await?;
     let options = TranscribeOptions {
         language: params.language.clone(),
+        ..TranscribeOptions::default()
     };
     let transcript = batch::run_batch(core, &audio, &options).await?;
     let request_id = uuid::Uuid::new_v4().to_string();

@@ -11,10 +11,13 @@ pub mod deepgram;
 pub mod health;
 pub mod metrics;
 pub mod openai;
+pub mod openai_models;
+pub mod openai_sse;
 pub mod sessions;
 pub mod transcribe;
 pub mod web;
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
@@ -27,15 +30,16 @@ use crate::rt::Latch;
 use crate::ws::codec::NewCodec;
 use crate::ws::deepgram::DeepgramLive;
 use crate::ws::native::NativeJson;
+use crate::ws::openai_realtime::OpenAiRealtime;
 
 /// The server's HTTP service: the routes and handlers below, on one core.
 /// The connection loop (`http::conn`) runs it for every request.
 pub struct Api<'c> {
-    core: &'c CoreContext,
+    core: &'c Rc<CoreContext>,
 }
 
 impl<'c> Api<'c> {
-    pub fn new(core: &'c CoreContext) -> Self {
+    pub fn new(core: &'c Rc<CoreContext>) -> Self {
         Api { core }
     }
 }
@@ -82,6 +86,7 @@ impl Service for Api<'_> {
     ) -> Result<Option<&'static str>, Response> {
         match route {
             Route::DeepgramLive => deepgram::accept_upgrade(head),
+            Route::OpenAiRealtime => Ok(crate::ws::openai_realtime::accept_subprotocol(head)),
             _ => Ok(None),
         }
     }
@@ -160,6 +165,15 @@ pub enum Route {
     DeepgramListen,
     /// `GET /v1/listen`: Deepgram's live transcription, a WebSocket upgrade.
     DeepgramLive,
+    /// `POST /v1/audio/translations` (OpenAI dialect).
+    OpenAiTranslations,
+    /// `GET /v1/models` (OpenAI dialect).
+    OpenAiModels,
+    /// `GET /v1/models/{id}`: the id is read from the path by the handler.
+    OpenAiModel,
+    /// `GET /v1/realtime`: OpenAI's Realtime transcription, a WebSocket
+    /// upgrade done by the connection.
+    OpenAiRealtime,
 }
 
 /// Which key a route needs when keys are configured.
@@ -192,6 +206,10 @@ impl Route {
             Route::Asset => "asset",
             Route::DeepgramListen => "deepgram_listen",
             Route::DeepgramLive => "deepgram_live",
+            Route::OpenAiTranslations => "openai_translations",
+            Route::OpenAiModels => "openai_models",
+            Route::OpenAiModel => "openai_model",
+            Route::OpenAiRealtime => "openai_realtime",
         }
     }
 
@@ -214,7 +232,11 @@ impl Route {
             | Route::OpenAiTranscriptions
             | Route::Stream
             | Route::DeepgramListen
-            | Route::DeepgramLive => Access::Api,
+            | Route::DeepgramLive
+            | Route::OpenAiTranslations
+            | Route::OpenAiModels
+            | Route::OpenAiModel
+            | Route::OpenAiRealtime => Access::Api,
             Route::Sessions
             | Route::Session
             | Route::SessionsMetrics
@@ -230,6 +252,7 @@ pub fn stream_codec(route: Route) -> Option<NewCodec> {
     match route {
         Route::Stream => Some(NativeJson::new_codec),
         Route::DeepgramLive => Some(DeepgramLive::new_codec),
+        Route::OpenAiRealtime => Some(OpenAiRealtime::new_codec),
         _ => None,
     }
 }
@@ -294,6 +317,14 @@ const ROUTES: &[(&str, &[Method], &str, Route)] = &[
         "GET, POST",
         Route::DeepgramListen,
     ),
+    (
+        "/v1/audio/translations",
+        &[Method::Post],
+        "POST",
+        Route::OpenAiTranslations,
+    ),
+    ("/v1/models", &[Method::Get], "GET", Route::OpenAiModels),
+    ("/v1/realtime", &[Method::Get], "GET", Route::OpenAiRealtime),
 ];
 
 /// `/assets/{name}` accepts these, for the names [`web::asset`] knows.
@@ -340,6 +371,10 @@ fn lookup(path: &str) -> Option<(&'static [Method], &'static str, Route)> {
             ))
         })
         .or_else(|| {
+            let id = path.strip_prefix("/v1/models/")?;
+            (!id.is_empty()).then_some((&[Method::Get][..], "GET", Route::OpenAiModel))
+        })
+        .or_else(|| {
             let name = path.strip_prefix("/assets/")?;
             web::asset(name).map(|_| (ASSET_METHODS.0, ASSET_METHODS.1, Route::Asset))
         })
@@ -378,8 +413,19 @@ pub fn authorize(core: &CoreContext, head: &RequestHead, route: Route) -> Result
             }
         });
     }
-    // Browsers cannot set headers on a WebSocket: they pass the key in the query.
-    authorize_access(core, head, route.access(), route == Route::Stream)
+    // Browsers cannot set headers on a WebSocket: they pass the key in the
+    // query, or (OpenAI's browser clients) in a subprotocol.
+    if route == Route::OpenAiRealtime && head.header("authorization").is_none() {
+        if let Some(key) = crate::ws::openai_realtime::subprotocol_key(head) {
+            return authorize_key(core, route.access(), Some(key.to_owned()));
+        }
+    }
+    authorize_access(
+        core,
+        head,
+        route.access(),
+        matches!(route, Route::Stream | Route::OpenAiRealtime),
+    )
 }
 
 /// Check a request's key against the one `access` needs. `query_token`:
@@ -459,7 +505,7 @@ fn access_token(query: Option<&str>) -> Option<String> {
 /// Run the handler of a route. Every answer names the core that served it
 /// (`X-Served-By-Core`), which helps operators follow sharded sessions.
 /// Handlers may take the body out of the request.
-pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> Response {
+pub async fn handle(core: &Rc<CoreContext>, route: Route, request: &mut Request) -> Response {
     #[cfg(feature = "fault-injection")]
     if request.head.header(FAULT_INJECTION_HEADER) == Some("panic") {
         panic!("injected fault (test build)");
@@ -478,7 +524,12 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::Health => Ok(health::health(core)),
         Route::Ready => Ok(health::ready(core)),
         Route::Transcribe => transcribe::transcribe(core, request).await,
-        Route::OpenAiTranscriptions => openai::transcriptions(core, request).await,
+        Route::OpenAiTranscriptions => {
+            Ok(openai::respond(openai::transcriptions(core, request).await))
+        }
+        Route::OpenAiTranslations => Ok(openai::respond(openai::translations(core, request).await)),
+        Route::OpenAiModels => Ok(openai_models::list(core)),
+        Route::OpenAiModel => Ok(openai::respond(openai_models::get(core, request))),
         Route::Sessions => sessions::list(core, request).await,
         Route::Session if request.head.method == Method::Delete => {
             sessions::delete(core, request).await
@@ -491,8 +542,8 @@ pub async fn handle(core: &CoreContext, route: Route, request: &mut Request) -> 
         Route::Dashboard => Ok(web::dashboard(core, &request.head)),
         Route::Asset => Ok(web::asset_response(&request.head)),
         Route::DeepgramListen => Ok(deepgram::listen(core, request).await),
-        // The connection upgrades this route before any handler runs.
-        Route::Stream | Route::DeepgramLive => Err(ApiError::bad_request(
+        // The connection upgrades these routes before any handler runs.
+        Route::Stream | Route::DeepgramLive | Route::OpenAiRealtime => Err(ApiError::bad_request(
             "this endpoint needs a WebSocket upgrade",
         )),
     };

@@ -96,6 +96,7 @@ pub async fn transcribe(core: &CoreContext, request: &mut Request) -> Result<Res
     let audio = batch::prepare(core, request, params.sample_rate, params.vad_mode).await?;
     let options = TranscribeOptions {
         language: params.language.clone(),
+        ..TranscribeOptions::default()
     };
     let transcript = batch::run_batch(core, &audio, &options).await?;
     let processing_ms = (request.received_at.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;

@@ -146,6 +146,154 @@ fn resample_f32_run<R: Resampler<f32>>(
     Ok(output)
 }
 
+/// Taps of each polyphase branch of a [`StreamResampler`]: for 24 -> 16 kHz
+/// a 61-tap Blackman-windowed sinc at 48 kHz (7 kHz cut-off), whose delay is
+/// a whole number of output samples.
+const STREAM_TAPS_PER_PHASE: usize = 31;
+/// The largest up- or down-sampling factor a [`StreamResampler`] takes.
+const STREAM_FACTOR_MAX: u32 = 8;
+/// Input samples kept before the history buffer is compacted (batched, so
+/// compaction costs no memmove per call).
+const STREAM_HISTORY_SLACK: usize = 4096;
+
+/// Sample-rate conversion of a stream of mono PCM16 that arrives in pieces
+/// (OpenAI Realtime's 24 kHz to the 16 kHz the VAD and Whisper take), by a
+/// polyphase FIR filter: up by `L`, low-pass, down by `M` for a rate ratio
+/// `L/M` with small factors. The filter state is kept between calls, so
+/// pieces join without clicks, and its delay is dropped from the start so
+/// stream times stay aligned. Profiling a 400-session Realtime load put
+/// rubato's FFT resampler, streamed in 20 ms chunks, at a quarter of the
+/// server's CPU; this filter's inner loop is a short dot product the
+/// compiler vectorises. Buffers grow to their working size once.
+pub struct StreamResampler {
+    up: u64,
+    down: u64,
+    /// `up` branches of [`STREAM_TAPS_PER_PHASE`] taps, reversed (so each
+    /// output is a dot product with a contiguous run of input) and scaled so
+    /// each branch has unit gain at DC.
+    phases: Vec<[f32; STREAM_TAPS_PER_PHASE]>,
+    /// Input samples from absolute index `base`; it starts with
+    /// `STREAM_TAPS_PER_PHASE - 1` zeros, so input sample `r` is at
+    /// absolute index `r + STREAM_TAPS_PER_PHASE - 1`.
+    history: Vec<f32>,
+    base: u64,
+    /// The next output sample's index, counting the skipped ones.
+    next_out: u64,
+    /// Output samples still to drop (the filter's delay).
+    skip: u64,
+}
+
+impl StreamResampler {
+    /// A resampler from `from_hz` to `to_hz`; `None` for equal or zero rates
+    /// or a ratio whose reduced factors exceed [`STREAM_FACTOR_MAX`].
+    pub fn new(from_hz: u32, to_hz: u32) -> Option<StreamResampler> {
+        if from_hz == to_hz || from_hz == 0 || to_hz == 0 {
+            return None;
+        }
+        let divisor = gcd(from_hz, to_hz);
+        let (up, down) = (to_hz / divisor, from_hz / divisor);
+        if up > STREAM_FACTOR_MAX || down > STREAM_FACTOR_MAX {
+            return None;
+        }
+        let length = STREAM_TAPS_PER_PHASE * up as usize - 1;
+        let center = (length - 1) as f64 / 2.0;
+        // Cut-off at 7/16 of the lower rate (7 kHz for 16 kHz), in cycles
+        // per sample of the upsampled rate.
+        let cutoff = 0.4375 * f64::from(from_hz.min(to_hz)) / f64::from(from_hz * up);
+        let prototype: Vec<f64> = (0..length)
+            .map(|index| {
+                let t = index as f64 - center;
+                let sinc = if t == 0.0 {
+                    2.0 * cutoff
+                } else {
+                    (2.0 * std::f64::consts::PI * cutoff * t).sin() / (std::f64::consts::PI * t)
+                };
+                let x = 2.0 * std::f64::consts::PI * index as f64 / (length - 1) as f64;
+                sinc * (0.42 - 0.5 * x.cos() + 0.08 * (2.0 * x).cos())
+            })
+            .collect();
+        let phases = (0..up as usize)
+            .map(|phase| {
+                let mut taps = [0.0_f32; STREAM_TAPS_PER_PHASE];
+                let gain: f64 = (0..STREAM_TAPS_PER_PHASE)
+                    .filter_map(|k| prototype.get(phase + k * up as usize))
+                    .sum();
+                for (k, tap) in taps.iter_mut().rev().enumerate() {
+                    let value = prototype
+                        .get(phase + k * up as usize)
+                        .copied()
+                        .unwrap_or(0.0);
+                    *tap = (value / gain) as f32;
+                }
+                taps
+            })
+            .collect();
+        let mut history = Vec::with_capacity(STREAM_HISTORY_SLACK + 2048);
+        history.resize(STREAM_TAPS_PER_PHASE - 1, 0.0);
+        Some(StreamResampler {
+            up: u64::from(up),
+            down: u64::from(down),
+            phases,
+            history,
+            base: 0,
+            next_out: 0,
+            skip: (center / f64::from(down)).round() as u64,
+        })
+    }
+
+    /// Convert `input` and append what is ready to `out`.
+    pub fn push(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        self.history
+            .extend(input.iter().map(|&sample| f32::from(sample)));
+        let available = self.base + self.history.len() as u64;
+        loop {
+            let position = self.next_out * self.down;
+            // The newest input this output needs, as an absolute index.
+            let newest = position / self.up + STREAM_TAPS_PER_PHASE as u64 - 1;
+            if newest >= available {
+                break;
+            }
+            let start = (newest + 1 - STREAM_TAPS_PER_PHASE as u64 - self.base) as usize;
+            let window = &self.history[start..start + STREAM_TAPS_PER_PHASE];
+            let taps = &self.phases[(position % self.up) as usize];
+            let value = dot(taps, window);
+            self.next_out += 1;
+            if self.skip > 0 {
+                self.skip -= 1;
+            } else {
+                out.push(value.round().clamp(-32768.0, 32767.0) as i16);
+            }
+        }
+        // Keep what the next output needs; compact in batches.
+        let needed = (self.next_out * self.down) / self.up;
+        let dead = usize::try_from(needed.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        if dead >= STREAM_HISTORY_SLACK {
+            let dead = dead.min(self.history.len());
+            self.history.drain(..dead);
+            self.base += dead as u64;
+        }
+    }
+}
+
+/// A dot product in eight lanes, which the compiler turns into vector code.
+fn dot(taps: &[f32; STREAM_TAPS_PER_PHASE], window: &[f32]) -> f32 {
+    let mut lanes = [0.0_f32; 8];
+    let mut tap_chunks = taps.chunks_exact(8);
+    let mut window_chunks = window.chunks_exact(8);
+    for (tap, sample) in tap_chunks.by_ref().zip(window_chunks.by_ref()) {
+        for lane in 0..8 {
+            lanes[lane] += tap[lane] * sample[lane];
+        }
+    }
+    let tail: f32 = tap_chunks
+        .remainder()
+        .iter()
+        .zip(window_chunks.remainder())
+        .map(|(tap, sample)| tap * sample)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +310,31 @@ mod tests {
     fn rms(samples: &[i16]) -> f64 {
         let sum: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
         (sum / samples.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn a_stream_resampled_in_pieces_matches_the_whole() {
+        let input = sine(1000.0, 24_000, 24_000, 10_000.0);
+        let mut stream = StreamResampler::new(24_000, 16_000).expect("24 -> 16 kHz");
+        let mut output = Vec::new();
+        for piece in input.chunks(333) {
+            stream.push(piece, &mut output);
+        }
+        // All but the last partial chunk is out, and in step with the tone.
+        assert!(output.len() >= 16_000 - 2 * 320 && output.len() <= 16_000);
+        let (shift, error) = tone_alignment(&output);
+        assert!(shift.abs() <= 0.5, "shift {shift}");
+        assert!(error < 200.0, "rms error {error}");
+        assert!(StreamResampler::new(16_000, 16_000).is_none());
+        assert!(StreamResampler::new(44_100, 16_000).is_none());
+
+        // A tone above the new Nyquist frequency is filtered, not folded
+        // back into the speech band.
+        let high = sine(10_000.0, 24_000, 24_000, 10_000.0);
+        let mut stream = StreamResampler::new(24_000, 16_000).expect("24 -> 16 kHz");
+        let mut output = Vec::new();
+        stream.push(&high, &mut output);
+        assert!(rms(&output[100..]) < 300.0, "rms {}", rms(&output[100..]));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::session::SessionState;
 pub struct SessionInfo {
     pub session_id: String,
     pub state: &'static str,
-    /// The wire protocol the client speaks: `native`, `deepgram`, ….
+    /// The wire protocol the client speaks: `native`, `deepgram`, `openai_realtime`.
     pub protocol: String,
     pub core: usize,
     pub created_at: String,

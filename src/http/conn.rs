@@ -205,6 +205,11 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                 tracing::error!(core = self.service.core_id(), route = label, %message, "a handler panicked");
                 Response::error(&ApiError::new(ErrorKind::Internal, "internal error"))
             });
+            if response.stream.is_some() {
+                self.respond_streamed(&request.head, response, label, received_at)
+                    .await;
+                return None;
+            }
             let close = !keep_alive || response.close;
             if !self
                 .respond(&request.head, response, close, label, received_at)
@@ -433,6 +438,71 @@ impl<T: AsyncReadRent + AsyncWriteRent, S: Service> Conn<'_, T, S> {
                 path = %head.path, status = response.status, latency_us, "request");
         }
         written
+    }
+
+    /// Write a streamed response: the head and the chunks its task sends,
+    /// each flushed as it comes, then the last chunk, and close. Meanwhile
+    /// the socket is read: the client closing it (or anything it sends,
+    /// which a closing connection would discard anyway) ends the response
+    /// at once, and dropping the chunk receiver tells the task to stop.
+    async fn respond_streamed(
+        &mut self,
+        head: &RequestHead,
+        mut response: Response,
+        route: &'static str,
+        received_at: Instant,
+    ) {
+        use futures_core::Stream;
+        let Some(mut chunks) = response.stream.take() else {
+            return;
+        };
+        // Put the stream back for `write_to` to choose chunked framing.
+        let (sender, placeholder) = futures_channel::mpsc::unbounded();
+        drop(sender);
+        response.stream = Some(placeholder);
+        let response = cors::decorate(&self.service.settings().cors, head, response);
+        response.write_to(&mut self.out, false, head.method == Method::Head);
+        let status = response.status;
+        drop(response);
+        if !self.write_out().await {
+            return;
+        }
+        self.service
+            .on_response(route, status, received_at.elapsed());
+        if head.method == Method::Head {
+            return;
+        }
+        let mut ended = false;
+        while !ended {
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut chunks).poll_next(cx));
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            let client = self.read_more(deadline, false);
+            let chunk = monoio::select! {
+                chunk = next => chunk,
+                _ = client => {
+                    // Gone (or talking while we stream): stop the work.
+                    tracing::debug!(core = self.service.core_id(), peer = %self.peer, "the client left a streamed response");
+                    return;
+                }
+            };
+            self.out.clear();
+            match chunk {
+                Some(data) => {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    super::response::write_chunk(&mut self.out, &data);
+                }
+                None => {
+                    super::response::write_chunk(&mut self.out, &[]);
+                    ended = true;
+                }
+            }
+            if !self.write_out().await {
+                return;
+            }
+        }
+        let _ = self.stream.shutdown().await;
     }
 
     /// Answer an error that ends the connection, then close it gently.

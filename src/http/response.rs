@@ -7,8 +7,14 @@ use serde::Serialize;
 use crate::error::{ApiError, ErrorKind};
 use crate::limits::RETRY_AFTER_SECONDS;
 
+/// The body of a streamed response: chunks as the handler's task makes
+/// them. The connection writes each as one HTTP chunk as soon as it comes,
+/// and ends the body when the sending side is dropped. Dropping the
+/// receiver (the client went away) is how the task learns to stop.
+pub type BodyChunks = futures_channel::mpsc::UnboundedReceiver<Vec<u8>>;
+
 /// A response a handler built. The connection adds framing headers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
@@ -17,6 +23,9 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// Close the connection after this response.
     pub close: bool,
+    /// A streamed body (Server-Sent Events): sent chunked after `body`,
+    /// then the connection closes.
+    pub stream: Option<BodyChunks>,
 }
 
 impl Response {
@@ -41,6 +50,7 @@ impl Response {
             body,
             headers: Vec::new(),
             close: false,
+            stream: None,
         }
     }
 
@@ -85,9 +95,16 @@ impl Response {
             httpdate::fmt_http_date(SystemTime::now()),
         );
         // A 204 and a 304 have neither a body nor the headers that describe
-        // one (a 304's validators and caching headers are in `headers`).
+        // one (a 304's validators and caching headers are in `headers`); a
+        // streamed body is chunked.
         let bodiless = matches!(self.status, 204 | 304);
-        if !bodiless {
+        if self.stream.is_some() {
+            let _ = write!(
+                out,
+                "Content-Type: {}\r\nTransfer-Encoding: chunked\r\n",
+                self.content_type
+            );
+        } else if !bodiless {
             let _ = write!(
                 out,
                 "Content-Type: {}\r\nContent-Length: {}\r\n",
@@ -102,10 +119,22 @@ impl Response {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only && !bodiless {
+        if self.stream.is_some() {
+            if !head_only && !self.body.is_empty() {
+                write_chunk(out, &self.body);
+            }
+        } else if !head_only && !bodiless {
             out.extend_from_slice(&self.body);
         }
     }
+}
+
+/// Append `data` as one HTTP/1.1 chunk (an empty `data` is the last chunk).
+pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The standard reason phrase of a status code.

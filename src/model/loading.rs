@@ -97,6 +97,14 @@ impl Loading {
         }
     }
 
+    /// Whether the loaded model is multilingual; `None` until it has loaded.
+    pub(super) fn is_multilingual(&self) -> Option<bool> {
+        match &self.lock().model {
+            Some(Ok(model)) => Some(model.is_multilingual()),
+            _ => None,
+        }
+    }
+
     pub(super) fn state(&self) -> ModelState {
         Loading::state_of(&self.lock())
     }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{EngineError, ModelWorker, SpeechModel, TranscribeOptions, Transcript, Word};
+use super::{EngineError, ModelWorker, SpeechModel, Task, TranscribeOptions, Transcript, Word};
 
 /// The vocabulary the mock speaks.
 pub const VOCABULARY: [&str; 26] = [
@@ -88,8 +88,6 @@ impl ModelWorker for MockModel {
         if options.language.as_deref() == Some(FAULT_HOLD_LANGUAGE) {
             fault_hold();
         }
-        #[cfg(not(feature = "fault-injection"))]
-        let _ = options;
         if sample_rate == 0 {
             return Err(EngineError::InvalidAudio("sample rate 0".into()));
         }
@@ -98,18 +96,63 @@ impl ModelWorker for MockModel {
         if !simulated.is_zero() {
             std::thread::sleep(simulated);
         }
-        Ok(mock_transcript(samples, sample_rate))
+        if options.task == Task::Translate {
+            return Err(EngineError::InvalidAudio(
+                "the mock engine is English-only: it cannot translate".into(),
+            ));
+        }
+        Ok(mock_transcript_seeded(
+            samples,
+            sample_rate,
+            options_seed(options),
+        ))
     }
+}
+
+/// What of the options changes the mock's words, so that tests can see
+/// they reached the engine: a prompt, a non-zero temperature or a language
+/// other than English picks other words; no prompt, temperature 0 and
+/// English (or no hint) change nothing.
+fn options_seed(options: &TranscribeOptions) -> u64 {
+    let mut seed = 0;
+    if let Some(language) = options.language.as_deref() {
+        let primary = language.split(['-', '_']).next().unwrap_or_default();
+        if !primary.eq_ignore_ascii_case("en") {
+            seed ^= fnv1a(language.as_bytes()).rotate_left(16);
+        }
+    }
+    if let Some(prompt) = options
+        .prompt
+        .as_deref()
+        .filter(|prompt| !prompt.is_empty())
+    {
+        seed ^= fnv1a(prompt.as_bytes());
+    }
+    if let Some(temperature) = options.temperature.filter(|t| *t > 0.0) {
+        seed ^= u64::from(temperature.to_bits()).rotate_left(32);
+    }
+    seed
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The mock's answer for `samples`, without the simulated delay.
 pub fn mock_transcript(samples: &[i16], sample_rate: u32) -> Transcript {
+    mock_transcript_seeded(samples, sample_rate, 0)
+}
+
+/// [`mock_transcript`] with `seed` mixed into the samples' hash.
+fn mock_transcript_seeded(samples: &[i16], sample_rate: u32, seed: u64) -> Transcript {
     let audio_s = samples.len() as f64 / f64::from(sample_rate.max(1));
     let count = (audio_s * WORDS_PER_SECOND).round() as usize;
     if count == 0 {
         return Transcript::default();
     }
-    let mut rng = XorShift64::new(hash_samples(samples));
+    let mut rng = XorShift64::new(hash_samples(samples) ^ seed);
     let slot_s = audio_s / count as f64;
     let mut words = Vec::with_capacity(count);
     for index in 0..count {
@@ -222,6 +265,54 @@ mod tests {
             previous_end = word.end;
         }
         assert_eq!(transcript.text.split(' ').count(), 10);
+    }
+
+    #[test]
+    fn prompt_temperature_and_language_reach_the_words() {
+        let samples = tone(16_000 * 4, 5);
+        let mut worker = MockModel {
+            latency: Duration::ZERO,
+            rtf: 0.0,
+        };
+        let mut run = |options: TranscribeOptions| {
+            worker
+                .transcribe(&samples, 16_000, &options)
+                .expect("transcribed")
+                .text
+        };
+        let plain = run(TranscribeOptions::default());
+        let english = run(TranscribeOptions {
+            language: Some("en".into()),
+            temperature: Some(0.0),
+            prompt: Some("".into()),
+            ..TranscribeOptions::default()
+        });
+        assert_eq!(plain, english);
+        for options in [
+            TranscribeOptions {
+                prompt: Some("Zyxel".into()),
+                ..TranscribeOptions::default()
+            },
+            TranscribeOptions {
+                temperature: Some(0.4),
+                ..TranscribeOptions::default()
+            },
+            TranscribeOptions {
+                language: Some("fr".into()),
+                ..TranscribeOptions::default()
+            },
+        ] {
+            assert_ne!(run(options.clone()), plain, "{options:?}");
+        }
+        let refused = worker.transcribe(
+            &samples,
+            16_000,
+            &TranscribeOptions {
+                task: Task::Translate,
+                ..TranscribeOptions::default()
+            },
+        );
+        assert!(matches!(refused, Err(EngineError::InvalidAudio(_))));
     }
 
     #[test]

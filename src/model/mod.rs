@@ -22,10 +22,30 @@ use crate::config::{ModelChoice, ModelSettings};
 use pool::ModelLoader;
 
 /// What the caller asks of the engine beyond the audio.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TranscribeOptions {
     /// A language hint (e.g. `en`), passed through to the engine.
     pub language: Option<String>,
+    /// Text that comes before the audio (Whisper's initial prompt): names,
+    /// spellings, the style of the transcript. `None`: no prompt. Shared:
+    /// every job of a stream carries the same one.
+    pub prompt: Option<Arc<str>>,
+    /// Sampling temperature in `[0, 1]`; `None` is the engine's default
+    /// (greedy, 0).
+    pub temperature: Option<f32>,
+    /// Transcribe in the spoken language, or translate into English.
+    pub task: Task,
+}
+
+/// What the engine makes of the speech.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Task {
+    /// Text in the language spoken.
+    #[default]
+    Transcribe,
+    /// English text, whatever the language spoken (multilingual models only:
+    /// [`SpeechModel::is_multilingual`]).
+    Translate,
 }
 
 /// Whether `value` looks like a language hint (`en`, `en-US`, `zh_Hant`): 1 to
@@ -91,6 +111,13 @@ impl std::error::Error for EngineError {}
 pub trait SpeechModel: Send + Sync + 'static {
     /// The name reported in `/v1/health` and in responses (`"mock"`).
     fn name(&self) -> &'static str;
+
+    /// Whether the model speaks more than English, and so can translate
+    /// ([`Task::Translate`]). English-only engines (the mock, `*.en`
+    /// Whisper models) keep the default.
+    fn is_multilingual(&self) -> bool {
+        false
+    }
 
     /// The per-thread state of one worker (a real engine's decoder state,
     /// which is large and not shareable). Called once per worker thread.

@@ -207,6 +207,12 @@ impl ToPool {
         self.loading.state()
     }
 
+    /// Whether the model can translate (speaks more than English); `None`
+    /// while it loads or when it failed to.
+    pub fn is_multilingual(&self) -> Option<bool> {
+        self.loading.is_multilingual()
+    }
+
     /// Why the model failed to load, once it has.
     pub fn load_error(&self) -> Option<String> {
         self.loading.error()

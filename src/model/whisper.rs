@@ -24,7 +24,9 @@ use whisper_rs::{
 
 use super::pool::JobKind;
 use super::text::{pieces_from_token_bytes, strip_tags, words_from_pieces, Piece};
-use super::{EngineError, ModelWorker, SpeechModel, TimedText, TranscribeOptions, Transcript};
+use super::{
+    EngineError, ModelWorker, SpeechModel, Task, TimedText, TranscribeOptions, Transcript,
+};
 
 /// The sample rate Whisper takes.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -138,6 +140,10 @@ impl SpeechModel for WhisperModel {
         "whisper"
     }
 
+    fn is_multilingual(&self) -> bool {
+        self.multilingual
+    }
+
     fn new_worker(&self) -> Result<Box<dyn ModelWorker>, EngineError> {
         let state = self.context.create_state().map_err(|error| {
             EngineError::Failed(format!(
@@ -146,6 +152,7 @@ impl SpeechModel for WhisperModel {
         })?;
         Ok(Box::new(WhisperWorker {
             state,
+            context: Arc::clone(&self.context),
             eot: self.context.token_eot(),
             threads: self.threads,
             multilingual: self.multilingual,
@@ -158,6 +165,8 @@ impl SpeechModel for WhisperModel {
 /// One worker's decoder state.
 struct WhisperWorker {
     state: WhisperState,
+    /// The shared weights, for tokenizing prompts.
+    context: Arc<WhisperContext>,
     /// Token ids from end-of-text up are special (timestamps, task, language).
     eot: i32,
     threads: usize,
@@ -261,6 +270,7 @@ impl WhisperWorker {
         tokens_max: i32,
     ) -> Result<Transcript, EngineError> {
         let language = self.language(options);
+        let prompt_tokens = self.prompt_tokens(options);
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(self.threads).unwrap_or(1));
         params.set_language(Some(&language));
@@ -268,8 +278,12 @@ impl WhisperWorker {
         params.set_token_timestamps(true);
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
-        params.set_temperature(0.0);
+        params.set_temperature(options.temperature.unwrap_or(0.0));
         params.set_temperature_inc(0.0);
+        params.set_translate(self.multilingual && options.task == Task::Translate);
+        if !prompt_tokens.is_empty() {
+            params.set_tokens(&prompt_tokens);
+        }
         params.set_max_tokens(tokens_max);
         params.set_print_special(false);
         params.set_print_progress(false);
@@ -282,6 +296,24 @@ impl WhisperWorker {
             .full(params, &audio.samples)
             .map_err(|error| EngineError::Failed(format!("whisper.cpp: {error}")))?;
         Ok(self.collect(audio.duration))
+    }
+
+    /// The prompt as tokens (whisper.cpp keeps the last half context of
+    /// them). `FullParams::set_initial_prompt` would leak its copy of the
+    /// text on every job; tokens are borrowed instead. Each token covers at
+    /// least one byte, so the byte length bounds the count (whisper-rs
+    /// mishandles a count over its bound).
+    fn prompt_tokens(&self, options: &TranscribeOptions) -> Vec<std::ffi::c_int> {
+        let Some(prompt) = options
+            .prompt
+            .as_deref()
+            .filter(|prompt| !prompt.is_empty())
+        else {
+            return Vec::new();
+        };
+        self.context
+            .tokenize(prompt, prompt.len() + 1)
+            .unwrap_or_default()
     }
 
     /// The language to decode in: English-only models always speak `en`;

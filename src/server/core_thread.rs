@@ -262,7 +262,10 @@ fn on_accept(
         };
         // The connection now speaks WebSocket; bytes already read after the
         // request head go with it.
-        let codec = new_codec(core.shared.model_name);
+        let codec = new_codec(
+            core.shared.model_name,
+            core.shared.settings.session.vad_hangover_ms,
+        );
         crate::ws::conn::serve(
             upgrade.stream,
             upgrade.leftover,

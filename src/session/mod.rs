@@ -413,6 +413,14 @@ impl Session {
         }
     }
 
+    /// New language and prompt hints for the model jobs from now on, for
+    /// protocols that may change them in the middle of a stream (OpenAI
+    /// Realtime's `session.update`).
+    pub fn set_hints(&mut self, language: Option<String>, prompt: Option<std::sync::Arc<str>>) {
+        self.params.language = language;
+        self.params.prompt = prompt;
+    }
+
     /// End the current segment now; the session goes on. The last final due
     /// (the cut segment's, or one still in the model's hands) says it
     /// answers the finalize; with none due, [`SessionEvent::Finalized`] does.

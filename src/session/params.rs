@@ -15,6 +15,9 @@ pub struct StreamParams {
     /// Report [`crate::session::SessionEvent::UtteranceEnd`] after this much
     /// silence following a segment (off when `None`).
     pub utterance_end_ms: Option<u32>,
+    /// Text before the audio, for every job of the stream (Whisper's
+    /// initial prompt); set by the OpenAI Realtime dialect.
+    pub prompt: Option<std::sync::Arc<str>>,
 }
 
 impl StreamParams {
@@ -26,6 +29,7 @@ impl StreamParams {
             language: None,
             vad_hangover_ms: None,
             utterance_end_ms: None,
+            prompt: None,
         }
     }
 }

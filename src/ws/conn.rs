@@ -46,7 +46,7 @@ pub async fn serve(
     let settings = &core.shared.settings.session;
     let link = Rc::new(Link::new(
         leftover,
-        settings.ws_message_bytes_max,
+        codec.message_bytes_max(settings.ws_message_bytes_max),
         settings.ws_outbound_messages_max,
     ));
     let (reader, writer) = stream.into_split();

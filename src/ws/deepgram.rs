@@ -436,7 +436,7 @@ pub struct DeepgramLive {
 
 impl DeepgramLive {
     /// This protocol's [`super::codec::NewCodec`].
-    pub fn new_codec(model: &'static str) -> Box<dyn Codec> {
+    pub fn new_codec(model: &'static str, _vad_hangover_ms: u32) -> Box<dyn Codec> {
         Box::new(DeepgramLive {
             info: ModelInfo::new(model),
             uuid: model_uuid(model),

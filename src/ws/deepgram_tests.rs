@@ -5,7 +5,7 @@ use super::*;
 use crate::session::{Control, EventWord};
 
 fn live() -> Box<dyn Codec> {
-    DeepgramLive::new_codec("mock")
+    DeepgramLive::new_codec("mock", 300)
 }
 
 fn json(frames: &[Frame]) -> Vec<serde_json::Value> {

@@ -38,11 +38,13 @@ impl StreamCtx {
                 ctx.session.borrow_mut().job_refused(request);
                 return;
             }
-            let (sample_rate, language) = {
+            let (sample_rate, language, prompt) = {
                 let session = ctx.session.borrow();
+                let params = session.params();
                 (
-                    session.params().sample_rate,
-                    session.params().language.clone(),
+                    params.sample_rate,
+                    params.language.clone(),
+                    params.prompt.clone(),
                 )
             };
             let JobRequest {
@@ -57,7 +59,11 @@ impl StreamCtx {
                 kind,
                 samples,
                 sample_rate,
-                TranscribeOptions { language },
+                TranscribeOptions {
+                    language,
+                    prompt,
+                    ..TranscribeOptions::default()
+                },
             );
             let audio_s = samples_len_s(&job);
             match ctx.core.shared.to_pool.try_submit(job) {

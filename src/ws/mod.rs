@@ -20,6 +20,7 @@ pub(crate) mod conn;
 pub mod deepgram;
 pub(crate) mod jobs;
 pub mod native;
+pub mod openai_realtime;
 pub mod protocol;
 pub mod session;
 mod socket;

@@ -20,7 +20,7 @@ pub struct NativeJson;
 
 impl NativeJson {
     /// This protocol's [`super::codec::NewCodec`].
-    pub fn new_codec(_model: &'static str) -> Box<dyn Codec> {
+    pub fn new_codec(_model: &'static str, _vad_hangover_ms: u32) -> Box<dyn Codec> {
         Box::new(NativeJson)
     }
 }
@@ -34,8 +34,8 @@ impl Codec for NativeJson {
         params.apply_query(query)
     }
 
-    fn decode_text(&self, text: &str, params: &StreamParams) -> Control {
-        decode(text, params)
+    fn on_text(&self, text: &str, session: &mut Session, now: Instant) {
+        session.on_text(text, now);
     }
 
     fn encode(&self, event: SessionEvent, out: &mut Vec<Frame>) {

@@ -102,16 +102,17 @@ fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
         let message = ctx.link.read_message();
         let now = Instant::now();
         match message {
-            Ok(Message::Binary(bytes)) => ctx.session.borrow_mut().on_audio(&bytes, now),
+            Ok(Message::Binary(bytes)) => {
+                ctx.codec
+                    .on_binary(&bytes, &mut ctx.session.borrow_mut(), now)
+            }
             Ok(Message::Text(text)) => {
                 #[cfg(feature = "fault-injection")]
                 if text.as_str() == FAULT_INJECTION_MESSAGE {
                     panic!("injected fault (test build)");
                 }
-                let control = ctx
-                    .codec
-                    .decode_text(text.as_str(), ctx.session.borrow().params());
-                ctx.session.borrow_mut().on_control(control, now)
+                ctx.codec
+                    .on_text(text.as_str(), &mut ctx.session.borrow_mut(), now)
             }
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {

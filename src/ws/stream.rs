@@ -153,6 +153,8 @@ pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
     // The frames buffer is reused; taken, not borrowed, because pushing a
     // frame can close a slow consumer, which sends outputs again.
     let mut frames = ctx.frames.take();
+    // Frames the codec queued while it handled client frames come first.
+    ctx.codec.take_frames(&mut frames);
     for event in events {
         ctx.codec.encode(event, &mut frames);
     }

@@ -5,7 +5,9 @@
 //!   timeouts, raw malformed input.
 //! - `batch`: `POST /v1/transcribe` with every accepted audio form, segments,
 //!   determinism, overload.
-//! - `openai`: `POST /v1/audio/transcriptions` in every response format.
+//! - `openai`: the OpenAI dialect's REST side: transcriptions in every
+//!   response format and streamed (SSE), translations, models.
+//! - `openai_realtime`: OpenAI's Realtime transcription over WebSocket.
 //! - `faults` (with the `fault-injection` feature): panics cost one request
 //!   or session, never the core.
 //! - `observability`: the Prometheus exposition, parsed strictly.
@@ -30,5 +32,6 @@ mod http_protocol;
 mod lifecycle;
 mod observability;
 mod openai;
+mod openai_realtime;
 mod overload;
 mod streaming;

@@ -40,6 +40,7 @@
 //! what sessions measured) and [`report`] ([`StreamReport`], the human summary
 //! and the JSON line).
 
+pub mod openai;
 mod options;
 mod report;
 mod session;

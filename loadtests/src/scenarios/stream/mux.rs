@@ -43,7 +43,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Outgoing, SessionCore, StreamOptions, StreamStats};
+use super::{openai, Outgoing, SessionCore, StreamOptions, StreamStats};
+use crate::dialect::Dialect;
 use crate::streaming::ChunkMap;
 use crate::ws::{self, Upgrade, WsFailure};
 use crate::wsframe::{
@@ -563,6 +564,8 @@ struct Ctx<'s> {
     audio: &'s [u8],
     rng: &'s mut MaskRng,
     scratch: &'s mut [u8],
+    /// The OpenAI dialect's `append` event, reused.
+    event: &'s mut Vec<u8>,
 }
 
 impl<'a> Conn<'a> {
@@ -580,7 +583,20 @@ impl<'a> Conn<'a> {
         match self.core.next_outgoing(self.t0, now) {
             Outgoing::Chunk { bytes, samples, .. } => {
                 let payload = ctx.audio.get(bytes).unwrap_or_default();
-                self.queue(OP_BINARY, payload, Pending::Chunk(samples), ctx.rng);
+                if self.core.opts.dialect == Dialect::Openai {
+                    let mut event = std::mem::take(ctx.event);
+                    openai::append_event(payload, &mut event);
+                    self.queue(OP_TEXT, &event, Pending::Chunk(samples), ctx.rng);
+                    *ctx.event = event;
+                } else {
+                    self.queue(OP_BINARY, payload, Pending::Chunk(samples), ctx.rng);
+                }
+            }
+            Outgoing::End if self.core.opts.dialect == Dialect::Openai => {
+                let commit = openai::END_MESSAGE.as_bytes();
+                self.queue(OP_TEXT, commit, Pending::Control, ctx.rng);
+                let probe = openai::END_PROBE.as_bytes();
+                self.queue(OP_TEXT, probe, Pending::End, ctx.rng);
             }
             Outgoing::End => {
                 let end = self.core.opts.dialect.end_message();
@@ -787,6 +803,12 @@ impl<'a> Conn<'a> {
         if self.core.failed() || self.eof {
             return Step::Done;
         }
+        if self.core.wants_close() && !self.close_sent {
+            // The OpenAI dialect: every transcript is in; close (1000).
+            self.close_sent = true;
+            self.queue(OP_CLOSE, &1000u16.to_be_bytes(), Pending::Control, ctx.rng);
+            self.flush(now);
+        }
         if self.core.wait_expired(now).is_some() {
             return Step::Done;
         }
@@ -848,6 +870,8 @@ struct Worker<'a> {
     ready: VecDeque<(usize, u64)>,
     rng: MaskRng,
     scratch: Vec<u8>,
+    /// The OpenAI dialect's `append` event, reused by every session.
+    event: Vec<u8>,
     stats: StreamStats,
     /// Tells the connector about each session's end (and wakes it).
     ended: Option<(Sender<()>, Arc<Waker>)>,
@@ -867,6 +891,7 @@ impl<'a> Worker<'a> {
             ready: VecDeque::new(),
             rng: MaskRng::new(seed),
             scratch: vec![0; READ_SCRATCH],
+            event: Vec::new(),
             stats: StreamStats::new(),
             ended: None,
         }
@@ -998,6 +1023,7 @@ impl<'a> Worker<'a> {
             audio: &self.opts.audio.data,
             rng: &mut self.rng,
             scratch: &mut self.scratch,
+            event: &mut self.event,
         };
         let step = conn.step(now, readable, &mut ctx);
         if step == Step::Done {

@@ -102,6 +102,9 @@ impl StreamOptions {
         if self.threads == 0 || self.threads > MAX_THREADS {
             bail!("--threads must be between 1 and {MAX_THREADS}");
         }
+        if self.dialect == Dialect::Openai && self.driver != Driver::Mux {
+            bail!("--dialect openai runs on the mux driver");
+        }
         if let Some(q) = &self.query {
             if q.contains([' ', '\r', '\n', '#']) {
                 bail!("--query must be a URL-encoded query string");

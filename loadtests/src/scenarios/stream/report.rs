@@ -224,9 +224,10 @@ impl StreamReport {
         let secs = |c: Option<f64>| c.map_or_else(|| "-".to_string(), |c| format!("{c:.2}"));
         writeln!(
             out,
-            "driver      {} ({} threads); loadgen_cpu_s {}  server_cpu_s {}",
+            "driver      {} ({} threads, {} dialect); loadgen_cpu_s {}  server_cpu_s {}",
             self.driver.as_str(),
             self.threads,
+            self.dialect.as_str(),
             secs(self.loadgen_cpu),
             secs(self.server_cpu)
         )?;

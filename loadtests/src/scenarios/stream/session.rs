@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::options::StreamOptions;
 use super::stats::{min_opt, StreamStats};
-use crate::dialect::Reader;
+use crate::dialect::{Dialect, Reader};
 use crate::scenarios::soak::deletes::ClientOutcome;
 use crate::stats::record_us;
 use crate::streaming::{ChunkMap, OrderChecker, ServerMsg, MAX_EXAMPLES};
@@ -203,6 +203,12 @@ impl<'a> SessionCore<'a> {
     /// `end` was written at `at`.
     pub(crate) fn end_sent(&mut self, at: Instant) {
         self.end_sent_at = Some(at);
+    }
+
+    /// The client must close now (the OpenAI dialect: its server never
+    /// ends a session, the client closes once every transcript is in).
+    pub(crate) fn wants_close(&self) -> bool {
+        self.opts.dialect == Dialect::Openai && self.session_end_seen && self.close_code.is_none()
     }
 
     /// A text message arrived at `at`.
