@@ -47,4 +47,10 @@ fi
 export TRANSCRIPTION_SERVER_BIN=$binary
 
 # The SDK imports websockets.legacy, which warns on import: not ours to fix.
-"$venv/bin/python" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/sdk/deepgram
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/sdk/deepgram 2>&1 |
+    tee "$log" || status=$?
+scripts/pytest-summary.sh "deepgram sdk tests" "$log"
+exit "$status"

@@ -51,10 +51,5 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 PYTHONDONTWRITEBYTECODE=1 SERVER_BIN=$binary "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk/openai 2>&1 | tee "$log" || status=$?
-passed=$(grep -Eo '[0-9]+ passed' "$log" | tail -n 1 | grep -Eo '[0-9]+' || true)
-failed=$( (grep -Eo '[0-9]+ (failed|error)' "$log" || true) | awk '{n += $1} END {print n + 0}')
-echo "openai sdk tests: ${passed:-0} passed, ${failed:-0} failed"
-if [[ "$status" -ne 0 && "${failed:-0}" -eq 0 ]]; then
-    exit "$status"
-fi
-exit $(( status != 0 || ${failed:-0} != 0 ))
+scripts/pytest-summary.sh "openai sdk tests" "$log"
+exit "$status"
