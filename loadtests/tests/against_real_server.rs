@@ -97,13 +97,14 @@ fn stream_with_driver(driver: &str) {
     stream_with(driver, "native");
 }
 
-/// Three paced sessions of one loop each, in `dialect`, all checked.
-fn stream_with(driver: &str, dialect: &str) {
+/// Three paced sessions of one loop each with `driver`, in `dialect`,
+/// against a fresh server: the run's JSON line.
+fn paced_run(driver: &str, dialect: &str) -> serde_json::Value {
     let test = format!("stream_sessions_complete_in_order ({driver}, {dialect})");
     let server = start_server(&test);
     let wav = fixture("two_utterances.wav");
     let pid = server.child.id().to_string();
-    let v = loadgen(
+    loadgen(
         server.port,
         &[
             "stream",
@@ -124,7 +125,12 @@ fn stream_with(driver: &str, dialect: &str) {
             "--server-pid",
             &pid,
         ],
-    );
+    )
+}
+
+/// Three paced sessions of one loop each, in `dialect`, all checked.
+fn stream_with(driver: &str, dialect: &str) {
+    let v = paced_run(driver, dialect);
     assert_eq!(v["scenario"], "stream");
     assert_eq!(v["driver"], driver);
     assert_eq!(v["dialect"], dialect);
@@ -171,26 +177,7 @@ fn deepgram_stream_sessions_complete_in_order() {
 /// a commit and its probe.
 #[test]
 fn openai_stream_sessions_complete_in_order() {
-    let server = start_server("openai_stream_sessions_complete_in_order");
-    let wav = fixture("two_utterances.wav");
-    let v = loadgen(
-        server.port,
-        &[
-            "stream",
-            "--file",
-            &wav,
-            "--sessions",
-            "3",
-            "--duration",
-            "3s",
-            "--ramp",
-            "0s",
-            "--timeout",
-            "10s",
-            "--dialect",
-            "openai",
-        ],
-    );
+    let v = paced_run("mux", "openai");
     assert_eq!(v["dialect"], "openai", "{v}");
     assert_eq!(v["completed"], 3, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
