@@ -10,6 +10,7 @@
 
 use crate::scenarios::stream::openai::{self, OpenAiEvents};
 use crate::streaming::ServerMsg;
+use crate::wav::Pcm16;
 
 /// A streaming dialect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +47,15 @@ impl Dialect {
                 "/v1/listen?encoding=linear16&sample_rate={sample_rate}&channels=1&interim_results={interim}&vad_events=true"
             ),
             Dialect::Openai => openai::PATH.to_string(),
+        }
+    }
+
+    /// `audio` as the dialect sends it: 24 kHz for OpenAI, as it is for
+    /// the others.
+    pub fn audio(self, audio: Pcm16) -> Pcm16 {
+        match self {
+            Dialect::Openai => openai::at_realtime_rate(audio),
+            Dialect::Native | Dialect::Deepgram => audio,
         }
     }
 

@@ -440,10 +440,7 @@ fn run_stream(cli: &Cli, target: Target, args: &StreamArgs) -> Result<()> {
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
         headers.push(("Authorization".into(), args.dialect.authorization(key)));
     }
-    let audio = Arc::new(scenarios::stream::openai::audio_for(
-        args.dialect,
-        read_wav(&args.file)?,
-    ));
+    let audio = Arc::new(args.dialect.audio(read_wav(&args.file)?));
     let levels = match &args.sweep {
         Some(levels) if levels.is_empty() => bail!("--sweep needs at least one level"),
         Some(levels) => levels.clone(),

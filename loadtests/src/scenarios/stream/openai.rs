@@ -23,7 +23,6 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::dialect::Dialect;
 use crate::streaming::ServerMsg;
 use crate::wav::Pcm16;
 
@@ -44,10 +43,10 @@ pub const END_PROBE: &str = r#"{"type":"input_audio_buffer.commit","event_id":"l
 /// The event id of [`END_PROBE`].
 const END_PROBE_ID: &str = "loadgen_end";
 
-/// `audio` as the dialect sends it: 24 kHz for OpenAI (linear
-/// interpolation, done once at start), as it is for the others.
-pub fn audio_for(dialect: Dialect, audio: Pcm16) -> Pcm16 {
-    if dialect != Dialect::Openai || audio.sample_rate == RATE_HZ {
+/// `audio` at the dialect's 24 kHz (linear interpolation, done once at
+/// start).
+pub fn at_realtime_rate(audio: Pcm16) -> Pcm16 {
+    if audio.sample_rate == RATE_HZ {
         return audio;
     }
     let samples: Vec<f64> = audio
@@ -230,7 +229,7 @@ mod tests {
             sample_rate: 16_000,
             data: vec![0; 3200],
         };
-        let out = audio_for(Dialect::Openai, audio);
+        let out = at_realtime_rate(audio);
         assert_eq!(out.sample_rate, 24_000);
         assert_eq!(out.data.len(), 4800);
     }
