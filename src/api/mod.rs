@@ -11,6 +11,7 @@ pub mod deepgram;
 pub mod health;
 pub mod metrics;
 pub mod openai;
+pub mod openai_error;
 pub mod openai_models;
 pub mod openai_sse;
 pub mod sessions;
@@ -524,12 +525,14 @@ pub async fn handle(core: &Rc<CoreContext>, route: Route, request: &mut Request)
         Route::Health => Ok(health::health(core)),
         Route::Ready => Ok(health::ready(core)),
         Route::Transcribe => transcribe::transcribe(core, request).await,
-        Route::OpenAiTranscriptions => {
-            Ok(openai::respond(openai::transcriptions(core, request).await))
-        }
-        Route::OpenAiTranslations => Ok(openai::respond(openai::translations(core, request).await)),
+        Route::OpenAiTranscriptions => Ok(openai_error::respond(
+            openai::transcriptions(core, request).await,
+        )),
+        Route::OpenAiTranslations => Ok(openai_error::respond(
+            openai::translations(core, request).await,
+        )),
         Route::OpenAiModels => Ok(openai_models::list(core)),
-        Route::OpenAiModel => Ok(openai::respond(openai_models::get(core, request))),
+        Route::OpenAiModel => Ok(openai_error::respond(openai_models::get(core, request))),
         Route::Sessions => sessions::list(core, request).await,
         Route::Session if request.head.method == Method::Delete => {
             sessions::delete(core, request).await

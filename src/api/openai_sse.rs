@@ -26,7 +26,7 @@ use std::rc::Rc;
 use serde::Serialize;
 
 use super::batch::{self, PreparedAudio};
-use super::openai::OpenAiError;
+use super::openai_error::OpenAiError;
 use crate::core::CoreContext;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
