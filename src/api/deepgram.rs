@@ -14,7 +14,8 @@ use crate::http::response::reason_phrase;
 use crate::http::{Request, RequestHead, Response};
 use crate::model::{TranscribeOptions, Word};
 use crate::ws::deepgram::{
-    model_uuid, round_ms, ListenMode, ListenParams, ModelInfo, TranscriptText, WordList, CONFIDENCE,
+    model_uuid, round_ms, Alternative, Channel, ListenMode, ListenParams, ModelInfo,
+    TranscriptText, WordList, CONFIDENCE,
 };
 
 /// The path of both Deepgram routes.
@@ -227,21 +228,9 @@ struct ResponseMetadata<'a> {
 
 #[derive(Serialize)]
 struct ResponseResults<'a> {
-    channels: [ResponseChannel<'a>; 1],
+    channels: [Channel<'a, Word>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     utterances: Option<Vec<Utterance<'a>>>,
-}
-
-#[derive(Serialize)]
-struct ResponseChannel<'a> {
-    alternatives: [ResponseAlternative<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct ResponseAlternative<'a> {
-    transcript: TranscriptText<'a>,
-    confidence: f64,
-    words: WordList<'a, Word>,
 }
 
 #[derive(Serialize)]
@@ -326,8 +315,8 @@ fn render<'a>(
             model_info: serde_json::Value::Object(model_info),
         },
         results: ResponseResults {
-            channels: [ResponseChannel {
-                alternatives: [ResponseAlternative {
+            channels: [Channel {
+                alternatives: [Alternative {
                     transcript: TranscriptText {
                         text: &whole.text,
                         punctuate,

@@ -493,7 +493,7 @@ impl DeepgramLive {
             start,
             is_final,
             speech_final: is_final && end.endpoint && options.endpointing,
-            channel: ResultsChannel {
+            channel: Channel {
                 alternatives: [Alternative {
                     transcript: TranscriptText {
                         text,
@@ -731,21 +731,25 @@ struct ResultsMessage<'a> {
     start: f64,
     is_final: bool,
     speech_final: bool,
-    channel: ResultsChannel<'a>,
+    channel: Channel<'a, EventWord>,
     metadata: ResultsMetadata<'a>,
     from_finalize: bool,
 }
 
+/// Deepgram's `channel` (live `Results`) and `channels[0]` (pre-recorded):
+/// one alternative, its words of type `W`.
 #[derive(Serialize)]
-struct ResultsChannel<'a> {
-    alternatives: [Alternative<'a>; 1],
+#[serde(bound = "")]
+pub struct Channel<'a, W> {
+    pub alternatives: [Alternative<'a, W>; 1],
 }
 
 #[derive(Serialize)]
-struct Alternative<'a> {
-    transcript: TranscriptText<'a>,
-    confidence: f64,
-    words: WordList<'a, EventWord>,
+#[serde(bound = "")]
+pub struct Alternative<'a, W> {
+    pub transcript: TranscriptText<'a>,
+    pub confidence: f64,
+    pub words: WordList<'a, W>,
 }
 
 #[derive(Serialize)]

@@ -18,6 +18,15 @@ fn json(frames: &[Frame]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The stream parameters a supported `query` sets.
+fn supported(codec: &dyn Codec, query: &str) -> StreamParams {
+    let mut params = StreamParams::new(2);
+    codec
+        .apply_query(&mut params, Some(query))
+        .expect("supported");
+    params
+}
+
 fn encode(codec: &dyn Codec, event: SessionEvent) -> Vec<Frame> {
     let mut out = Vec::new();
     codec.encode(event, &mut out);
@@ -27,25 +36,16 @@ fn encode(codec: &dyn Codec, event: SessionEvent) -> Vec<Frame> {
 #[test]
 fn live_parameters_map_to_the_stream_and_unsupported_ones_are_refused() {
     let codec = live();
-    let mut params = StreamParams::new(2);
-    codec
-        .apply_query(
-            &mut params,
-            Some("model=nova-3&encoding=linear16&sample_rate=8000&channels=1&interim_results=True&endpointing=300&utterance_end_ms=1000&vad_events=true&smart_format=true&tag=x"),
-        )
-        .expect("supported");
+    let params = supported(codec.as_ref(), "model=nova-3&encoding=linear16&sample_rate=8000&channels=1&interim_results=True&endpointing=300&utterance_end_ms=1000&vad_events=true&smart_format=true&tag=x");
     assert_eq!(params.sample_rate, 8000);
     assert!(params.interim_results);
     assert_eq!(params.vad_hangover_ms, Some(300));
     assert_eq!(params.utterance_end_ms, Some(1000));
 
-    let mut params = StreamParams::new(2);
-    codec
-        .apply_query(
-            &mut params,
-            Some("encoding=linear16&sample_rate=16000&endpointing=false"),
-        )
-        .expect("supported");
+    let params = supported(
+        codec.as_ref(),
+        "encoding=linear16&sample_rate=16000&endpointing=false",
+    );
     assert!(!params.interim_results, "Deepgram's default is no interims");
     assert_eq!(params.vad_hangover_ms, None);
 
@@ -136,13 +136,10 @@ fn control_messages_and_what_invalid_ones_are_answered_with() {
 #[test]
 fn results_have_deepgrams_shape() {
     let codec = live();
-    let mut params = StreamParams::new(2);
-    codec
-        .apply_query(
-            &mut params,
-            Some("encoding=linear16&sample_rate=16000&interim_results=true&vad_events=true"),
-        )
-        .expect("supported");
+    supported(
+        codec.as_ref(),
+        "encoding=linear16&sample_rate=16000&interim_results=true&vad_events=true",
+    );
     let started = SessionEvent::Started {
         session_id: "req-1".into(),
         sample_rate: 16000,
@@ -246,13 +243,10 @@ fn results_have_deepgrams_shape() {
 #[test]
 fn punctuated_words_and_the_ends_of_a_session() {
     let codec = live();
-    let mut params = StreamParams::new(2);
-    codec
-        .apply_query(
-            &mut params,
-            Some("encoding=linear16&sample_rate=16000&punctuate=true&endpointing=false"),
-        )
-        .expect("supported");
+    supported(
+        codec.as_ref(),
+        "encoding=linear16&sample_rate=16000&punctuate=true&endpointing=false",
+    );
     let final_ = json(&encode(
         codec.as_ref(),
         SessionEvent::Final {
