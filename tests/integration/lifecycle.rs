@@ -420,11 +420,14 @@ fn every_io_uring_setup_serves() {
         if !uring_works {
             continue;
         }
-        let refused_reported = server.stderr_lines().iter().any(|l| l.contains(REFUSED));
+        // The server logs a refusal before its core serves, but the line
+        // reaches this process through a pipe and a reader thread: wait for
+        // it rather than read whatever has arrived so far.
+        let refused_reported = || server.stderr_lines().iter().any(|l| l.contains(REFUSED));
         if kernel_accepts_ring(entries, coop_taskrun, sqpoll_idle_ms) {
             // The flags took effect: no refusal, the ring has the size asked
             // for, and a polling thread exists exactly when one was asked.
-            assert!(!refused_reported, "{args:?}: {:?}", server.stderr_lines());
+            assert!(!refused_reported(), "{args:?}: {:?}", server.stderr_lines());
             let rings = uring_sq_entries(server.pid());
             assert!(!rings.is_empty(), "{args:?}: no io_uring fd");
             assert!(rings.contains(&entries), "{args:?}: rings {rings:?}");
@@ -435,7 +438,11 @@ fn every_io_uring_setup_serves() {
             );
         } else {
             // The kernel refuses them: the server runs a plain ring and says so.
-            assert!(refused_reported, "{args:?}: {:?}", server.stderr_lines());
+            assert!(
+                crate::support::eventually(Duration::from_secs(10), refused_reported),
+                "{args:?}: {:?}",
+                server.stderr_lines()
+            );
             assert_eq!(sqpoll_threads(server.pid()), 0, "{args:?}");
         }
     }
