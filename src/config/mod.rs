@@ -275,11 +275,11 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_URING_ENTRIES", default_value_t = 1024)]
     pub uring_entries: u32,
 
-    /// Set IORING_SETUP_COOP_TASKRUN on each core's ring (fewer inter-processor interrupts; Linux 5.19+).
+    /// Set IORING_SETUP_COOP_TASKRUN on each core's ring (fewer inter-processor interrupts; Linux 5.19+). Not with --uring-sqpoll-idle-ms, which the kernel refuses it next to: SQPOLL turns it off.
     #[arg(long, env = "TRANSCRIBE_URING_COOP_TASKRUN", default_value_t = true, action = clap::ArgAction::Set)]
     pub uring_coop_taskrun: bool,
 
-    /// Give each core's ring a kernel submission-polling thread that sleeps after this many idle milliseconds [default: off]. Costs a busy kernel thread per core.
+    /// Give each core's ring a kernel submission-polling thread that sleeps after this many idle milliseconds [default: off]. Costs a busy kernel thread per core; turns COOP_TASKRUN off.
     #[arg(long, env = "TRANSCRIBE_URING_SQPOLL_IDLE_MS")]
     pub uring_sqpoll_idle_ms: Option<u32>,
 

@@ -107,7 +107,10 @@ impl Config {
             drain_delay,
             uring: UringSettings {
                 entries: self.uring_entries,
-                coop_taskrun: self.uring_coop_taskrun,
+                // The kernel refuses COOP_TASKRUN next to SQPOLL (EINVAL:
+                // with a polling thread there are no task-run interrupts to
+                // save), so asking for SQPOLL drops it.
+                coop_taskrun: self.uring_coop_taskrun && self.uring_sqpoll_idle_ms.is_none(),
                 sqpoll_idle_ms: self.uring_sqpoll_idle_ms,
             },
             cluster,

@@ -392,12 +392,13 @@ fn every_io_uring_setup_serves() {
             false,
             Some(50),
         ),
-        // The default COOP_TASKRUN with SQPOLL: kernels that find the two
-        // incompatible refuse the ring, and the server must say so.
+        // SQPOLL next to the default COOP_TASKRUN: the kernel refuses the
+        // pair, so asking for SQPOLL must turn COOP_TASKRUN off and get the
+        // polling thread, not a silent fallback to a plain ring.
         (
             &["--uring-sqpoll-idle-ms", "50", "--uring-entries", "256"],
             256,
-            true,
+            false,
             Some(50),
         ),
     ];
