@@ -26,18 +26,24 @@ impl Session {
     /// The session continues on a new connection whose audio starts at
     /// stream sample `from_sample` (`None`: exactly where the server's ends).
     /// A half sample left over from the old connection is dropped: the
-    /// client sends that sample again. Returns how many samples of the
-    /// client's audio will be skipped.
+    /// client sends that sample again. The resume counts as activity (the
+    /// idle timer starts again). Returns how many samples of the client's
+    /// audio will be skipped.
     ///
     /// # Errors
     /// [`ResumeGap`] when `from_sample` is past the server's audio.
-    pub fn resume_from(&mut self, from_sample: Option<u64>) -> Result<u64, ResumeGap> {
+    pub fn resume_from(
+        &mut self,
+        from_sample: Option<u64>,
+        now: std::time::Instant,
+    ) -> Result<u64, ResumeGap> {
         let server_samples = self.samples_received;
         let from = from_sample.unwrap_or(server_samples);
         if from > server_samples {
             return Err(ResumeGap { server_samples });
         }
         self.odd_byte = None;
+        self.last_activity = now;
         self.skip_samples = server_samples - from;
         Ok(self.skip_samples)
     }
@@ -81,14 +87,14 @@ mod tests {
         // Half a sample was on its way when the connection dropped.
         session.on_audio(&[7], now);
         assert_eq!(session.samples_received(), 100);
-        assert_eq!(session.resume_from(Some(60)), Ok(40));
+        assert_eq!(session.resume_from(Some(60), now), Ok(40));
         // The client resends from sample 60, in odd pieces.
         let again = pcm(60..130);
         session.on_audio(&again[..41], now);
         session.on_audio(&again[41..], now);
         assert_eq!(session.samples_received(), 130);
-        assert_eq!(session.resume_from(None), Ok(0));
-        assert_eq!(session.resume_from(Some(130)), Ok(0));
+        assert_eq!(session.resume_from(None, now), Ok(0));
+        assert_eq!(session.resume_from(Some(130), now), Ok(0));
     }
 
     #[test]
@@ -96,10 +102,10 @@ mod tests {
         let mut session = session();
         session.on_audio(&pcm(0..50), Instant::now());
         assert_eq!(
-            session.resume_from(Some(51)),
+            session.resume_from(Some(51), Instant::now()),
             Err(super::ResumeGap { server_samples: 50 })
         );
         // Nothing changed: a later resume from the right place works.
-        assert_eq!(session.resume_from(Some(50)), Ok(0));
+        assert_eq!(session.resume_from(Some(50), Instant::now()), Ok(0));
     }
 }

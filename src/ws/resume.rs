@@ -631,7 +631,7 @@ fn attach(
         if session.state() == SessionState::Closed {
             return Err(ResumeRefusal::NotFound);
         }
-        let skip = session.resume_from(request.from_sample).map_err(|gap| {
+        let skip = session.resume_from(request.from_sample, std::time::Instant::now()).map_err(|gap| {
             ResumeRefusal::Gap(format!(
                 "from_sample {} is past the server's audio, which ends at sample {}: resume from it or earlier",
                 request.from_sample.unwrap_or_default(),
