@@ -28,7 +28,12 @@ fn finals(messages: &[Value]) -> Vec<Value> {
 
 /// The finals of an uninterrupted run of the fixture.
 fn reference_finals(server: &Server) -> Vec<Value> {
-    let mut ws = Ws::connect(server, "interim_results=false");
+    reference_finals_with(server, "interim_results=false")
+}
+
+/// [`reference_finals`] with the stream parameters `query`.
+fn reference_finals_with(server: &Server, query: &str) -> Vec<Value> {
+    let mut ws = Ws::connect(server, query);
     ws.next_json().expect("session_start");
     ws.stream_audio(&fixture_pcm(FIXTURE), FRAME_BYTES);
     ws.send_text(r#"{"type":"end"}"#);
@@ -41,7 +46,12 @@ fn reference_finals(server: &Server) -> Vec<Value> {
 
 /// A new session: the socket, its id and its resume token.
 fn start(server: &Server) -> (Ws, String, String) {
-    let mut ws = Ws::connect(server, "interim_results=false");
+    start_with(server, "interim_results=false")
+}
+
+/// [`start`] with the stream parameters `query`.
+fn start_with(server: &Server, query: &str) -> (Ws, String, String) {
+    let mut ws = Ws::connect(server, query);
     let start = ws.next_json().expect("session_start");
     assert_eq!(start["type"], "session_start");
     let id = start["session_id"].as_str().expect("id").to_string();
@@ -356,4 +366,48 @@ fn resumption_is_off_by_default() {
         refusal(&server, &format!("resume={id}&token=anything")),
         ("resume_disabled".to_string(), Some(1008))
     );
+}
+
+/// A final the engine computes while nobody is connected is delivered
+/// first on the resumed connection, once, even when the client does not say
+/// which finals it has (it never got this one: the old socket never took it).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_final_computed_while_detached_comes_first_on_the_resumed_connection() {
+    use crate::support::{model_jobs_pending, Hold};
+    let hold = Hold::new("resume");
+    let server = Server::start_with_env(&["--resume-window-seconds", WINDOW], &[hold.env()]);
+    let query = "interim_results=false&language=xx-hold";
+    let pcm = fixture_pcm(FIXTURE);
+    let (mut ws, id, token) = start_with(&server, query);
+    // Past the first utterance's end: its final is held in the engine.
+    let cut = pcm.len() / 2 / FRAME_BYTES * FRAME_BYTES;
+    ws.stream_audio(&pcm[..cut], FRAME_BYTES);
+    wait_for_audio(&server, &id, cut);
+    assert!(eventually(Duration::from_secs(20), || model_jobs_pending(
+        &server
+    ) >= 1.0));
+    reset(ws);
+    wait_detached(&server, &id);
+    assert_eq!(session(&server, &id)["transcripts"], 0);
+    hold.release();
+    assert!(eventually(Duration::from_secs(20), || session(
+        &server, &id
+    )["transcripts"]
+        == 1));
+
+    let mut ws = resume(&server, &format!("resume={id}&token={token}"));
+    let resumed = ws.next_json().expect("session_resumed");
+    assert_eq!(resumed["type"], "session_resumed", "{resumed}");
+    assert_eq!(resumed["audio_samples"], (cut / 2) as u64);
+    assert_eq!(resumed["skip_samples"], 0);
+    assert_eq!(resumed["replayed_finals"], 1);
+    let mut messages = vec![ws.next_json().expect("the final computed meanwhile")];
+    assert_eq!(messages[0]["segment_id"], 0, "{messages:#?}");
+    ws.stream_audio(&pcm[cut..], FRAME_BYTES);
+    ws.send_text(r#"{"type":"end"}"#);
+    let (rest, close) = ws.read_to_close();
+    assert_eq!(close, Some(1000));
+    messages.extend(rest);
+    assert_eq!(finals(&messages), reference_finals_with(&server, query));
 }
