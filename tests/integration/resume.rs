@@ -411,3 +411,46 @@ fn a_final_computed_while_detached_comes_first_on_the_resumed_connection() {
     messages.extend(rest);
     assert_eq!(finals(&messages), reference_finals_with(&server, query));
 }
+
+/// A detached session still answers to the operator and to the drain: a
+/// `DELETE` ends it and gives its slot back at once, and SIGTERM with a
+/// detached session still exits cleanly.
+#[test]
+fn a_detached_session_can_be_deleted_and_does_not_hold_up_the_drain() {
+    // A grace period far past the test's patience: a drain held up by
+    // the detached session would not end before it.
+    let mut server = Server::start(&[
+        "--resume-window-seconds",
+        WINDOW,
+        "--shutdown-grace-seconds",
+        "600",
+    ]);
+    let pcm = fixture_pcm(FIXTURE);
+    let mut detached = Vec::new();
+    for _ in 0..2 {
+        let (mut ws, id, token) = start(&server);
+        let cut = pcm.len() / 3 / FRAME_BYTES * FRAME_BYTES;
+        ws.stream_audio(&pcm[..cut], FRAME_BYTES);
+        wait_for_audio(&server, &id, cut);
+        reset(ws);
+        wait_detached(&server, &id);
+        detached.push((id, token));
+    }
+    let (deleted, token) = &detached[0];
+    let reply = crate::support::delete(&server, &format!("/v1/sessions/{deleted}"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(eventually(Duration::from_secs(20), || {
+        get(&server, "/v1/health").json()["active_sessions"] == 1
+    }));
+    assert_eq!(
+        refusal(&server, &format!("resume={deleted}&token={token}")),
+        ("session_not_found".to_string(), Some(1008))
+    );
+    // The other one is still detached when the drain begins.
+    assert_eq!(session(&server, &detached[1].0)["detached"], true);
+    server.signal("TERM");
+    let status = server
+        .wait_exit(Duration::from_secs(120))
+        .expect("the server exits with a detached session");
+    assert!(status.success(), "{status:?}");
+}
