@@ -493,6 +493,9 @@ fn check_session_log(harness: &Harness, end_reason: EndReason, state_before_end:
             Output::Message(ServerMessage::SessionStart { .. }) => {
                 panic!("session_start comes from the driver, not the session")
             }
+            Output::Message(ServerMessage::SessionResumed { .. }) => {
+                panic!("session_resumed comes from the resuming connection, not the session")
+            }
         }
     }
     assert!(session_ends <= 1, "{session_ends} session_end messages");

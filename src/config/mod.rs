@@ -341,4 +341,8 @@ pub struct Config {
         hide = true
     )]
     pub cluster_lease_block: usize,
+
+    /// Seconds a native streaming session is kept after its connection drops without an `end` or a close frame, so the client can resume it with `?resume=<session_id>&token=<token>` [default: 0, off; session_start then carries no token].
+    #[arg(long, env = "TRANSCRIBE_RESUME_WINDOW_SECONDS", default_value_t = 0.0)]
+    pub resume_window_seconds: f64,
 }

@@ -68,6 +68,9 @@ pub struct SessionSettings {
     pub vad_hangover_ms: u32,
     pub max_segment_ms: u32,
     pub interim_interval_ms: u32,
+    /// How long a dropped native session is kept for a resume
+    /// (`ws/resume.rs`); `None` is off.
+    pub resume_window: Option<Duration>,
 }
 
 /// What the engine and its worker pool read.

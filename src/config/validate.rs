@@ -206,6 +206,12 @@ impl Config {
             self.interim_interval_ms,
             50..=60_000,
         )?;
+        // A day: a session kept longer holds its slot for nobody.
+        let resume_window = seconds(
+            "--resume-window-seconds",
+            self.resume_window_seconds,
+            0.0..=86_400.0,
+        )?;
         Ok(SessionSettings {
             max_sessions: self.max_sessions,
             max_sessions_per_peer: (self.max_sessions_per_peer > 0)
@@ -221,6 +227,7 @@ impl Config {
             // Bounded to 1..=120 s above, so the product fits a u32 exactly.
             max_segment_ms: (self.max_segment_seconds * 1000.0).round() as u32,
             interim_interval_ms: self.interim_interval_ms,
+            resume_window: (!resume_window.is_zero()).then_some(resume_window),
         })
     }
 
@@ -628,5 +635,24 @@ mod tests {
         let err = Config::try_parse_from(["transcription-server", "--port", "eighty"])
             .expect_err("not a port");
         assert!(err.to_string().contains("--port"));
+    }
+
+    #[test]
+    fn the_resume_window_is_off_by_default_fractional_and_bounded() {
+        let settings = parse(&[]).validate(2).expect("defaults are valid");
+        assert_eq!(settings.session.resume_window, None);
+        let settings = parse(&["--resume-window-seconds", "2.5"])
+            .validate(2)
+            .expect("valid");
+        assert_eq!(
+            settings.session.resume_window,
+            Some(Duration::from_millis(2500))
+        );
+        for value in ["-1", "NaN", "86400.5"] {
+            let err = parse(&[&format!("--resume-window-seconds={value}")])
+                .validate(2)
+                .expect_err(value);
+            assert!(err.contains("--resume-window-seconds"), "{err:?}");
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! count them and end them without knowing the protocol or the connection
 //! that carries them. Nothing here imports a handler or a connection type.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +59,37 @@ pub enum CoreCommand {
         flush: bool,
         reply: crate::cluster::RemoteReply,
     },
+    /// Whether this core has a resumable session by this id (`ws/resume.rs`).
+    FindResumable {
+        id: String,
+        reply: futures_channel::oneshot::Sender<ResumeLookup>,
+    },
+    /// A connection that asks to resume a session of this core, handed over
+    /// by the core that accepted it, just after the WebSocket upgrade:
+    /// `leftover` holds the bytes read after the request head. The
+    /// receiving core serves it as its own connection.
+    AdoptStream {
+        stream: std::net::TcpStream,
+        leftover: Vec<u8>,
+        peer: SocketAddr,
+        query: Option<String>,
+    },
 }
+
+/// What a core knows of a session id a client wants to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeLookup {
+    /// The session lives here (attached or detached).
+    Here,
+    /// It was detached here and its resume window ran out.
+    Expired,
+    /// Not this core's.
+    Unknown,
+}
+
+/// Session ids whose resume window ran out that a core remembers, to tell a
+/// late client `resume_expired` rather than `session_not_found`.
+pub const EXPIRED_SESSIONS_REMEMBERED: usize = 1024;
 
 /// The sending side of a core's inbox. Unbounded because only operator
 /// requests travel on it, each bounded by an HTTP request in flight.
@@ -93,6 +125,14 @@ pub struct CoreContext {
     pub requests_in_flight: Cell<usize>,
     /// The core's shard: its live streaming sessions by id.
     pub sessions: RefCell<HashMap<String, Rc<dyn ShardSession>>>,
+    /// The sessions of the shard that may be resumed (resumption on, a
+    /// protocol that has it), by id, as the streaming layer's own type
+    /// (`ws/resume.rs` downcasts them); attached or detached. Removed when
+    /// the session ends.
+    pub resumable: RefCell<HashMap<String, Rc<dyn Any>>>,
+    /// The last [`EXPIRED_SESSIONS_REMEMBERED`] sessions whose resume window
+    /// ran out, oldest first.
+    pub expired_sessions: RefCell<VecDeque<String>>,
 }
 
 impl CoreContext {
@@ -105,7 +145,34 @@ impl CoreContext {
             connections: Cell::new(0),
             requests_in_flight: Cell::new(0),
             sessions: RefCell::new(HashMap::new()),
+            resumable: RefCell::new(HashMap::new()),
+            expired_sessions: RefCell::new(VecDeque::new()),
         }
+    }
+
+    /// What this core knows of a session a client wants to resume.
+    pub fn find_resumable(&self, id: &str) -> ResumeLookup {
+        if self.resumable.borrow().contains_key(id) {
+            ResumeLookup::Here
+        } else if self
+            .expired_sessions
+            .borrow()
+            .iter()
+            .any(|expired| expired == id)
+        {
+            ResumeLookup::Expired
+        } else {
+            ResumeLookup::Unknown
+        }
+    }
+
+    /// Remember that a session's resume window ran out.
+    pub fn remember_expired(&self, id: String) {
+        let mut expired = self.expired_sessions.borrow_mut();
+        if expired.len() == EXPIRED_SESSIONS_REMEMBERED {
+            expired.pop_front();
+        }
+        expired.push_back(id);
     }
 
     /// The core's current levels, for the metrics.

@@ -20,6 +20,6 @@ pub mod session_info;
 pub mod shared;
 pub mod task;
 
-pub use context::{CoreCommand, CoreContext, CoreInbox, IoDriver, ShardSession};
+pub use context::{CoreCommand, CoreContext, CoreInbox, IoDriver, ResumeLookup, ShardSession};
 pub use session_info::SessionInfo;
 pub use shared::{ClusterShared, ServerShared};

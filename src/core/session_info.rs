@@ -28,6 +28,9 @@ pub struct SessionInfo {
     /// The owning node, in cluster mode only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Its connection dropped and it waits for a resume (`ws/resume.rs`);
+    /// its state is the one it had when it dropped.
+    pub detached: bool,
 }
 
 impl SessionInfo {
@@ -70,6 +73,7 @@ impl SessionInfo {
             transcripts: record.transcripts,
             peer: record.peer,
             node: Some(record.node),
+            detached: false,
         }
     }
 }

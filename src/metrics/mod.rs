@@ -62,6 +62,18 @@ pub struct Counters {
     pub task_panics: u64,
     /// HTTP connections closed because the client did not take a response.
     pub write_timeouts: u64,
+    /// Sessions kept after their connection dropped (`ws/resume.rs`).
+    pub session_detaches: u64,
+    /// Detached sessions continued on a new connection.
+    pub session_resumes: u64,
+    /// Detached sessions ended because their resume window ran out.
+    pub session_resume_expiries: u64,
+    /// Resume requests refused (unknown, expired, wrong token, attached,
+    /// gap, off).
+    pub session_resumes_refused: u64,
+    /// Of the resumes, those whose connection another core accepted and
+    /// handed to the owner.
+    pub session_resume_handoffs: u64,
 }
 
 impl Counters {
@@ -96,6 +108,11 @@ impl Counters {
         self.reactor_stalls += other.reactor_stalls;
         self.task_panics += other.task_panics;
         self.write_timeouts += other.write_timeouts;
+        self.session_detaches += other.session_detaches;
+        self.session_resumes += other.session_resumes;
+        self.session_resume_expiries += other.session_resume_expiries;
+        self.session_resumes_refused += other.session_resumes_refused;
+        self.session_resume_handoffs += other.session_resume_handoffs;
     }
 }
 

@@ -58,7 +58,7 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             *count as f64,
         );
     }
-    let simple_counters: [(&str, &str, f64); 23] = [
+    let simple_counters: [(&str, &str, f64); 28] = [
         (
             "transcribe_connections_accepted_total",
             "TCP connections accepted.",
@@ -173,6 +173,31 @@ pub fn render(view: &MetricsView, levels: &Levels) -> String {
             "transcribe_sessions_rejected_per_peer_total",
             "Streaming sessions refused at the per-address limit (also in transcribe_sessions_rejected_total).",
             c.sessions_rejected_per_peer as f64,
+        ),
+        (
+            "transcribe_session_detaches_total",
+            "Streaming sessions kept for a resume after their connection dropped.",
+            c.session_detaches as f64,
+        ),
+        (
+            "transcribe_session_resumes_total",
+            "Detached streaming sessions continued on a new connection.",
+            c.session_resumes as f64,
+        ),
+        (
+            "transcribe_session_resume_expiries_total",
+            "Detached streaming sessions ended because their resume window ran out.",
+            c.session_resume_expiries as f64,
+        ),
+        (
+            "transcribe_session_resumes_refused_total",
+            "Resume requests refused (unknown or expired session, wrong token, already attached, gap, off).",
+            c.session_resumes_refused as f64,
+        ),
+        (
+            "transcribe_session_resume_handoffs_total",
+            "Resumes whose connection another core accepted and handed to the core owning the session (also in transcribe_session_resumes_total).",
+            c.session_resume_handoffs as f64,
         ),
     ];
     for (name, help, value) in simple_counters {

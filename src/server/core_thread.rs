@@ -280,6 +280,31 @@ fn on_accept(
     monoio::spawn(watched(core, "connection", task));
 }
 
+/// Serve a resuming connection another core accepted and handed over
+/// (`ws/resume.rs`): it counts as this core's connection from now on.
+fn adopt_stream(
+    core: &Rc<CoreContext>,
+    stream: std::net::TcpStream,
+    leftover: Vec<u8>,
+    peer: SocketAddr,
+    query: Option<String>,
+) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(core = core.core_id, %peer, %error, "could not adopt a resuming connection");
+            return;
+        }
+    };
+    let guard = ConnectionGuard::new(Rc::clone(core));
+    let task = async move {
+        let guard = guard;
+        let core = Rc::clone(&guard.core);
+        crate::ws::resume::serve_adopted(stream, leftover, peer, core, query).await;
+    };
+    monoio::spawn(watched(core, "connection", task));
+}
+
 /// Counts a connection as open for exactly as long as it lives.
 struct ConnectionGuard {
     core: Rc<CoreContext>,
@@ -326,6 +351,15 @@ async fn serve_inbox(
                     });
                 });
             }
+            CoreCommand::FindResumable { id, reply } => {
+                let _ = reply.send(core.find_resumable(&id));
+            }
+            CoreCommand::AdoptStream {
+                stream,
+                leftover,
+                peer,
+                query,
+            } => adopt_stream(&core, stream, leftover, peer, query),
         }
     }
 }

@@ -30,11 +30,13 @@ mod event;
 mod lifecycle;
 mod params;
 mod results;
+mod resume;
 
 pub use driver::{JobRequest, SessionFigures, Tally};
 pub use event::{Control, EventWord, FinalEnd, SessionEvent};
 pub use lifecycle::{EndReason, SessionConfig, SessionState};
 pub use params::StreamParams;
+pub use resume::ResumeGap;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Instant, SystemTime};
@@ -109,6 +111,12 @@ pub struct Session {
     pub created_at: SystemTime,
     created_instant: Instant,
     last_activity: Instant,
+    /// Stream samples taken so far: the offset a resumed client's audio
+    /// continues from (`resume.rs`).
+    samples_received: u64,
+    /// Samples of the client's audio still to skip: the overlap a resumed
+    /// client sends again (`resume.rs`).
+    skip_samples: u64,
 }
 
 impl Session {
@@ -144,6 +152,8 @@ impl Session {
             created_at: SystemTime::now(),
             created_instant: now,
             last_activity: now,
+            samples_received: 0,
+            skip_samples: 0,
         }
     }
 
@@ -245,6 +255,9 @@ impl Session {
         if let [odd] = pairs.remainder() {
             self.odd_byte = Some(*odd);
         }
+        let skipped = self.take_skipped(samples.len());
+        samples.drain(..skipped);
+        self.samples_received += samples.len() as u64;
         self.push_samples(&samples, now);
         self.scratch = samples;
     }

@@ -76,4 +76,16 @@ pub trait Codec {
     /// client's frames (its answers to client events), in order; the
     /// connection sends them before the frames of the session's next events.
     fn take_frames(&self, _out: &mut Vec<Frame>) {}
+    /// Whether a dropped session of this protocol may be resumed on a new
+    /// connection (`ws/resume.rs`); a protocol that can announces `token`
+    /// in its start message. Only the native protocol says so.
+    fn offer_resume(&self, _token: &str) -> bool {
+        false
+    }
+    /// Whether an upgrade asking to resume a session (`?resume=`) is one
+    /// for this protocol (it is otherwise a new session, the parameter
+    /// ignored).
+    fn resumable(&self) -> bool {
+        false
+    }
 }

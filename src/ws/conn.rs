@@ -13,10 +13,11 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use monoio::io::Splitable;
+use monoio::io::{OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::codec::{Codec, Frame};
+use super::resume::ResumeState;
 use super::socket::{finish, read_loop, write_loop};
 use super::stream::{end_session, pump, send_outputs, sync_gauges, FinalsQueue, StreamCtx};
 use super::transport::Link;
@@ -43,6 +44,11 @@ pub async fn serve(
     codec: Box<dyn Codec>,
     query: Option<String>,
 ) {
+    // Only the native protocol resumes; other routes ignore `resume`.
+    if codec.resumable() && super::resume::ResumeRequest::from_query(query.as_deref()).is_some() {
+        super::resume::serve_resume(stream, leftover, peer, core, query).await;
+        return;
+    }
     let settings = &core.shared.settings.session;
     let link = Rc::new(Link::new(
         leftover,
@@ -79,9 +85,9 @@ pub async fn serve(
     let session = Session::new(id.clone(), params, config, Instant::now());
     let ctx = Rc::new(StreamCtx {
         core: Rc::clone(&core),
-        link: Rc::clone(&link),
+        link: RefCell::new(Rc::clone(&link)),
         session: RefCell::new(session),
-        peer,
+        peer: Cell::new(peer),
         counted_state: Cell::new(None),
         retry_scheduled: Cell::new(false),
         slow_check_scheduled: Cell::new(false),
@@ -92,8 +98,16 @@ pub async fn serve(
         over: Latch::default(),
         demand: RefCell::new(demand),
         interim_superseded: RefCell::new(None),
+        hold: RefCell::new(None),
+        resume: RefCell::new(ResumeState::default()),
     });
     let entry = ShardEntry::insert(&ctx, id.clone());
+    *ctx.hold.borrow_mut() = Some(SessionHold {
+        entry,
+        lease,
+        permit,
+    });
+    super::resume::offer(&ctx);
     core.metrics.count(|c| c.sessions_created += 1);
     tracing::debug!(core = core.core_id, session_id = %id, %peer, "session started");
     let start = ctx.session.borrow().start_event();
@@ -108,31 +122,66 @@ pub async fn serve(
         end_session(&ctx, EndReason::ServerShutdown);
     }
     sync_gauges(&ctx);
-    let session_over = ctx.over.clone();
     if let Some(limit) = settings.max_session_duration {
         monoio::spawn(end_at_max_duration(
             Rc::downgrade(&ctx),
             limit,
-            session_over.clone(),
+            ctx.over.clone(),
         ));
     }
 
+    run_connection(&ctx, reader).await;
+    link.reader_done.set(true);
+    link.writer_wake.notify();
+    let _ = writer.await;
+}
+
+/// Read the session's connection until it is over, then end the session,
+/// or detach it for a resume when the client dropped away (`resume.rs`).
+pub(super) async fn run_connection(ctx: &Rc<StreamCtx>, reader: OwnedReadHalf<TcpStream>) {
     // A bug reached by this session closes it with `internal` (1011); the
     // core and its other sessions go on.
-    if let Err(message) = catch_unwind_future(read_loop(&ctx, reader)).await {
-        core.metrics.count(|c| c.task_panics += 1);
-        tracing::error!(core = core.core_id, session_id = %id, %message, "a session panicked; closing it");
+    if let Err(message) = catch_unwind_future(read_loop(ctx, reader)).await {
+        ctx.core.metrics.count(|c| c.task_panics += 1);
+        tracing::error!(core = ctx.core.core_id, session_id = ctx.session.borrow().id(), %message, "a session panicked; closing it");
         ctx.session
             .borrow_mut()
             .fail(WsErrorKind::Internal, "internal error".to_string());
-        send_outputs(&ctx);
+        send_outputs(ctx);
     }
+    if super::resume::should_detach(ctx) {
+        super::resume::detach(ctx);
+    } else {
+        finish_session(ctx);
+    }
+}
 
-    // The connection is over, whatever state the session was in.
+/// What a session holds for its whole life, given back together when it
+/// is over.
+pub(super) struct SessionHold {
+    entry: ShardEntry,
+    lease: Option<LeaseGuard>,
+    permit: SessionPermit,
+}
+
+/// The session is over, whatever state it was in: it ends (if it has not),
+/// its figures are counted, and its shard entry, lease and permit are given
+/// back. Once: later calls do nothing.
+pub(super) fn finish_session(ctx: &Rc<StreamCtx>) {
+    let Some(hold) = ctx.hold.borrow_mut().take() else {
+        return;
+    };
+    super::resume::forget(ctx);
+    let core = &ctx.core;
     ctx.session
         .borrow_mut()
         .end(EndReason::ClientDisconnect, Instant::now());
-    pump(&ctx);
+    pump(ctx);
+    let SessionHold {
+        entry,
+        lease,
+        permit,
+    } = hold;
     drop(entry);
     let reason = ctx
         .session
@@ -142,13 +191,15 @@ pub async fn serve(
     core.metrics.count(|c| {
         *c.sessions_closed.entry(reason.name()).or_default() += 1;
     });
-    tracing::debug!(core = core.core_id, session_id = %id, reason = reason.name(), "session closed");
+    tracing::debug!(
+        core = core.core_id,
+        session_id = ctx.session.borrow().id(),
+        reason = reason.name(),
+        "session closed"
+    );
     drop(lease);
     drop(permit);
-    session_over.trigger();
-    link.reader_done.set(true);
-    link.writer_wake.notify();
-    let _ = writer.await;
+    ctx.over.trigger();
 }
 
 /// Admit a session from `peer`: a slot under the node's own limits, a share

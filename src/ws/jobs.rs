@@ -236,7 +236,7 @@ pub async fn retry_waiting_finals(core: Rc<CoreContext>, finals: Rc<FinalsQueue>
             monoio::time::sleep(Duration::from_millis(FINAL_RETRY_MS)).await;
             let waiting = std::mem::take(&mut *finals.waiting.borrow_mut());
             for ctx in waiting {
-                if ctx.link.kill.is_triggered() {
+                if ctx.link().kill.is_triggered() && !ctx.resume.borrow().is_detached() {
                     ctx.retry_scheduled.set(false);
                     continue;
                 }

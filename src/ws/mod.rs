@@ -13,7 +13,9 @@
 //! JSON messages; [`protocol`] holds the messages). After every event
 //! [`stream::pump`] submits the session's model jobs ([`jobs`]) and moves its
 //! outputs to the writer. The session lives in its core's shard for its
-//! whole life and is reachable by id from the operator endpoints.
+//! whole life and is reachable by id from the operator endpoints. With
+//! `resume_window_seconds` set, a native session whose connection drops
+//! is kept for a while and continues on a new one ([`resume`]).
 
 pub mod codec;
 pub(crate) mod conn;
@@ -22,6 +24,7 @@ pub(crate) mod jobs;
 pub mod native;
 pub mod openai_realtime;
 pub mod protocol;
+pub(crate) mod resume;
 pub mod session;
 mod socket;
 pub(crate) mod stream;

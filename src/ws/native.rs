@@ -9,6 +9,7 @@
 //! are the session seen through it, for tests, benches and the fuzz harness.
 //! Another protocol is another file like this one, plus its route.
 
+use std::cell::RefCell;
 use std::time::Instant;
 
 use super::codec::{Codec, Frame};
@@ -16,12 +17,17 @@ use super::protocol::{ClientMessage, ServerMessage, WordOut, ENCODING_PCM_S16LE}
 use crate::session::{Control, Session, SessionEvent, SessionFigures, StreamParams};
 
 /// The native JSON protocol, as the connection uses it.
-pub struct NativeJson;
+#[derive(Default)]
+pub struct NativeJson {
+    /// The token `session_start` announces, when the session can be
+    /// resumed (`ws/resume.rs`).
+    resume_token: RefCell<Option<String>>,
+}
 
 impl NativeJson {
     /// This protocol's [`super::codec::NewCodec`].
     pub fn new_codec(_model: &'static str, _vad_hangover_ms: u32) -> Box<dyn Codec> {
-        Box::new(NativeJson)
+        Box::new(NativeJson::default())
     }
 }
 
@@ -38,13 +44,44 @@ impl Codec for NativeJson {
         session.on_text(text, now);
     }
 
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn offer_resume(&self, token: &str) -> bool {
+        *self.resume_token.borrow_mut() = Some(token.to_string());
+        true
+    }
+
     fn encode(&self, event: SessionEvent, out: &mut Vec<Frame>) {
-        out.extend(encode(event).map(|output| match output {
-            Output::Message(message) => Frame::Text {
-                text: message.to_json(),
-                sheddable: message.is_sheddable(),
-            },
-            Output::Close(code) => Frame::Close(code),
+        let is_start = matches!(event, SessionEvent::Started { .. });
+        out.extend(encode(event).map(|output| {
+            match output {
+                Output::Message(ServerMessage::SessionStart {
+                    session_id,
+                    sample_rate,
+                    encoding,
+                    vad_mode,
+                    interim_results,
+                    ..
+                }) if is_start => Frame::Text {
+                    text: ServerMessage::SessionStart {
+                        session_id,
+                        sample_rate,
+                        encoding,
+                        vad_mode,
+                        interim_results,
+                        resume_token: self.resume_token.borrow().clone(),
+                    }
+                    .to_json(),
+                    sheddable: false,
+                },
+                Output::Message(message) => Frame::Text {
+                    text: message.to_json(),
+                    sheddable: message.is_sheddable(),
+                },
+                Output::Close(code) => Frame::Close(code),
+            }
         }));
     }
 }
@@ -88,6 +125,7 @@ pub fn encode(event: SessionEvent) -> Option<Output> {
             encoding: ENCODING_PCM_S16LE,
             vad_mode,
             interim_results,
+            resume_token: None,
         },
         SessionEvent::SpeechStarted {
             segment_id,

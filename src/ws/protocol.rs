@@ -174,6 +174,24 @@ pub enum ServerMessage {
         encoding: &'static str,
         vad_mode: u8,
         interim_results: bool,
+        /// The token that resumes the session (only when resumption is on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+    },
+    /// A dropped session continues on this connection (`ws/resume.rs`):
+    /// where the server's audio ends, how much of the client's will be
+    /// skipped, and how many finals follow from before the reconnect.
+    SessionResumed {
+        session_id: String,
+        /// Stream samples the server has (the client's audio continues
+        /// from here).
+        audio_samples: u64,
+        /// The same in milliseconds of stream time.
+        audio_ms: f64,
+        /// Samples of the client's resent audio the server will skip.
+        skip_samples: u64,
+        /// Finals from before this connection that follow, first.
+        replayed_finals: usize,
     },
     SpeechStart {
         segment_id: u64,

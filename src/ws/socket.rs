@@ -50,30 +50,33 @@ pub(super) async fn finish(link: &Rc<Link>, mut reader: OwnedReadHalf<TcpStream>
 }
 
 pub(super) async fn read_loop(ctx: &Rc<StreamCtx>, mut reader: OwnedReadHalf<TcpStream>) {
+    // The connection this loop reads; a resumed session gets a new link
+    // and a new loop.
+    let link = ctx.link();
     let mut buf = Vec::with_capacity(READ_BYTES);
     loop {
         if !on_frames(ctx) {
             return;
         }
         pump(ctx);
-        if ctx.link.closing.is_triggered() {
-            finish(&ctx.link, reader).await;
+        if link.closing.is_triggered() {
+            finish(&link, reader).await;
             return;
         }
-        while ctx.session.borrow().is_backpressured() && !ctx.link.closing.is_triggered() {
+        while ctx.session.borrow().is_backpressured() && !link.closing.is_triggered() {
             let unblocked = ctx.unblocked.notified();
-            let closing = ctx.link.closing.wait();
+            let closing = link.closing.wait();
             monoio::select! {
                 _ = unblocked => {},
                 _ = closing => {},
             }
         }
-        if ctx.link.closing.is_triggered() {
+        if link.closing.is_triggered() {
             continue;
         }
         let read = reader.read(buf);
-        let closing = ctx.link.closing.wait();
-        let kill = ctx.link.kill.wait();
+        let closing = link.closing.wait();
+        let kill = link.kill.wait();
         // Cancelling the read is only done when the connection is closing.
         let result = monoio::select! {
             result = read => Some(result),
@@ -86,11 +89,11 @@ pub(super) async fn read_loop(ctx: &Rc<StreamCtx>, mut reader: OwnedReadHalf<Tcp
         };
         match result {
             Ok(0) | Err(_) => {
-                ctx.link.set_eof();
+                link.set_eof();
                 let _ = on_frames(ctx);
                 return;
             }
-            Ok(_) => buf = ctx.link.feed(spare, READ_BYTES),
+            Ok(_) => buf = link.feed(spare, READ_BYTES),
         }
     }
 }
@@ -99,7 +102,7 @@ pub(super) async fn read_loop(ctx: &Rc<StreamCtx>, mut reader: OwnedReadHalf<Tcp
 /// connection is over (the peer closed it, or broke the protocol).
 fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
     loop {
-        let message = ctx.link.read_message();
+        let message = ctx.link().read_message();
         let now = Instant::now();
         match message {
             Ok(Message::Binary(bytes)) => {
@@ -117,6 +120,7 @@ fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {
                 // tungstenite has queued the reply; the next read says closed.
+                ctx.link().close_received.set(true);
             }
             Err(tungstenite::Error::Io(error))
                 if error.kind() == std::io::ErrorKind::WouldBlock =>
@@ -133,6 +137,14 @@ fn on_frames(ctx: &Rc<StreamCtx>) -> bool {
             }
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 return false
+            }
+            Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => {
+                // The client went away (a reset, an EOF) without a close
+                // frame: the connection is over, nobody is told anything
+                // (`client_disconnect`), and a resumable session is kept.
+                return false;
             }
             Err(tungstenite::Error::Protocol(error)) => {
                 // RFC 6455 says fail the connection: we say why first.
@@ -170,6 +182,7 @@ pub(super) async fn write_loop(link: Rc<Link>, mut writer: OwnedWriteHalf<TcpStr
             };
             match result {
                 Some((Ok(_), buf)) => {
+                    link.confirm_written();
                     out = buf;
                     continue;
                 }

@@ -11,6 +11,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::codec::{Codec, Frame};
+use super::conn::SessionHold;
+use super::resume::ResumeState;
 use super::transport::{Backlog, Link};
 use crate::core::{CoreContext, SessionInfo, ShardSession};
 use crate::error::WsErrorKind;
@@ -25,9 +27,11 @@ pub(super) const CLOSE_HANDSHAKE_MS: u64 = 2_000;
 /// A live session and its connection, as the core's shard holds it.
 pub struct StreamCtx {
     pub(super) core: Rc<CoreContext>,
-    pub(super) link: Rc<Link>,
+    /// The connection; a resumed session gets the new one (`resume.rs`).
+    pub(super) link: RefCell<Rc<Link>>,
     pub(super) session: RefCell<Session>,
-    pub(super) peer: SocketAddr,
+    /// The client's address (of its latest connection).
+    pub(super) peer: Cell<SocketAddr>,
     /// The state last counted in the global gauges.
     pub(super) counted_state: Cell<Option<SessionState>>,
     pub(super) retry_scheduled: Cell<bool>,
@@ -51,6 +55,19 @@ pub struct StreamCtx {
     /// or by its segment's final): its result task then drops its receiver,
     /// and the pool skips the job if it has not begun it.
     pub(super) interim_superseded: RefCell<Option<(u64, Latch)>>,
+    /// What the session holds for its whole life (shard entry, permit,
+    /// lease), given back once by [`super::conn::finish_session`].
+    pub(super) hold: RefCell<Option<SessionHold>>,
+    /// The resume token, the finals kept for a replay, and whether the
+    /// connection is gone (`resume.rs`).
+    pub(super) resume: RefCell<ResumeState>,
+}
+
+impl StreamCtx {
+    /// The session's current connection.
+    pub(super) fn link(&self) -> Rc<Link> {
+        Rc::clone(&self.link.borrow())
+    }
 }
 
 /// A core's sessions whose finals wait for room in the model queue, retried
@@ -80,13 +97,14 @@ impl ShardSession for StreamCtx {
             chunks: figures.chunks,
             segments: figures.segments,
             transcripts: figures.transcripts,
-            peer: self.peer.to_string(),
+            peer: self.peer.get().to_string(),
             node: self
                 .core
                 .shared
                 .cluster
                 .as_ref()
                 .map(|cluster| cluster.handle.node_id().to_string()),
+            detached: self.resume.borrow().is_detached(),
         }
     }
 
@@ -124,7 +142,7 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
     ctx.demand.borrow_mut().refresh_if_due(Instant::now());
     send_outputs(ctx);
     let tally = ctx.session.borrow_mut().take_tally();
-    let shed = ctx.link.shed.replace(0);
+    let shed = ctx.link().shed.replace(0);
     ctx.core.metrics.count(|c| {
         c.stream_audio_bytes += tally.audio_bytes;
         c.stream_audio_seconds += tally.audio_seconds;
@@ -146,6 +164,11 @@ pub(super) fn pump(ctx: &Rc<StreamCtx>) {
     if !ctx.session.borrow().is_backpressured() {
         ctx.unblocked.notify();
     }
+    // A detached session that ended (operator, idle sweep, shutdown) has
+    // no connection task to give its slot back.
+    if ctx.session.borrow().state() == SessionState::Closed && ctx.resume.borrow().is_detached() {
+        super::resume::end_detached(ctx);
+    }
 }
 
 pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
@@ -155,21 +178,50 @@ pub(super) fn send_outputs(ctx: &Rc<StreamCtx>) {
     let mut frames = ctx.frames.take();
     // Frames the codec queued while it handled client frames come first.
     ctx.codec.take_frames(&mut frames);
+    deliver(ctx, &mut frames, None);
     for event in events {
+        let final_of = match &event {
+            SessionEvent::Final { segment_id, .. } => Some(*segment_id),
+            _ => None,
+        };
         ctx.codec.encode(event, &mut frames);
+        deliver(ctx, &mut frames, final_of);
     }
+    ctx.frames.replace(frames);
+}
+
+/// Hand the frames of one event to the connection (`final_of`: the segment
+/// whose final they say). A resumable session also keeps its finals for a
+/// replay; a detached one keeps what it would have sent (`resume.rs`).
+fn deliver(ctx: &Rc<StreamCtx>, frames: &mut Vec<Frame>, final_of: Option<u64>) {
+    if frames.is_empty() {
+        return;
+    }
+    if ctx.resume.borrow().is_on() {
+        let kept = ctx.resume.borrow_mut().keep(frames, final_of);
+        if !kept {
+            // Detached with its bound reached: end rather than drop a final.
+            frames.clear();
+            super::resume::overflow(ctx);
+            return;
+        }
+        if ctx.resume.borrow().is_detached() {
+            frames.clear();
+            return;
+        }
+    }
+    let link = ctx.link();
     for frame in frames.drain(..) {
         match frame {
-            Frame::Text { text, sheddable } => match ctx.link.push_text(text, sheddable) {
+            Frame::Text { text, sheddable } => match link.push_tagged(text, sheddable, final_of) {
                 Backlog::Fine => {}
                 Backlog::Over(since) => schedule_slow_check(ctx, since),
                 Backlog::Overflow => close_slow_consumer(ctx),
             },
-            Frame::Close(code) => ctx.link.push_close(code),
-            Frame::CloseWithReason(code, reason) => ctx.link.push_close_with_reason(code, reason),
+            Frame::Close(code) => link.push_close(code),
+            Frame::CloseWithReason(code, reason) => link.push_close_with_reason(code, reason),
         }
     }
-    ctx.frames.replace(frames);
 }
 
 fn schedule_slow_check(ctx: &Rc<StreamCtx>, since: Instant) {
@@ -181,7 +233,7 @@ fn schedule_slow_check(ctx: &Rc<StreamCtx>, since: Instant) {
     monoio::spawn(async move {
         monoio::time::sleep_until(monoio::time::Instant::from_std(since + timeout)).await;
         ctx.slow_check_scheduled.set(false);
-        if ctx.link.still_over_since(since) {
+        if ctx.link().still_over_since(since) {
             close_slow_consumer(&ctx);
         }
     });
@@ -200,13 +252,13 @@ fn close_slow_consumer(ctx: &Rc<StreamCtx>) {
         session_id = ctx.session.borrow().id(),
         "closing a slow consumer"
     );
-    ctx.link.discard_outbound();
+    ctx.link().discard_outbound();
     ctx.session.borrow_mut().fail(
         WsErrorKind::SlowConsumer,
         "the client does not read its messages".into(),
     );
     send_outputs(ctx);
-    let link = Rc::clone(&ctx.link);
+    let link = ctx.link();
     monoio::spawn(async move {
         monoio::time::sleep(Duration::from_millis(CLOSE_HANDSHAKE_MS)).await;
         link.kill.trigger();

@@ -115,7 +115,12 @@ pub fn ws_config(message_bytes_max: usize) -> WebSocketConfig {
 /// What waits to be written.
 #[derive(Debug)]
 enum Outbound {
-    Text { json: String, sheddable: bool },
+    Text {
+        json: String,
+        sheddable: bool,
+        /// The segment whose final this is (`None`: any other message).
+        final_of: Option<u64>,
+    },
     Close(u16, &'static str),
 }
 
@@ -149,6 +154,14 @@ pub struct Link {
     pub shed: Cell<u64>,
     /// A read failed for a reason other than "need more bytes".
     read_failed: Cell<bool>,
+    /// The last final encoded for the socket, until the writer has written
+    /// it ([`Link::confirm_written`]).
+    final_encoded: Cell<Option<u64>>,
+    /// The last final whose bytes the socket took: a resumed client that
+    /// does not say which finals it has gets the ones after it again.
+    pub final_written: Cell<Option<u64>>,
+    /// The client sent a close frame: it meant to leave (no resume).
+    pub close_received: Cell<bool>,
 }
 
 impl Link {
@@ -176,6 +189,9 @@ impl Link {
             reader_done: Cell::new(false),
             shed: Cell::new(0),
             read_failed: Cell::new(false),
+            final_encoded: Cell::new(None),
+            final_written: Cell::new(None),
+            close_received: Cell::new(false),
         }
     }
 
@@ -218,8 +234,19 @@ impl Link {
 
     /// Queue a JSON text message. Returns how far behind the client is.
     pub fn push_text(&self, json: String, sheddable: bool) -> Backlog {
+        self.push_tagged(json, sheddable, None)
+    }
+
+    /// [`Link::push_text`] for a frame that carries segment `final_of`'s
+    /// final (`None`: another message), so the link knows which finals
+    /// reached the socket.
+    pub fn push_tagged(&self, json: String, sheddable: bool, final_of: Option<u64>) -> Backlog {
         let mut queue = self.outbound.borrow_mut();
-        queue.push_back(Outbound::Text { json, sheddable });
+        queue.push_back(Outbound::Text {
+            json,
+            sheddable,
+            final_of,
+        });
         self.writer_wake.notify();
         if queue.len() <= self.outbound_max {
             self.over_since.set(None);
@@ -284,7 +311,12 @@ impl Link {
             // Errors here mean the socket is already closing (our close frame
             // went out): what follows it is dropped, as RFC 6455 requires.
             let _ = match item {
-                Outbound::Text { json, .. } => ws.write(Message::text(json)),
+                Outbound::Text { json, final_of, .. } => {
+                    if final_of.is_some() {
+                        self.final_encoded.set(final_of);
+                    }
+                    ws.write(Message::text(json))
+                }
                 Outbound::Close(code, reason) => ws.close(Some(CloseFrame {
                     code: CloseCode::from(code),
                     reason: reason.into(),
@@ -295,6 +327,13 @@ impl Link {
         self.over_since.set(None);
         ws.get_mut().take_outgoing(out);
         !out.is_empty()
+    }
+
+    /// The writer wrote everything encoded so far to the socket.
+    pub fn confirm_written(&self) {
+        if let Some(segment_id) = self.final_encoded.take() {
+            self.final_written.set(Some(segment_id));
+        }
     }
 
     /// Whether tungstenite considers the connection closed on both sides.

@@ -657,3 +657,46 @@ fn nginx_balances_streams_over_two_nodes() {
         assert_eq!(end["metrics"]["audio_bytes"], pcm.len() as u64);
     }
 }
+
+/// Nodes do not proxy streams: a resume that reaches a node not owning the
+/// session is refused with `session_on_other_node`, naming the owner and
+/// its URL; the owner resumes it.
+#[test]
+fn a_resume_on_another_node_names_the_owner() {
+    let redis = RedisServer::start();
+    let a = start_node(&redis, "node-a", &["--resume-window-seconds", "60"]);
+    let b = start_node(&redis, "node-b", &["--resume-window-seconds", "60"]);
+    let mut ws = Ws::connect(&a, "");
+    let started = ws.next_json().expect("session_start");
+    let id = started["session_id"].as_str().expect("id").to_string();
+    let token = started["resume_token"].as_str().expect("token").to_string();
+    assert!(eventually(PATIENCE, || get(
+        &b,
+        &format!("/v1/sessions/{id}")
+    )
+    .status
+        == 200));
+    socket2::SockRef::from(ws.socket.get_ref())
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(ws);
+    assert!(eventually(PATIENCE, || get(
+        &a,
+        &format!("/v1/sessions/{id}")
+    )
+    .json()["detached"]
+        == true));
+    let query = format!("resume={id}&token={token}");
+    let (messages, close) = Ws::connect(&b, &query).read_to_close();
+    assert_eq!(close, Some(1008), "{messages:#?}");
+    assert_eq!(messages[0]["code"], "session_on_other_node");
+    let message = messages[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("node-a") && message.contains("http://node-a.test"),
+        "{message}"
+    );
+    let mut ws = Ws::connect(&a, &query);
+    let resumed = ws.next_json().expect("session_resumed");
+    assert_eq!(resumed["type"], "session_resumed", "{resumed}");
+    assert_eq!(resumed["session_id"], id.as_str());
+}

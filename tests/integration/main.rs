@@ -14,6 +14,8 @@
 //! - `hardening`: per-address and duration limits, CORS, write and handshake
 //!   timeouts, shutdown in the middle of many streams.
 //! - `streaming`: the WebSocket protocol, sessions, limits, operators.
+//! - `resume`: sessions that survive a dropped connection, on the same or
+//!   another core, and every refusal.
 //! - `cluster`: several servers sharing a real `redis-server`: the
 //!   cluster-wide limit, sessions listed, read and deleted from any node,
 //!   dead nodes, Redis restarts.
@@ -34,4 +36,5 @@ mod observability;
 mod openai;
 mod openai_realtime;
 mod overload;
+mod resume;
 mod streaming;
