@@ -341,4 +341,49 @@ pub struct Config {
         hide = true
     )]
     pub cluster_lease_block: usize,
+
+    /// Where the speech engine runs: `local` (this process's model workers) or `remote` (engine nodes behind Redis Streams, started with `transcription-server engine`; needs --redis-url; --model-workers then bounds the jobs this front end has outstanding).
+    #[arg(long = "engine", env = "TRANSCRIBE_ENGINE", value_enum, default_value_t = EngineMode::Local)]
+    pub engine_mode: EngineMode,
+
+    /// Engine nodes: a job pending on a consumer for longer than this many milliseconds (its node died mid-job) is claimed by another node.
+    #[arg(long, env = "TRANSCRIBE_ENGINE_CLAIM_IDLE_MS", default_value_t = 5_000)]
+    pub engine_claim_idle_ms: u64,
+
+    /// Remote engine: how long a final or batch job waits for an engine's reply before the front end answers `overloaded` (no engine node, or all stalled).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_FINAL_WAIT_MS",
+        default_value_t = 30_000
+    )]
+    pub engine_final_wait_ms: u64,
+
+    /// Remote engine: every this many milliseconds without a reply the front end checks that its job is still in its stream, and submits it again if not (Redis restarted and lost it).
+    #[arg(long, env = "TRANSCRIBE_ENGINE_RESUBMIT_MS", default_value_t = 2_000)]
+    pub engine_resubmit_ms: u64,
+
+    /// Remote engine: an interim not started within this many milliseconds is dropped by the engine node unrun.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_INTERIM_DEADLINE_MS",
+        default_value_t = 1_000
+    )]
+    pub engine_interim_deadline_ms: u64,
+
+    /// Remote engine: the approximate length each job stream is trimmed to (XADD MAXLEN ~).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_STREAM_MAXLEN",
+        default_value_t = 100_000
+    )]
+    pub engine_stream_maxlen: u64,
+}
+
+/// Where the speech engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineMode {
+    /// Model workers in this process.
+    Local,
+    /// Engine nodes reached through Redis Streams (`transcription-server engine`).
+    Remote,
 }

@@ -26,7 +26,12 @@ impl Config {
     pub fn validate(&self, cpus_available: usize) -> Result<Settings, String> {
         let cores = self.cores.unwrap_or(cpus_available.max(1));
         in_range("--cores", cores, 1..=1024)?;
-        let model_workers = self.model_workers.unwrap_or(cores);
+        // A remote engine's workers only wait on replies: the default bounds
+        // the jobs outstanding from this front end, not its CPU use.
+        let model_workers = self.model_workers.unwrap_or(match self.engine_mode {
+            super::EngineMode::Local => cores,
+            super::EngineMode::Remote => crate::engine::settings::REMOTE_WORKERS_DEFAULT,
+        });
         in_range("--model-workers", model_workers, 1..=1024)?;
         in_range(
             "--model-queue-capacity",
@@ -86,6 +91,7 @@ impl Config {
             0.0..=3600.0,
         )?;
         let cluster = self.validate_cluster()?;
+        let engine_tier = crate::engine::settings::EngineTierSettings::from_config(self)?;
         Ok(Settings {
             listen_addr: SocketAddr::new(self.host, self.port),
             cores,
@@ -111,6 +117,7 @@ impl Config {
                 sqpoll_idle_ms: self.uring_sqpoll_idle_ms,
             },
             cluster,
+            engine_tier,
         })
     }
 
