@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use clap::{Parser, ValueEnum};
 
 use crate::cluster::FailMode;
+pub use crate::engine::settings::EngineMode;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -377,13 +378,4 @@ pub struct Config {
         default_value_t = 100_000
     )]
     pub engine_stream_maxlen: u64,
-}
-
-/// Where the speech engine runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EngineMode {
-    /// Model workers in this process.
-    Local,
-    /// Engine nodes reached through Redis Streams (`transcription-server engine`).
-    Remote,
 }

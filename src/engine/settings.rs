@@ -1,9 +1,17 @@
 //! The engine tier's settings: where the engine runs, and the timings of
-//! the job streams (claiming, waiting, re-submitting, trimming).
+//! the job streams (claiming, waiting, re-submitting, trimming). The
+//! flags are validated into them in `config/validate.rs`.
 
 use std::time::Duration;
 
-use crate::config::{Config, EngineMode};
+/// Where the speech engine runs (`--engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineMode {
+    /// Model workers in this process.
+    Local,
+    /// Engine nodes reached through Redis Streams (`transcription-server engine`).
+    Remote,
+}
 
 /// The front end's model workers in remote mode when `--model-workers` is
 /// not given: each holds one job outstanding on the streams while it waits
@@ -28,59 +36,6 @@ pub struct EngineTierSettings {
 }
 
 impl EngineTierSettings {
-    /// From the flags.
-    ///
-    /// # Errors
-    /// A message naming the flag that is out of range, or `--engine remote`
-    /// without `--redis-url`.
-    pub fn from_config(config: &Config) -> Result<EngineTierSettings, String> {
-        if config.engine_mode == EngineMode::Remote && config.redis_url.is_none() {
-            return Err("--engine remote needs --redis-url (the job streams live in Redis)".into());
-        }
-        let range = |flag: &str, value: u64, min: u64, max: u64| {
-            if (min..=max).contains(&value) {
-                Ok(Duration::from_millis(value))
-            } else {
-                Err(format!("{flag} must be in {min}..={max}, got {value}"))
-            }
-        };
-        let settings = EngineTierSettings {
-            mode: config.engine_mode,
-            claim_idle: range(
-                "--engine-claim-idle-ms",
-                config.engine_claim_idle_ms,
-                50,
-                3_600_000,
-            )?,
-            final_wait: range(
-                "--engine-final-wait-ms",
-                config.engine_final_wait_ms,
-                10,
-                3_600_000,
-            )?,
-            resubmit_after: range(
-                "--engine-resubmit-ms",
-                config.engine_resubmit_ms,
-                10,
-                3_600_000,
-            )?,
-            interim_deadline: range(
-                "--engine-interim-deadline-ms",
-                config.engine_interim_deadline_ms,
-                1,
-                600_000,
-            )?,
-            stream_maxlen: config.engine_stream_maxlen,
-        };
-        if !(1_000..=100_000_000).contains(&settings.stream_maxlen) {
-            return Err(format!(
-                "--engine-stream-maxlen must be in 1000..=100000000, got {}",
-                settings.stream_maxlen
-            ));
-        }
-        Ok(settings)
-    }
-
     /// Whether the front end sends its jobs to engine nodes.
     pub fn is_remote(&self) -> bool {
         self.mode == EngineMode::Remote
