@@ -32,6 +32,9 @@
 //! - [`cluster`]: cluster mode on Redis (off unless `redis_url` is set): the
 //!   agent thread, the registry, cluster-wide admission leases and remote
 //!   deletes.
+//! - [`engine`]: the engine tier on Redis Streams: the engine node
+//!   (`transcription-server engine`) and the remote [`model::SpeechModel`]
+//!   a front end runs with `--engine remote`.
 //! - [`config`] and `limits`: every setting and every bound, validated once
 //!   at start-up; [`error`]: the one mapping from error kinds to HTTP status
 //!   codes and close codes; [`subtitles`]: SRT and WebVTT (the server's and
@@ -61,6 +64,8 @@ pub mod model;
 pub(crate) mod metrics;
 
 pub mod cluster;
+
+pub mod engine;
 
 pub mod config;
 pub mod error;

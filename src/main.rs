@@ -13,7 +13,24 @@ use transcription_service::config::{Config, LogFormat, Settings};
 use transcription_service::server::Server;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    // `transcription-server engine …`: an engine node of the engine tier
+    // (src/engine/node.rs), with the same flags as the server.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let engine_node = args.get(1).is_some_and(|arg| arg == "engine");
+    if engine_node {
+        args.remove(1);
+    }
+    let mut config = Config::parse_from(args);
+    if engine_node && config.node_id.is_none() {
+        // Many engine nodes share a host: the default id must not be
+        // hostname:port.
+        config.node_id = Some(format!(
+            "engine-{}-{}",
+            transcription_service::cluster::default_node_id(0).trim_end_matches(":0"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+    }
+    let config = config;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let settings = match config.validate(cpus) {
         Ok(settings) => settings,
@@ -25,6 +42,16 @@ fn main() -> ExitCode {
     if let Err(message) = init_logging(&settings) {
         eprintln!("transcription-server: {message}");
         return ExitCode::from(2);
+    }
+    if engine_node {
+        return match run_engine(&settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                eprintln!("transcription-server engine: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +101,25 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     server.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// An engine node until SIGTERM/SIGINT: it then finishes the jobs it
+/// holds and leaves the registry. A second signal exits at once.
+fn run_engine(settings: &Settings) -> anyhow::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = std::sync::Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let mut received = signals.forever();
+        if received.next().is_some() {
+            stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(signal) = received.next() {
+            eprintln!("transcription-server engine: second signal {signal}: exiting now");
+            std::process::exit(130);
+        }
+    });
+    transcription_service::engine::node::run(settings, stop)
 }
 
 fn init_logging(settings: &Settings) -> Result<(), String> {

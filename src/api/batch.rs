@@ -416,6 +416,8 @@ pub async fn run_batch_each(
                     ApiError::new(ErrorKind::InvalidAudio, message)
                 }
                 EngineError::Failed(message) => ApiError::new(ErrorKind::Internal, message),
+                EngineError::Unavailable(message) => ApiError::new(ErrorKind::Overloaded, message)
+                    .retry_after(crate::engine::remote::RETRY_AFTER_S),
             }
         })?;
         if group.len() == 1 {

@@ -30,5 +30,8 @@ pub fn prometheus(core: &CoreContext) -> Response {
             .map(|admission| admission.snapshot());
         prometheus::render_cluster(&mut text, &cluster.handle.stats(), leases);
     }
+    if let Some(remote) = &shared.engine_tier {
+        remote.render_prometheus(&mut text);
+    }
     Response::with_body(200, CONTENT_TYPE, text.into_bytes())
 }

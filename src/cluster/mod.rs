@@ -124,8 +124,8 @@ pub use agent::{ClusterAgent, StartError};
 pub use handle::{ClusterHandle, ClusterReply, ClusterStats, RemoteCommand, RemoteReply};
 pub use keys::Keys;
 pub use record::{
-    merge_metrics, ClusterError, ClusterMetrics, DeleteOutcome, InboxMessage, NodeMetrics,
-    NodeRecord, SessionRecord,
+    merge_metrics, ClusterError, ClusterMetrics, DeleteOutcome, EngineNodeFigures, InboxMessage,
+    NodeMetrics, NodeRecord, SessionRecord,
 };
 pub use settings::{
     default_advertise_url, default_node_id, ClusterSettings, FailMode, SettingsError,

@@ -115,7 +115,7 @@ impl SessionRecord {
 }
 
 /// One node, as `GET /v1/cluster/nodes` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeRecord {
     pub node_id: String,
     /// The node's advertised URL.
@@ -126,6 +126,25 @@ pub struct NodeRecord {
     pub active_sessions: u64,
     /// RFC 3339 UTC.
     pub last_heartbeat_at: String,
+    /// `frontend` (holds connections and sessions) or `engine` (an engine
+    /// node of the engine tier: `transcription-server engine`).
+    pub role: String,
+    /// An engine node's figures; absent for front ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineNodeFigures>,
+}
+
+/// What an engine node reports about itself in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineNodeFigures {
+    pub model: String,
+    pub workers: u64,
+    pub in_flight: u64,
+    pub jobs_done: u64,
+    pub jobs_claimed: u64,
+    pub interims_dropped: u64,
+    /// Model time per second of audio over the jobs done.
+    pub rtf: f64,
 }
 
 /// The figures one node published.

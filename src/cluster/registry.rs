@@ -11,7 +11,9 @@ use redis::{Connection, RedisResult};
 use serde_json::Value;
 
 use super::keys::Keys;
-use super::record::{rfc3339_from_unix_ms, NodeMetrics, NodeRecord, SessionRecord};
+use super::record::{
+    rfc3339_from_unix_ms, EngineNodeFigures, NodeMetrics, NodeRecord, SessionRecord,
+};
 
 /// This node's own fields, written with every flush and heartbeat.
 #[derive(Debug)]
@@ -277,12 +279,31 @@ pub(crate) fn node_record(
     };
     let heartbeat_ms = number("heartbeat_ms");
     let fresh = now_ms.saturating_sub(heartbeat_ms) <= healthy_age_ms;
+    let role = fields
+        .get("role")
+        .cloned()
+        .unwrap_or_else(|| "frontend".to_string());
+    let engine = (role == "engine").then(|| EngineNodeFigures {
+        model: fields.get("model").cloned().unwrap_or_default(),
+        workers: number("workers"),
+        in_flight: number("in_flight"),
+        jobs_done: number("jobs_done"),
+        jobs_claimed: number("jobs_claimed"),
+        interims_dropped: number("interims_dropped"),
+        rtf: fields
+            .get("rtf")
+            .and_then(|value| value.parse().ok())
+            .filter(|rtf: &f64| rtf.is_finite())
+            .unwrap_or(0.0),
+    });
     NodeRecord {
         node_id: node_id.to_string(),
         url: fields.get("url").cloned().unwrap_or_default(),
         healthy: fresh && fields.get("healthy").map(String::as_str) == Some("1"),
         active_sessions: number("active_sessions"),
         last_heartbeat_at: rfc3339_from_unix_ms(heartbeat_ms),
+        role,
+        engine,
     }
 }
 

@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use clap::{Parser, ValueEnum};
 
 use crate::cluster::FailMode;
+pub use crate::engine::settings::EngineMode;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -345,4 +346,40 @@ pub struct Config {
     /// Seconds a native streaming session is kept after its connection drops without an `end` or a close frame, so the client can resume it with `?resume=<session_id>&token=<token>` [default: 0, off; session_start then carries no token].
     #[arg(long, env = "TRANSCRIBE_RESUME_WINDOW_SECONDS", default_value_t = 0.0)]
     pub resume_window_seconds: f64,
+
+    /// Where the speech engine runs: `local` (this process's model workers) or `remote` (engine nodes behind Redis Streams, started with `transcription-server engine`; needs --redis-url; --model-workers then bounds the jobs this front end has outstanding).
+    #[arg(long = "engine", env = "TRANSCRIBE_ENGINE", value_enum, default_value_t = EngineMode::Local)]
+    pub engine_mode: EngineMode,
+
+    /// Engine nodes: a job pending on a consumer for longer than this many milliseconds (its node died mid-job) is claimed by another node.
+    #[arg(long, env = "TRANSCRIBE_ENGINE_CLAIM_IDLE_MS", default_value_t = 5_000)]
+    pub engine_claim_idle_ms: u64,
+
+    /// Remote engine: how long a final or batch job waits for an engine's reply before the front end answers `overloaded` (no engine node, or all stalled).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_FINAL_WAIT_MS",
+        default_value_t = 30_000
+    )]
+    pub engine_final_wait_ms: u64,
+
+    /// Remote engine: every this many milliseconds without a reply the front end checks that its job is still in its stream, and submits it again if not (Redis restarted and lost it).
+    #[arg(long, env = "TRANSCRIBE_ENGINE_RESUBMIT_MS", default_value_t = 2_000)]
+    pub engine_resubmit_ms: u64,
+
+    /// Remote engine: an interim not started within this many milliseconds is dropped by the engine node unrun.
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_INTERIM_DEADLINE_MS",
+        default_value_t = 1_000
+    )]
+    pub engine_interim_deadline_ms: u64,
+
+    /// Remote engine: the approximate length each job stream is trimmed to (XADD MAXLEN ~).
+    #[arg(
+        long,
+        env = "TRANSCRIBE_ENGINE_STREAM_MAXLEN",
+        default_value_t = 100_000
+    )]
+    pub engine_stream_maxlen: u64,
 }

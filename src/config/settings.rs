@@ -29,6 +29,8 @@ pub struct Settings {
     pub uring: UringSettings,
     /// Cluster mode; `None` (no `redis_url`) is a single node.
     pub cluster: Option<ClusterSettings>,
+    /// The engine tier (`--engine remote`, `transcription-server engine`).
+    pub engine_tier: crate::engine::settings::EngineTierSettings,
 }
 
 /// What the HTTP connection loop and the handlers read: limits, timeouts,

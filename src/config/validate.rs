@@ -15,6 +15,7 @@ use super::{
     DEFAULT_WHISPER_MODEL_PATH,
 };
 use crate::cluster::ClusterSettings;
+use crate::engine::settings::{EngineMode, EngineTierSettings};
 use crate::model::capacity::AdmissionSettings;
 
 impl Config {
@@ -26,7 +27,12 @@ impl Config {
     pub fn validate(&self, cpus_available: usize) -> Result<Settings, String> {
         let cores = self.cores.unwrap_or(cpus_available.max(1));
         in_range("--cores", cores, 1..=1024)?;
-        let model_workers = self.model_workers.unwrap_or(cores);
+        // A remote engine's workers only wait on replies: the default bounds
+        // the jobs outstanding from this front end, not its CPU use.
+        let model_workers = self.model_workers.unwrap_or(match self.engine_mode {
+            EngineMode::Local => cores,
+            EngineMode::Remote => crate::engine::settings::REMOTE_WORKERS_DEFAULT,
+        });
         in_range("--model-workers", model_workers, 1..=1024)?;
         in_range(
             "--model-queue-capacity",
@@ -86,6 +92,7 @@ impl Config {
             0.0..=3600.0,
         )?;
         let cluster = self.validate_cluster()?;
+        let engine_tier = self.validate_engine_tier()?;
         Ok(Settings {
             listen_addr: SocketAddr::new(self.host, self.port),
             cores,
@@ -114,6 +121,7 @@ impl Config {
                 sqpoll_idle_ms: self.uring_sqpoll_idle_ms,
             },
             cluster,
+            engine_tier,
         })
     }
 
@@ -263,6 +271,46 @@ impl Config {
             path,
             threads,
             live_min_audio_ctx: self.whisper_live_context,
+        })
+    }
+
+    /// The engine tier: where the engine runs and the job streams' timings.
+    fn validate_engine_tier(&self) -> Result<EngineTierSettings, String> {
+        check(
+            self.engine_mode == EngineMode::Local || self.redis_url.is_some(),
+            "--engine remote needs --redis-url (the job streams live in Redis)",
+        )?;
+        let millis = |flag: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+            in_range(flag, value, range).map(|()| Duration::from_millis(value))
+        };
+        in_range(
+            "--engine-stream-maxlen",
+            self.engine_stream_maxlen,
+            1_000..=100_000_000,
+        )?;
+        Ok(EngineTierSettings {
+            mode: self.engine_mode,
+            claim_idle: millis(
+                "--engine-claim-idle-ms",
+                self.engine_claim_idle_ms,
+                50..=3_600_000,
+            )?,
+            final_wait: millis(
+                "--engine-final-wait-ms",
+                self.engine_final_wait_ms,
+                10..=3_600_000,
+            )?,
+            resubmit_after: millis(
+                "--engine-resubmit-ms",
+                self.engine_resubmit_ms,
+                10..=3_600_000,
+            )?,
+            interim_deadline: millis(
+                "--engine-interim-deadline-ms",
+                self.engine_interim_deadline_ms,
+                1..=600_000,
+            )?,
+            stream_maxlen: self.engine_stream_maxlen,
         })
     }
 
@@ -518,6 +566,32 @@ mod tests {
             .validate(2)
             .expect("valid");
         assert_eq!(any.http.cors.allow("https://whoever.example"), Some("*"));
+    }
+
+    #[test]
+    fn a_remote_engine_needs_redis_and_defaults_to_64_waiting_workers() {
+        let local = parse(&[]).validate(2).expect("defaults are valid");
+        assert!(!local.engine_tier.is_remote());
+        assert_eq!(local.model.workers, 2);
+        let error = parse(&["--engine", "remote"]).validate(2).unwrap_err();
+        assert!(
+            error.contains("--engine remote needs --redis-url"),
+            "{error}"
+        );
+        let remote = parse(&[
+            "--engine",
+            "remote",
+            "--redis-url",
+            "redis://127.0.0.1:6379/0",
+        ])
+        .validate(2)
+        .expect("valid");
+        assert!(remote.engine_tier.is_remote());
+        assert_eq!(remote.model.workers, 64);
+        let error = parse(&["--engine-claim-idle-ms", "10"])
+            .validate(2)
+            .unwrap_err();
+        assert!(error.contains("--engine-claim-idle-ms"), "{error}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct ServerShared {
     pub metrics: MetricsHandle,
     /// The cluster agent's handles; `None` on a single node (no `redis_url`).
     pub cluster: Option<ClusterShared>,
+    /// The remote engine (`--engine remote`), for its metrics.
+    pub engine_tier: Option<Arc<crate::engine::remote::RemoteEngine>>,
 }
 
 impl ServerShared {

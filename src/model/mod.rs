@@ -94,6 +94,9 @@ pub enum EngineError {
     InvalidAudio(String),
     /// The engine failed (or panicked) on this job.
     Failed(String),
+    /// No engine could take the job in time (a remote engine tier with no
+    /// live engine node): answered `overloaded` with a `Retry-After`.
+    Unavailable(String),
 }
 
 impl fmt::Display for EngineError {
@@ -101,6 +104,7 @@ impl fmt::Display for EngineError {
         match self {
             EngineError::InvalidAudio(message) => write!(f, "invalid audio: {message}"),
             EngineError::Failed(message) => write!(f, "engine failed: {message}"),
+            EngineError::Unavailable(message) => write!(f, "no engine available: {message}"),
         }
     }
 }

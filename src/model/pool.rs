@@ -314,9 +314,9 @@ impl ModelPool {
                         Err(error) => tracing::error!(%error, "the model failed to load"),
                     }
                     loaded.set_model(model.map_err(|error| match error {
-                        EngineError::Failed(message) | EngineError::InvalidAudio(message) => {
-                            message
-                        }
+                        EngineError::Failed(message)
+                        | EngineError::InvalidAudio(message)
+                        | EngineError::Unavailable(message) => message,
                     }));
                 })?,
         );

@@ -58,6 +58,8 @@ pub struct Server {
     /// The agent and the thread that forwards its remote commands (cluster
     /// mode only).
     cluster: Option<(ClusterAgent, JoinHandle<()>)>,
+    /// The remote engine and its reply thread (`--engine remote` only).
+    remote: Option<(Arc<crate::engine::remote::RemoteEngine>, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -68,17 +70,42 @@ impl Server {
     /// cannot be started. Anything already started is stopped again.
     pub fn start(settings: Settings) -> anyhow::Result<Server> {
         let local_addr = probe_bind(settings.listen_addr)?;
+        // With `--engine remote` the pool's workers hand their jobs to the
+        // engine nodes (src/engine/remote.rs); admission by capacity is off,
+        // since this node's workers only wait.
+        let remote = if settings.engine_tier.is_remote() {
+            Some(crate::engine::remote::RemoteEngine::start(
+                &settings.engine_tier,
+                settings.cluster.as_ref(),
+            )?)
+        } else {
+            None
+        };
+        let (loader, load) = match &remote {
+            Some((engine, _)) => (
+                engine.loader(),
+                EngineLoad::new(
+                    settings.model.workers,
+                    None,
+                    crate::model::capacity::AdmissionSettings::OFF,
+                ),
+            ),
+            None => (
+                crate::model::loader(&settings.model),
+                engine_load(&settings.model),
+            ),
+        };
         // A real model loads in the background while the server answers
         // (`/v1/ready` says `model_loading`); the mock is ready at once
         // unless a test makes it slow.
         let pool = ModelPool::start_admitting(
-            crate::model::loader(&settings.model),
+            loader,
             settings.model.workers,
             settings.model.queue_capacity,
-            Arc::new(engine_load(&settings.model)),
+            Arc::new(load),
         )?;
-        let instant =
-            settings.model.model == ModelChoice::Mock && settings.model.mock_load.is_zero();
+        let instant = remote.is_some()
+            || (settings.model.model == ModelChoice::Mock && settings.model.mock_load.is_zero());
         if instant && pool.wait_loaded() != ModelState::Ready {
             let error = pool.to_pool().load_error().unwrap_or_default();
             pool.join();
@@ -129,6 +156,7 @@ impl Server {
             core_inboxes,
             metrics: aggregator.handle(),
             cluster: cluster_shared,
+            engine_tier: remote.as_ref().map(|(engine, _)| Arc::clone(engine)),
             settings,
         });
         let mut server = Server {
@@ -138,6 +166,7 @@ impl Server {
             pool,
             aggregator,
             cluster: agent.zip(forwarder),
+            remote,
         };
         match server.start_cores(inbox_receivers) {
             Ok(()) => Ok(server),
@@ -238,6 +267,7 @@ impl Server {
             pool,
             aggregator,
             cluster,
+            remote,
             ..
         } = self;
         shared.draining.store(true, Ordering::Release);
@@ -268,7 +298,16 @@ impl Server {
         }
         // The cores' clones are gone; dropping ours closes the pool's queue.
         drop(shared);
+        if let Some((engine, _)) = &remote {
+            // Jobs still waiting give up at once: their sessions are gone.
+            engine.stop();
+        }
         pool.join();
+        if let Some((_, replies)) = remote {
+            if replies.join().is_err() {
+                tracing::error!("the engine-replies thread panicked");
+            }
+        }
         aggregator.join();
         if let Some((agent, forwarder)) = cluster {
             // Removes the node, its sessions and its leases from Redis, and

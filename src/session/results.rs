@@ -177,6 +177,13 @@ impl Session {
                     .collect(),
                 end,
             },
+            Err(EngineError::Unavailable(message)) => SessionEvent::Error {
+                kind: WsErrorKind::Overloaded,
+                message: format!(
+                    "segment {segment_id} could not be transcribed: no engine available: {message}"
+                ),
+                retry_after_s: Some(crate::engine::remote::RETRY_AFTER_S),
+            },
             Err(error) => SessionEvent::Error {
                 kind: WsErrorKind::Internal,
                 message: format!("segment {segment_id} could not be transcribed: {error}"),
