@@ -87,8 +87,10 @@ pub struct ResumeState {
 
 /// A session whose connection is gone.
 struct Detached {
-    /// The last final the old socket took (replayed after, by default).
-    final_written: Option<u64>,
+    /// The old connection: the last final its socket took is where the
+    /// replay starts by default. Read when the client resumes, since its
+    /// writer may still flush what was queued (on a half-closed socket).
+    old_link: Option<Rc<Link>>,
     /// Fires when a client resumes it (the expiry timer stops).
     resumed: Latch,
 }
@@ -336,7 +338,7 @@ pub(super) fn detach(ctx: &Rc<StreamCtx>) {
     };
     let resumed = Latch::default();
     ctx.resume.borrow_mut().detached = Some(Detached {
-        final_written: ctx.link().final_written.get(),
+        old_link: Some(ctx.link()),
         resumed: resumed.clone(),
     });
     ctx.core.metrics.count(|c| c.session_detaches += 1);
@@ -619,7 +621,11 @@ fn attach(
         let Some(detached) = &resume.detached else {
             return Err(ResumeRefusal::Attached);
         };
-        let after = request.last_segment_id.unwrap_or(detached.final_written);
+        let final_written = detached
+            .old_link
+            .as_ref()
+            .and_then(|link| link.final_written.get());
+        let after = request.last_segment_id.unwrap_or(final_written);
         resume.replay(after).ok_or_else(|| {
             ResumeRefusal::Gap(format!(
                 "the finals after segment {after:?} are no longer kept (only the last {RESUME_FINALS_KEPT} are)"
@@ -773,7 +779,7 @@ mod tests {
             assert!(state.keep(&[text("speech_start", false)], None));
         }
         state.detached = Some(Detached {
-            final_written: Some(0),
+            old_link: None,
             resumed: Latch::default(),
         });
         // While detached: an error is kept, an interim is not.
@@ -810,7 +816,7 @@ mod tests {
             RESUME_FINALS_KEPT
         );
         state.detached = Some(Detached {
-            final_written: None,
+            old_link: None,
             resumed: Latch::default(),
         });
         let room = RESUME_DETACHED_MESSAGES_MAX - RESUME_FINALS_KEPT;
