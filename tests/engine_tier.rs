@@ -29,7 +29,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use cluster_support::RedisServer;
-use support::{eventually, fixture, fixture_pcm, get, metric, post, Hold, Server, Ws};
+#[cfg(feature = "fault-injection")]
+use support::Hold;
+use support::{eventually, fixture, fixture_pcm, get, metric, post, Server, Ws};
 
 /// How long a test waits for something that should happen "soon".
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -392,15 +394,19 @@ fn batch_through_a_remote_engine_gives_the_local_text() {
 }
 
 /// Audio of `seconds` of the 16 kHz PCM16 fixture.
+#[cfg(feature = "fault-injection")]
 fn first_seconds(pcm: &[u8], seconds: f64) -> &[u8] {
     let bytes = ((seconds * 16_000.0) as usize * 2).min(pcm.len());
     &pcm[..bytes]
 }
 
+#[cfg(feature = "fault-injection")]
 fn outstanding(server: &Server) -> f64 {
     metric(server, "transcribe_engine_remote_outstanding", &[]).unwrap_or(0.0)
 }
 
+/// Needs the `fault-injection` build: the mock holds jobs in `xx-hold`.
+#[cfg(feature = "fault-injection")]
 #[test]
 fn an_interim_superseded_while_it_waits_is_withdrawn_not_computed() {
     let pcm = fixture_pcm("two_utterances.wav");
