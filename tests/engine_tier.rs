@@ -11,6 +11,7 @@
 //! - `a_redis_restart_mid_stream_resubmits_the_lost_jobs`
 //! - `batch_through_a_remote_engine_gives_the_local_text`
 //! - `an_interim_superseded_while_it_waits_is_withdrawn_not_computed`
+//! - `interims_are_shed_cluster_wide_while_finals_wait_in_the_streams`
 
 #[path = "integration/support.rs"]
 mod support;
@@ -453,6 +454,77 @@ fn an_interim_superseded_while_it_waits_is_withdrawn_not_computed() {
         .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
         .count();
     assert_eq!(a_finals, 1, "{a_messages:#?}");
+    let (b_messages, _) = b.read_to_close();
+    let b_finals: Vec<(u64, String)> = b_messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .map(|m| {
+            (
+                m["segment_id"].as_u64().expect("segment_id"),
+                m["text"].as_str().expect("text").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(b_finals, expected, "{b_messages:#?}");
+}
+
+/// Needs the `fault-injection` build: the mock holds jobs in `xx-hold`.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn interims_are_shed_cluster_wide_while_finals_wait_in_the_streams() {
+    let pcm = fixture_pcm("two_utterances.wav");
+    let expected = local_finals(&pcm);
+    let redis = RedisServer::start();
+    let server = front_end(&redis, &[]);
+    let hold = Hold::new("engine-tier-shed");
+    let _engine =
+        EngineNode::start_with_env(&redis, "engine-a", &["--model-workers", "1"], &[hold.env()]);
+    assert!(eventually(PATIENCE, || engines_live(&server) == 1.0));
+    // Stream A's first final holds the only worker; its second (flushed by
+    // `end`) waits undelivered in the finals stream.
+    let mut a = Ws::connect(&server, "language=xx-hold&interim_results=false");
+    assert_eq!(
+        a.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+    a.stream_audio(&pcm, FRAME_BYTES);
+    a.send_text(r#"{"type":"end"}"#);
+    assert!(eventually(PATIENCE, || metric(
+        &server,
+        "transcribe_engine_remote_backlog",
+        &[]
+    ) >= Some(1.0)));
+    // Stream B's interims are shed at the front end, never submitted.
+    let mut b = Ws::connect(&server, "interim_results=true");
+    assert_eq!(
+        b.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+    b.stream_audio(first_seconds(&pcm, 1.0), FRAME_BYTES);
+    assert!(
+        eventually(PATIENCE, || metric(
+            &server,
+            "transcribe_engine_remote_interims_shed_total",
+            &[]
+        ) >= Some(1.0)),
+        "no interim was shed"
+    );
+    let mut connection = redis.connection();
+    let interims_queued: usize = redis::cmd("XLEN")
+        .arg("ts:engine:jobs:interim")
+        .query(&mut connection)
+        .expect("XLEN");
+    assert_eq!(interims_queued, 0, "a shed interim reached its stream");
+    // Released, both streams get every final.
+    hold.release();
+    b.stream_audio(&pcm[first_seconds(&pcm, 1.0).len()..], FRAME_BYTES);
+    b.send_text(r#"{"type":"end"}"#);
+    let (a_messages, _) = a.read_to_close();
+    let a_finals = a_messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .count();
+    assert_eq!(a_finals, expected.len(), "{a_messages:#?}");
     let (b_messages, _) = b.read_to_close();
     let b_finals: Vec<(u64, String)> = b_messages
         .iter()
