@@ -10,6 +10,8 @@
 //! - `without_engine_nodes_work_is_refused_as_documented_then_recovers`
 //! - `a_redis_restart_mid_stream_resubmits_the_lost_jobs`
 //! - `batch_through_a_remote_engine_gives_the_local_text`
+//! - `an_interim_superseded_while_it_waits_is_withdrawn_not_computed`
+//! - `interims_are_shed_cluster_wide_while_finals_wait_in_the_streams`
 
 #[path = "integration/support.rs"]
 mod support;
@@ -28,6 +30,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use cluster_support::RedisServer;
+#[cfg(feature = "fault-injection")]
+use support::Hold;
 use support::{eventually, fixture, fixture_pcm, get, metric, post, Server, Ws};
 
 /// How long a test waits for something that should happen "soon".
@@ -45,13 +49,31 @@ impl EngineNode {
     /// Start `transcription-server engine` on `redis` and wait until its
     /// workers have joined the group.
     fn start(redis: &RedisServer, node_id: &str, extra: &[&str]) -> EngineNode {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_transcription-server"))
+        EngineNode::start_with_env(redis, node_id, extra, &[])
+    }
+
+    fn start_with_env(
+        redis: &RedisServer,
+        node_id: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> EngineNode {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_transcription-server"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .arg("engine")
             .args(["--redis-url", &redis.url(), "--node-id", node_id])
-            .args(["--model-workers", "2", "--log-level", "warn"])
+            .args(["--log-level", "warn"])
             .args(["--cluster-heartbeat-ms", "100", "--cluster-ttl-ms", "1000"])
             .args(["--engine-claim-idle-ms", "500"])
             .args(extra)
+            .args(if extra.contains(&"--model-workers") {
+                &[][..]
+            } else {
+                &["--model-workers", "2"][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -370,4 +392,149 @@ fn batch_through_a_remote_engine_gives_the_local_text() {
     assert_eq!(remote["text"], expected["text"]);
     assert_eq!(remote["segments"], expected["segments"]);
     assert!(metric(&server, "transcribe_engine_remote_replies_total", &[]) >= Some(1.0));
+}
+
+/// Audio of `seconds` of the 16 kHz PCM16 fixture.
+#[cfg(feature = "fault-injection")]
+fn first_seconds(pcm: &[u8], seconds: f64) -> &[u8] {
+    let bytes = ((seconds * 16_000.0) as usize * 2).min(pcm.len());
+    &pcm[..bytes]
+}
+
+#[cfg(feature = "fault-injection")]
+fn outstanding(server: &Server) -> f64 {
+    metric(server, "transcribe_engine_remote_outstanding", &[]).unwrap_or(0.0)
+}
+
+/// Needs the `fault-injection` build: the mock holds jobs in `xx-hold`.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_interim_superseded_while_it_waits_is_withdrawn_not_computed() {
+    let pcm = fixture_pcm("two_utterances.wav");
+    let expected = local_finals(&pcm);
+    let redis = RedisServer::start();
+    let server = front_end(&redis, &[]);
+    let hold = Hold::new("engine-tier");
+    let _engine =
+        EngineNode::start_with_env(&redis, "engine-a", &["--model-workers", "1"], &[hold.env()]);
+    assert!(eventually(PATIENCE, || engines_live(&server) == 1.0));
+    // Stream A's first final holds the only engine worker.
+    let mut a = Ws::connect(&server, "language=xx-hold&interim_results=false");
+    assert_eq!(
+        a.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+    a.stream_audio(first_seconds(&pcm, 2.5), FRAME_BYTES);
+    assert!(eventually(PATIENCE, || pending_of(&redis, "engine-a") == 1));
+    // Stream B's first interim waits in its stream behind it...
+    let mut b = Ws::connect(&server, "interim_results=true");
+    assert_eq!(
+        b.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+    let head = first_seconds(&pcm, 1.0);
+    b.stream_audio(head, FRAME_BYTES);
+    assert!(eventually(PATIENCE, || outstanding(&server) >= 2.0));
+    // ...until B's final of that segment supersedes it: withdrawn.
+    b.stream_audio(&pcm[head.len()..], FRAME_BYTES);
+    b.send_text(r#"{"type":"end"}"#);
+    assert!(
+        eventually(PATIENCE, || metric(
+            &server,
+            "transcribe_engine_remote_cancelled_total",
+            &[]
+        ) >= Some(1.0)),
+        "the superseded interim was not withdrawn"
+    );
+    hold.release();
+    a.send_text(r#"{"type":"end"}"#);
+    let (a_messages, _) = a.read_to_close();
+    let a_finals = a_messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .count();
+    assert_eq!(a_finals, 1, "{a_messages:#?}");
+    let (b_messages, _) = b.read_to_close();
+    let b_finals: Vec<(u64, String)> = b_messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .map(|m| {
+            (
+                m["segment_id"].as_u64().expect("segment_id"),
+                m["text"].as_str().expect("text").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(b_finals, expected, "{b_messages:#?}");
+}
+
+/// Needs the `fault-injection` build: the mock holds jobs in `xx-hold`.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn interims_are_shed_cluster_wide_while_finals_wait_in_the_streams() {
+    let pcm = fixture_pcm("two_utterances.wav");
+    let expected = local_finals(&pcm);
+    let redis = RedisServer::start();
+    let server = front_end(&redis, &[]);
+    let hold = Hold::new("engine-tier-shed");
+    let _engine =
+        EngineNode::start_with_env(&redis, "engine-a", &["--model-workers", "1"], &[hold.env()]);
+    assert!(eventually(PATIENCE, || engines_live(&server) == 1.0));
+    // Stream A's first final holds the only worker; its second (flushed by
+    // `end`) waits undelivered in the finals stream.
+    let mut a = Ws::connect(&server, "language=xx-hold&interim_results=false");
+    assert_eq!(
+        a.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+    a.stream_audio(&pcm, FRAME_BYTES);
+    a.send_text(r#"{"type":"end"}"#);
+    assert!(eventually(PATIENCE, || metric(
+        &server,
+        "transcribe_engine_remote_backlog",
+        &[]
+    ) >= Some(1.0)));
+    // Stream B's interims are shed at the front end, never submitted.
+    let mut b = Ws::connect(&server, "interim_results=true");
+    assert_eq!(
+        b.next_json().expect("session_start")["type"],
+        "session_start"
+    );
+    b.stream_audio(first_seconds(&pcm, 1.0), FRAME_BYTES);
+    assert!(
+        eventually(PATIENCE, || metric(
+            &server,
+            "transcribe_engine_remote_interims_shed_total",
+            &[]
+        ) >= Some(1.0)),
+        "no interim was shed"
+    );
+    let mut connection = redis.connection();
+    let interims_queued: usize = redis::cmd("XLEN")
+        .arg("ts:engine:jobs:interim")
+        .query(&mut connection)
+        .expect("XLEN");
+    assert_eq!(interims_queued, 0, "a shed interim reached its stream");
+    // Released, both streams get every final.
+    hold.release();
+    b.stream_audio(&pcm[first_seconds(&pcm, 1.0).len()..], FRAME_BYTES);
+    b.send_text(r#"{"type":"end"}"#);
+    let (a_messages, _) = a.read_to_close();
+    let a_finals = a_messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .count();
+    assert_eq!(a_finals, expected.len(), "{a_messages:#?}");
+    let (b_messages, _) = b.read_to_close();
+    let b_finals: Vec<(u64, String)> = b_messages
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["is_final"] == true)
+        .map(|m| {
+            (
+                m["segment_id"].as_u64().expect("segment_id"),
+                m["text"].as_str().expect("text").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(b_finals, expected, "{b_messages:#?}");
 }

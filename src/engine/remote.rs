@@ -20,6 +20,12 @@
 //!   answered [`EngineError::Unavailable`] (`overloaded`, with a
 //!   `Retry-After`). With no live engine node a batch job and an interim are
 //!   refused at once; a final waits (the node may be restarting).
+//! - **Superseded interims.** The pool tells a waiting worker when nobody
+//!   waits for its job any more ([`ModelWorker::transcribe_cancellable`]):
+//!   an interim whose final has gone out, or any job of a session that
+//!   ended. The worker then deletes the job from its stream (an engine node
+//!   never sees it) and, for an interim, sets a superseded marker the
+//!   engine nodes check before they compute one they already took.
 //! - **Backpressure.** The same thread samples, every 100 ms, the number of
 //!   live engine nodes and the finals and batch windows waiting undelivered
 //!   in the streams; while as many wait as there are engine nodes, interims
@@ -70,6 +76,7 @@ pub struct RemoteStats {
     pub refused_no_engine: AtomicU64,
     pub interims_shed: AtomicU64,
     pub interims_dropped: AtomicU64,
+    pub cancelled: AtomicU64,
     pub redis_errors: AtomicU64,
     pub engines_live: AtomicUsize,
     pub backlog: AtomicUsize,
@@ -309,7 +316,7 @@ impl RemoteEngine {
     /// Append the `/metrics` lines of the remote engine.
     pub fn render_prometheus(&self, text: &mut String) {
         let stats = &self.stats;
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             ("transcribe_engine_remote_jobs_submitted_total", "Jobs put on the engine streams (re-submissions included).", &stats.jobs_submitted),
             ("transcribe_engine_remote_replies_total", "Replies handed to a waiting job.", &stats.replies),
             ("transcribe_engine_remote_duplicate_replies_total", "Replies for a job already answered or given up (computed twice: claimed or re-submitted); dropped.", &stats.duplicate_replies),
@@ -318,6 +325,7 @@ impl RemoteEngine {
             ("transcribe_engine_remote_refused_no_engine_total", "Batch jobs and interims refused at once because no engine node was live.", &stats.refused_no_engine),
             ("transcribe_engine_remote_interims_shed_total", "Interims not submitted because finals waited in the streams.", &stats.interims_shed),
             ("transcribe_engine_remote_interims_dropped_total", "Interims an engine node dropped unrun (deadline passed or superseded).", &stats.interims_dropped),
+            ("transcribe_engine_remote_cancelled_total", "Jobs withdrawn from their stream because the session moved on (a superseded interim, also marked for the engine nodes) or left.", &stats.cancelled),
             ("transcribe_engine_remote_redis_errors_total", "Failed Redis calls of the remote engine (each followed by a reconnect).", &stats.redis_errors),
             ("transcribe_engine_remote_round_trip_microseconds_total", "Sum of job round trips (submit to reply), for the mean with replies_total.", &stats.round_trip_us),
         ];
@@ -382,6 +390,19 @@ impl SpeechModel for RemoteModel {
 struct RemoteWorker {
     engine: Arc<RemoteEngine>,
     connection: Option<Connection>,
+}
+
+/// How long a waiting job goes between looks at whether its submitter
+/// still waits: an interim is superseded within this of its final.
+const CANCEL_POLL_INTERIM: Duration = Duration::from_millis(20);
+const CANCEL_POLL_FINAL: Duration = Duration::from_millis(100);
+
+/// How a wait for a reply ended.
+enum Waited {
+    Reply(WireReply),
+    TimedOut,
+    /// The submitter stopped waiting (interim superseded, session gone).
+    Cancelled,
 }
 
 /// A job on its way: its wire form, the entry it is under, its waiter.
@@ -476,6 +497,22 @@ impl RemoteWorker {
         .unwrap_or(false)
     }
 
+    /// Tell the engine nodes an interim is not worth computing, in case one
+    /// has already taken it from the stream (the mark outlives any wait).
+    fn mark_superseded(&mut self, submitted: &Submitted) {
+        let key = self.engine.keys.superseded(&submitted.job.id);
+        let settings = &self.engine.settings;
+        let ttl_ms = (settings.interim_deadline + settings.claim_idle).as_millis() as u64;
+        let _ = self.with_connection(|connection| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("PX")
+                .arg(ttl_ms.max(1))
+                .exec(connection)
+        });
+    }
+
     /// Take the job out of the stream (it will not be waited for).
     fn withdraw(&mut self, submitted: &Submitted) {
         if let Some(entry) = submitted.entry.clone() {
@@ -489,18 +526,32 @@ impl RemoteWorker {
         }
     }
 
-    /// Wait for the reply, re-submitting a lost job, until `wait` is over.
-    fn await_reply(&mut self, submitted: &mut Submitted, wait: Duration) -> Option<WireReply> {
+    /// Wait for the reply, re-submitting a lost job, until `wait` is over
+    /// or the submitter stops waiting.
+    fn await_reply(
+        &mut self,
+        submitted: &mut Submitted,
+        wait: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Waited {
         let started = Instant::now();
         let deadline = started + wait;
         let check_every = self.engine.settings.resubmit_after;
+        let poll = if submitted.job.kind == JobKind::Interim {
+            CANCEL_POLL_INTERIM
+        } else {
+            CANCEL_POLL_FINAL
+        };
         let mut next_check = started + check_every;
         loop {
             let now = Instant::now();
             if now >= deadline || self.engine.stop.load(Ordering::Relaxed) {
-                return None;
+                return Waited::TimedOut;
             }
-            let until = next_check.min(deadline);
+            if cancelled() {
+                return Waited::Cancelled;
+            }
+            let until = next_check.min(deadline).min(now + poll);
             match submitted
                 .replies
                 .recv_timeout(until.saturating_duration_since(now))
@@ -510,9 +561,9 @@ impl RemoteWorker {
                         .stats
                         .round_trip_us
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    return Some(reply);
+                    return Waited::Reply(reply);
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Waited::TimedOut,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_check {
@@ -543,6 +594,17 @@ impl ModelWorker for RemoteWorker {
         sample_rate: u32,
         options: &TranscribeOptions,
         kind: JobKind,
+    ) -> Result<Transcript, EngineError> {
+        self.transcribe_cancellable(samples, sample_rate, options, kind, &|| false)
+    }
+
+    fn transcribe_cancellable(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        options: &TranscribeOptions,
+        kind: JobKind,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Transcript, EngineError> {
         let engine = Arc::clone(&self.engine);
         let stats = &engine.stats;
@@ -591,14 +653,24 @@ impl ModelWorker for RemoteWorker {
         };
         // A failed submission is retried by the resubmit check.
         self.submit(&mut submitted);
-        match self.await_reply(&mut submitted, wait) {
-            Some(reply) => {
+        match self.await_reply(&mut submitted, wait, cancelled) {
+            Waited::Reply(reply) => {
                 if matches!(reply.outcome, super::wire::WireOutcome::Dropped { .. }) {
                     stats.interims_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 reply.outcome.into_result()
             }
-            None => {
+            Waited::Cancelled => {
+                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                if kind == JobKind::Interim {
+                    self.mark_superseded(&submitted);
+                }
+                self.withdraw(&submitted);
+                Err(EngineError::Failed(
+                    "nobody waits for this job any more".into(),
+                ))
+            }
+            Waited::TimedOut => {
                 self.withdraw(&submitted);
                 if kind == JobKind::Interim {
                     return Err(EngineError::Failed("interim: no reply in time".into()));

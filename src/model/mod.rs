@@ -161,6 +161,26 @@ pub trait ModelWorker: Send {
         let _ = kind;
         self.transcribe(samples, sample_rate, options)
     }
+
+    /// [`ModelWorker::transcribe_job`] with a way to learn that nobody waits
+    /// for the answer any more (`cancelled()` turns true when the session
+    /// moved on or left). A local engine cannot stop mid-job and keeps the
+    /// default; the remote engine withdraws the job from its stream, so an
+    /// engine node drops it unrun.
+    ///
+    /// # Errors
+    /// As [`ModelWorker::transcribe`].
+    fn transcribe_cancellable(
+        &mut self,
+        samples: &[i16],
+        sample_rate: u32,
+        options: &TranscribeOptions,
+        kind: pool::JobKind,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Transcript, EngineError> {
+        let _ = cancelled;
+        self.transcribe_job(samples, sample_rate, options, kind)
+    }
 }
 
 /// What makes the engine `settings` choose, run by the pool's loader thread.

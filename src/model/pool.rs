@@ -472,7 +472,14 @@ impl Worker {
             return Err(EngineError::Failed("no engine".into()));
         };
         let ran = catch_unwind(AssertUnwindSafe(|| {
-            engine.transcribe_job(&job.samples, job.sample_rate, &job.options, job.kind)
+            let cancelled = || job.reply.is_canceled();
+            engine.transcribe_cancellable(
+                &job.samples,
+                job.sample_rate,
+                &job.options,
+                job.kind,
+                &cancelled,
+            )
         }));
         ran.unwrap_or_else(|panic| {
             let message = crate::rt::panic_message(panic.as_ref());
