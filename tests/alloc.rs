@@ -50,6 +50,7 @@ fn audio_frames_do_not_allocate_each() {
         max_segment_ms: 15_000,
         interim_interval_ms: 500,
         finals_waiting_max: 8,
+        finals_in_flight_max: 4,
     };
     let mut session = Session::new("alloc".into(), StreamParams::new(2), config, Instant::now());
     let mut read_buffer = Vec::with_capacity(4096);

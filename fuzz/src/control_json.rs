@@ -51,6 +51,7 @@ pub fn control_json(data: &[u8]) {
         max_segment_ms: 15_000,
         interim_interval_ms: 300,
         finals_waiting_max: 8,
+        finals_in_flight_max: 4,
     };
     let mut session = Session::new("fuzz".into(), params, config, Instant::now());
     session.on_text(message, Instant::now());

@@ -96,6 +96,7 @@ pub fn ws_session_log(data: &[u8]) -> Vec<Output> {
         max_segment_ms: 1_000 * (1 + u32::from(input.u8()) % 20),
         interim_interval_ms: 50 + u32::from(input.u8()) * 8,
         finals_waiting_max: 1 + usize::from(input.u8() % 8),
+        finals_in_flight_max: 1 + usize::from(input.u8() % 4),
     };
     let message_bytes_max = 1024 + usize::from(input.u8()) * 1024;
     let outbound_max = 8 + usize::from(input.u8() % 32);

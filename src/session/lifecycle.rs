@@ -90,4 +90,8 @@ pub struct SessionConfig {
     /// Finals that may wait for room in the model queue before the session
     /// stops reading audio.
     pub finals_waiting_max: usize,
+    /// Finals of this session the engine may hold at once (queued or being
+    /// computed); the rest wait in the session, so one session cannot fill
+    /// the model queue (or a remote engine tier) ahead of the others.
+    pub finals_in_flight_max: usize,
 }

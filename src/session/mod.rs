@@ -221,6 +221,13 @@ impl Session {
         !self.finals_waiting.is_empty()
     }
 
+    /// Whether a waiting final could go now (the session is under its bound
+    /// of finals in flight): one at the bound goes when a result comes back,
+    /// with no retry needed.
+    pub fn has_finals_ready(&self) -> bool {
+        self.has_finals_waiting() && self.finals_in_flight < self.config.finals_in_flight_max
+    }
+
     /// A binary frame of PCM16 audio.
     pub fn on_audio(&mut self, bytes: &[u8], now: Instant) {
         self.last_activity = now;

@@ -18,7 +18,12 @@ impl Session {
         if self.state == SessionState::Closed {
             return None;
         }
-        if let Some(job) = self.finals_waiting.pop_front() {
+        if !self.finals_waiting.is_empty() {
+            // Finals first: at the session's bound, nothing else goes either.
+            if self.finals_in_flight >= self.config.finals_in_flight_max {
+                return None;
+            }
+            let job = self.finals_waiting.pop_front()?;
             self.finals_in_flight += 1;
             return Some(job);
         }

@@ -71,6 +71,7 @@ mod tests {
             max_segment_ms: 30_000,
             interim_interval_ms: 500,
             finals_waiting_max: 8,
+            finals_in_flight_max: usize::MAX,
         };
         Session::new("s".into(), StreamParams::new(2), config, Instant::now())
     }

@@ -19,6 +19,7 @@ fn session() -> Session {
         max_segment_ms: 15_000,
         interim_interval_ms: 300,
         finals_waiting_max: 4,
+        finals_in_flight_max: usize::MAX,
     };
     let mut params = StreamParams::new(2);
     params.interim_results = false;
@@ -204,4 +205,67 @@ fn finalize_marks_its_final_or_says_there_was_nothing_and_utterance_ends_follow_
             "finalized"
         ]
     );
+}
+
+#[test]
+fn a_session_holds_no_more_finals_in_flight_than_its_bound() {
+    let mut session = session();
+    session.config.finals_in_flight_max = 1;
+    let pcm = fixture_pcm("two_utterances.wav");
+    let mut jobs = Vec::new();
+    for frame in pcm.chunks(640) {
+        session.on_audio(frame, Instant::now());
+        while let Some(job) = session.next_job() {
+            jobs.push(job);
+        }
+    }
+    session.on_control(Control::End, Instant::now());
+    while let Some(job) = session.next_job() {
+        jobs.push(job);
+    }
+    // Two segments, but only one final may be with the engine: the second
+    // waits in the session, and no retry is due while the bound holds.
+    assert_eq!(
+        jobs.len(),
+        1,
+        "{:?}",
+        jobs.iter().map(|j| j.segment_id).collect::<Vec<_>>()
+    );
+    assert_eq!(jobs[0].segment_id, 0);
+    assert!(session.has_finals_waiting());
+    assert!(!session.has_finals_ready());
+    // Its result comes back: the waiting final goes, then the session ends
+    // with both finals in order.
+    let first = jobs.remove(0);
+    let result = Ok(mock_transcript(&first.samples, 16_000));
+    session.on_result(
+        first.kind,
+        0,
+        first.start_sample,
+        first.end_sample,
+        result,
+        Instant::now(),
+    );
+    assert!(session.has_finals_ready());
+    let second = session.next_job().expect("the waiting final");
+    assert_eq!(second.segment_id, 1);
+    assert!(session.next_job().is_none());
+    let result = Ok(mock_transcript(&second.samples, 16_000));
+    session.on_result(
+        second.kind,
+        1,
+        second.start_sample,
+        second.end_sample,
+        result,
+        Instant::now(),
+    );
+    let finals: Vec<u64> = session
+        .take_events()
+        .filter_map(|event| match event {
+            SessionEvent::Final { segment_id, .. } => Some(segment_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals, [0, 1]);
+    assert_eq!(session.state(), SessionState::Closed);
 }

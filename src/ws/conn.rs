@@ -33,6 +33,13 @@ use crate::session::{EndReason, Session, SessionConfig, SessionEvent, StreamPara
 /// reading the client's audio (TCP then pushes back on the client).
 pub const FINALS_WAITING_MAX: usize = 8;
 
+/// Finals one session may have with the engine at once. A real-time session
+/// has one or two; a client sending audio faster than real time waits for
+/// its own results beyond this instead of queueing ahead of every other
+/// session (locally or on the engine tier, where the front end's whole
+/// allowance of outstanding jobs is shared).
+pub const FINALS_IN_FLIGHT_MAX: usize = 4;
+
 /// Serve a connection that has just been upgraded. `leftover` holds the bytes
 /// that followed the request head.
 pub async fn serve(
@@ -80,6 +87,7 @@ pub async fn serve(
         max_segment_ms: settings.max_segment_ms,
         interim_interval_ms: settings.interim_interval_ms,
         finals_waiting_max: FINALS_WAITING_MAX,
+        finals_in_flight_max: FINALS_IN_FLIGHT_MAX,
     };
     let id = uuid::Uuid::new_v4().to_string();
     let session = Session::new(id.clone(), params, config, Instant::now());

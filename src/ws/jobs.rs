@@ -214,7 +214,7 @@ fn interims_would_delay_finals(to_pool: &ToPool) -> bool {
 /// in the model queue (once). One task per core retries the whole list, so a
 /// full queue costs one wake-up per retry interval, not one per session.
 fn schedule_retry(ctx: &Rc<StreamCtx>) {
-    if !ctx.session.borrow().has_finals_waiting() || ctx.retry_scheduled.replace(true) {
+    if !ctx.session.borrow().has_finals_ready() || ctx.retry_scheduled.replace(true) {
         return;
     }
     ctx.finals.waiting.borrow_mut().push(Rc::clone(ctx));
@@ -241,7 +241,7 @@ pub async fn retry_waiting_finals(core: Rc<CoreContext>, finals: Rc<FinalsQueue>
                     continue;
                 }
                 ctx.submit_jobs();
-                if ctx.session.borrow().has_finals_waiting() {
+                if ctx.session.borrow().has_finals_ready() {
                     finals.waiting.borrow_mut().push(ctx);
                 } else {
                     ctx.retry_scheduled.set(false);

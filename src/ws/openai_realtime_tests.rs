@@ -97,6 +97,7 @@ impl Exchange {
             max_segment_ms: 30_000,
             interim_interval_ms: 100_000,
             finals_waiting_max: 8,
+            finals_in_flight_max: usize::MAX,
         };
         let now = Instant::now();
         let session = Session::new("s".into(), params, config, now);

@@ -24,6 +24,7 @@ fn config() -> SessionConfig {
         max_segment_ms: 15_000,
         interim_interval_ms: 300,
         finals_waiting_max: 4,
+        finals_in_flight_max: usize::MAX,
     }
 }
 
