@@ -50,6 +50,18 @@ pub fn engine_model_id(model: &ModelChoice) -> String {
                 format!("whisper-{name}")
             }
         }
+        ModelChoice::Ct2 { dir, .. } => {
+            let name = dir
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = name.strip_prefix("ct2-").unwrap_or(&name);
+            if name.is_empty() {
+                "whisper".to_string()
+            } else {
+                format!("whisper-{name}")
+            }
+        }
     }
 }
 
