@@ -141,5 +141,16 @@ mod tests {
             "whisper-tiny.en"
         );
         assert_eq!(engine_model_id(&whisper("/m/base.bin")), "whisper-base");
+        let ct2 = |dir: &str| ModelChoice::Ct2 {
+            dir: dir.into(),
+            threads: 1,
+            compute: crate::config::ComputeType::Int8,
+            live_min_audio_ctx: 384,
+        };
+        assert_eq!(
+            engine_model_id(&ct2("models/ct2-tiny.en")),
+            "whisper-tiny.en"
+        );
+        assert_eq!(engine_model_id(&ct2("/m/base/")), "whisper-base");
     }
 }
