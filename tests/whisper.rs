@@ -5,8 +5,13 @@
 //!
 //! Run with `scripts/test-whisper.sh` (it fetches the model first). Without
 //! the model file these tests fail and say how to get it: they never skip.
+//!
+//! Built with the `ct2` feature alone (`scripts/test-whisper.sh` runs both
+//! builds), the same tests run `--model ct2` on the CTranslate2 directory
+//! `scripts/fetch-ct2.sh` extracts; the tests of ggml files are whisper.cpp's
+//! only, and a damaged CTranslate2 directory has its own.
 
-#![cfg(feature = "whisper")]
+#![cfg(any(feature = "whisper", feature = "ct2"))]
 
 #[path = "integration/support.rs"]
 mod support;
@@ -18,21 +23,28 @@ use support::{get, multipart, post, Server, Ws};
 use transcription_service::model::text::{normalise, word_edits};
 
 /// The size of a correct tiny.en conversion (../shared/REAL_ENGINE.md).
+#[cfg(feature = "whisper")]
 const TINY_EN_BYTES: u64 = 77_704_715;
 
 /// 20 ms of 16 kHz PCM16.
 const FRAME_BYTES: usize = 640;
 
+/// The engine under test (`--model`), its weights and the script that
+/// fetches them.
+#[cfg(feature = "whisper")]
+const ENGINE: (&str, &str, &str) = ("whisper", "models/ggml-tiny.en.bin", "fetch-model.sh");
+#[cfg(not(feature = "whisper"))]
+const ENGINE: (&str, &str, &str) = ("ct2", "models/ct2-tiny.en", "fetch-ct2.sh");
+
 fn model_path() -> PathBuf {
     let path = std::env::var_os("TRANSCRIBE_TEST_MODEL_PATH")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(ENGINE.1));
     assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-model.sh first",
-        path.display()
+        path.exists(),
+        "{} is missing: run scripts/{} first",
+        path.display(),
+        ENGINE.2
     );
     path
 }
@@ -52,7 +64,7 @@ fn whisper_server(extra: &[&str]) -> Server {
 /// A server on the real engine with the weights at `path`, ready.
 fn whisper_server_on(path: &std::path::Path, extra: &[&str]) -> Server {
     let path = path.to_str().expect("UTF-8 path");
-    let mut args = vec!["--model", "whisper", "--model-path", path];
+    let mut args = vec!["--model", ENGINE.0, "--model-path", path];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
     assert!(
@@ -98,6 +110,7 @@ fn stream_finals(server: &Server, wav: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+#[cfg(feature = "whisper")]
 #[test]
 fn the_converted_model_has_the_known_size_and_loads() {
     let path = model_path();
@@ -115,6 +128,7 @@ fn the_converted_model_has_the_known_size_and_loads() {
     assert!(warnings.is_empty(), "loading warned: {warnings:#?}");
 }
 
+#[cfg(feature = "whisper")]
 #[test]
 fn the_q8_0_copy_passes_the_check_loads_and_hears_hello_world() {
     // scripts/fetch-model.sh writes it beside the f16 model.
@@ -133,7 +147,7 @@ fn the_q8_0_copy_passes_the_check_loads_and_hears_hello_world() {
 fn flite_hello_world_comes_back_word_for_word() {
     let server = whisper_server(&[]);
     let body = batch(&server, &whisper_fixture("hello_world.wav"), "?words=true");
-    assert_eq!(body["model"], "whisper");
+    assert_eq!(body["model"], ENGINE.0);
     assert_eq!(
         normalise(body["text"].as_str().expect("text")),
         "hello world this is a test"
@@ -407,6 +421,7 @@ fn the_openai_endpoint_returns_real_text_in_every_format() {
     }
 }
 
+#[cfg(feature = "whisper")]
 #[test]
 fn a_damaged_model_file_is_refused_at_start_up() {
     let dir = scratch_dir("damaged");
@@ -429,6 +444,7 @@ fn a_damaged_model_file_is_refused_at_start_up() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[cfg(feature = "whisper")]
 #[test]
 fn a_model_whisper_cpp_rejects_fails_readiness_and_jobs_clearly() {
     // Well-formed, but with a tensor whisper.cpp does not know: it passes the
@@ -466,6 +482,69 @@ fn a_model_whisper_cpp_rejects_fails_readiness_and_jobs_clearly() {
     assert_eq!(reply.status, 500, "{}", reply.text());
     assert_eq!(reply.error_code(), "internal");
     assert!(reply.text().contains("failed to load"), "{}", reply.text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CTranslate2: a directory without `model.bin`, or with another model's
+/// header, stops the server at start with exit code 2; a `model.bin` cut
+/// short passes that check and fails the load clearly (readiness 503, jobs
+/// 500), never the process.
+#[cfg(not(feature = "whisper"))]
+#[test]
+fn a_damaged_ct2_model_directory_is_refused_or_fails_clearly() {
+    let dir = scratch_dir("ct2-damaged");
+    let source = model_path();
+    for name in ["config.json", "vocabulary.txt"] {
+        std::fs::copy(source.join(name), dir.join(name)).expect("copy");
+    }
+    let start = |dir: &std::path::Path| {
+        support::run_to_exit(
+            &[
+                "--model",
+                "ct2",
+                "--model-path",
+                dir.to_str().expect("UTF-8"),
+            ],
+            &[],
+        )
+    };
+    let (status, _, stderr) = start(&dir);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("model.bin is missing"), "{stderr}");
+
+    let mut other = 6u32.to_le_bytes().to_vec();
+    other.extend_from_slice(&16u16.to_le_bytes());
+    other.extend_from_slice(b"TransformerSpec\0");
+    std::fs::write(dir.join("model.bin"), &other).expect("write");
+    let (status, _, stderr) = start(&dir);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not Whisper"), "{stderr}");
+
+    let model = std::fs::read(source.join("model.bin")).expect("model");
+    std::fs::write(dir.join("model.bin"), &model[..model.len() / 2]).expect("write");
+    let server = Server::start(&[
+        "--model",
+        "ct2",
+        "--model-path",
+        dir.to_str().expect("UTF-8"),
+    ]);
+    assert!(support::eventually(
+        std::time::Duration::from_secs(30),
+        || { get(&server, "/v1/health").json()["model_state"] == "failed" }
+    ));
+    let ready = get(&server, "/v1/ready");
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["reason"], "model_failed");
+    let reply = post(
+        &server,
+        "/v1/transcribe",
+        "audio/wav",
+        &whisper_fixture("hello_world.wav"),
+        &[],
+    );
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(reply.text().contains("failed to load"), "{}", reply.text());
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

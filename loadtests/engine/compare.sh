@@ -27,6 +27,8 @@
 # Every server runs as
 #   target/release/transcription-server --host 127.0.0.1 --port <free port>
 #     --model whisper --model-path models/ggml-tiny.en.bin --log-level warn FLAGS
+# (FLAGS with `--model ct2` run CTranslate2 instead, on models/ct2-tiny.en
+# unless they give --model-path; scripts/fetch-ct2.sh, --features ct2)
 # ($SERVER and $MODEL override the binary and the model; $CT2_MODEL the
 # CTranslate2 directory). Loopback only; every wait is bounded; servers are
 # stopped on exit. The summary (markdown) goes to stdout and OUT/summary.md.
@@ -181,14 +183,21 @@ measure_server() {
     [[ -x $bin ]] || die "no server binary $bin"
   fi
   [[ $flags == default ]] || read -r -a extra <<<"$flags"
-  # A configuration may name its own weights; otherwise $model.
-  [[ " ${extra[*]} " == *" --model-path "* ]] || extra=(--model-path "$model" "${extra[@]}")
+  # A configuration may name its engine (`--model ct2`: CTranslate2, its
+  # directory models/ct2-tiny.en unless --model-path says otherwise) and its
+  # own weights; otherwise whisper.cpp on $model.
+  local engine=(--model whisper)
+  if [[ " ${extra[*]} " == *" --model "* ]]; then
+    engine=()
+  elif [[ " ${extra[*]} " != *" --model-path "* ]]; then
+    extra=(--model-path "$model" "${extra[@]}")
+  fi
   mkdir -p "$dir"
   printf 'flags\t%s\n' "$flags" >"$dir/info.tsv"
   [[ $bin == "$server_bin" ]] || printf 'bin\t%s\n' "$bin" >>"$dir/info.tsv"
   port=$(free_port)
   start=$EPOCHREALTIME
-  "$bin" --host 127.0.0.1 --port "$port" --model whisper \
+  "$bin" --host 127.0.0.1 --port "$port" "${engine[@]}" \
     --log-level warn "${extra[@]}" >"$dir/server.log" 2>&1 &
   pid=$!
   ready=

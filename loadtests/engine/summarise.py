@@ -108,7 +108,10 @@ def main():
         d = os.path.join(out, name)
         info = read_kv(os.path.join(d, "info.tsv"))
         flags = info.get("flags", "?")
-        label = "`--model whisper`" + ("" if flags == "default" else f" `{flags}`")
+        if "--model " in f" {flags} ":
+            label = f"`{flags}`"  # the flags name the engine (`--model ct2`)
+        else:
+            label = "`--model whisper`" + ("" if flags == "default" else f" `{flags}`")
         if "bin" in info:
             label += f" (binary `{os.path.basename(info['bin'])}`)"
         if "failed" in info:

@@ -50,6 +50,18 @@ pub fn engine_model_id(model: &ModelChoice) -> String {
                 format!("whisper-{name}")
             }
         }
+        ModelChoice::Ct2 { dir, .. } => {
+            let name = dir
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = name.strip_prefix("ct2-").unwrap_or(&name);
+            if name.is_empty() {
+                "whisper".to_string()
+            } else {
+                format!("whisper-{name}")
+            }
+        }
     }
 }
 
@@ -129,5 +141,16 @@ mod tests {
             "whisper-tiny.en"
         );
         assert_eq!(engine_model_id(&whisper("/m/base.bin")), "whisper-base");
+        let ct2 = |dir: &str| ModelChoice::Ct2 {
+            dir: dir.into(),
+            threads: 1,
+            compute: crate::config::ComputeType::Int8,
+            live_min_audio_ctx: 384,
+        };
+        assert_eq!(
+            engine_model_id(&ct2("models/ct2-tiny.en")),
+            "whisper-tiny.en"
+        );
+        assert_eq!(engine_model_id(&ct2("/m/base/")), "whisper-base");
     }
 }

@@ -38,6 +38,31 @@ pub enum ModelKind {
     Mock,
     /// Whisper through whisper.cpp (builds with the `whisper` feature).
     Whisper,
+    /// Whisper through CTranslate2, faster-whisper's engine (builds with the `ct2` feature).
+    Ct2,
+}
+
+/// How the `ct2` engine stores and multiplies Whisper's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ComputeType {
+    /// 8-bit integer weights and products, the rest in 32-bit floats.
+    Int8,
+    /// 32-bit floats throughout.
+    Float32,
+    /// CTranslate2's explicit name for int8 weights with float32 elsewhere.
+    #[value(name = "int8_float32")]
+    Int8Float32,
+}
+
+impl ComputeType {
+    /// CTranslate2's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComputeType::Int8 => "int8",
+            ComputeType::Float32 => "float32",
+            ComputeType::Int8Float32 => "int8_float32",
+        }
+    }
 }
 
 /// The validated engine choice.
@@ -52,6 +77,15 @@ pub enum ModelChoice {
         /// The encoder context floor of a stream's jobs, in 20 ms positions.
         live_min_audio_ctx: usize,
     },
+    Ct2 {
+        /// The CTranslate2 model directory.
+        dir: std::path::PathBuf,
+        /// Threads each model worker runs a job on.
+        threads: usize,
+        compute: ComputeType,
+        /// The encoder input floor of a stream's jobs, in 20 ms positions.
+        live_min_audio_ctx: usize,
+    },
 }
 
 impl ModelChoice {
@@ -60,6 +94,7 @@ impl ModelChoice {
         match self {
             ModelChoice::Mock => "mock",
             ModelChoice::Whisper { .. } => "whisper",
+            ModelChoice::Ct2 { .. } => "ct2",
         }
     }
 }
@@ -71,6 +106,10 @@ pub const DEFAULT_WHISPER_BATCH_WINDOW_SECONDS: f64 = 28.0;
 /// Where `--model whisper` looks for its weights by default (what
 /// `scripts/fetch-model.sh` writes).
 pub const DEFAULT_WHISPER_MODEL_PATH: &str = "models/ggml-tiny.en.bin";
+
+/// Where `--model ct2` looks for its model directory by default (what
+/// `scripts/fetch-ct2.sh` extracts).
+pub const DEFAULT_CT2_MODEL_PATH: &str = "models/ct2-tiny.en";
 
 /// The flags and variables as given. See [`Settings`] for the validated form.
 #[derive(Debug, Clone, Parser)]
@@ -213,11 +252,11 @@ pub struct Config {
     #[arg(long, env = "TRANSCRIBE_INTERIM_INTERVAL_MS", default_value_t = 500)]
     pub interim_interval_ms: u32,
 
-    /// The speech engine: the deterministic mock, or Whisper (needs a build with `--features whisper`).
+    /// The speech engine: the deterministic mock, or Whisper through whisper.cpp (a build with `--features whisper`) or CTranslate2 (`--features ct2`).
     #[arg(long, env = "TRANSCRIBE_MODEL", value_enum, default_value_t = ModelKind::Mock)]
     pub model: ModelKind,
 
-    /// The Whisper weights (a ggml file; `scripts/fetch-model.sh` makes one) [default: models/ggml-tiny.en.bin].
+    /// The Whisper weights: a ggml file for --model whisper (`scripts/fetch-model.sh`) [default: models/ggml-tiny.en.bin], a CTranslate2 directory for --model ct2 (`scripts/fetch-ct2.sh`) [default: models/ct2-tiny.en].
     #[arg(long, env = "TRANSCRIBE_MODEL_PATH")]
     pub model_path: Option<std::path::PathBuf>,
 
@@ -233,6 +272,10 @@ pub struct Config {
         hide = true
     )]
     pub whisper_live_context: usize,
+
+    /// How --model ct2 stores and multiplies the weights.
+    #[arg(long, env = "TRANSCRIBE_MODEL_COMPUTE_TYPE", value_enum, default_value_t = ComputeType::Int8)]
+    pub model_compute_type: ComputeType,
 
     /// Batch requests pack consecutive speech segments into engine windows of up to this many seconds, one model job per window; 0 is one job per segment [default: 28 with --model whisper, 0 with the mock].
     #[arg(long, env = "TRANSCRIBE_BATCH_WINDOW_SECONDS")]

@@ -44,7 +44,9 @@ impl Config {
         let model = self.model_choice(cpus_available, model_workers)?;
         let batch_window_seconds = self.batch_window_seconds.unwrap_or(match model {
             ModelChoice::Mock => 0.0,
-            ModelChoice::Whisper { .. } => DEFAULT_WHISPER_BATCH_WINDOW_SECONDS,
+            ModelChoice::Whisper { .. } | ModelChoice::Ct2 { .. } => {
+                DEFAULT_WHISPER_BATCH_WINDOW_SECONDS
+            }
         });
         if batch_window_seconds != 0.0 {
             in_range(
@@ -245,9 +247,12 @@ impl Config {
         if self.model == ModelKind::Mock {
             check(
                 self.model_path.is_none(),
-                "--model-path is for --model whisper",
+                "--model-path is for --model whisper or ct2",
             )?;
             return Ok(ModelChoice::Mock);
+        }
+        if self.model == ModelKind::Ct2 {
+            return self.ct2_choice(cpus, workers);
         }
         check(
             cfg!(feature = "whisper"),
@@ -311,6 +316,37 @@ impl Config {
                 1..=600_000,
             )?,
             stream_maxlen: self.engine_stream_maxlen,
+        })
+    }
+
+    /// Whisper through CTranslate2: a model directory that looks like one,
+    /// in a build that has the engine.
+    fn ct2_choice(&self, cpus: usize, workers: usize) -> Result<ModelChoice, String> {
+        check(
+            cfg!(feature = "ct2"),
+            "--model ct2 needs a build with the CTranslate2 engine: scripts/fetch-ct2.sh, then cargo build --release --features ct2",
+        )?;
+        let threads = self
+            .model_threads
+            .unwrap_or_else(|| (cpus / workers.max(1)).max(1));
+        in_range("--model-threads", threads, 1..=256)?;
+        let dir = self
+            .model_path
+            .clone()
+            .unwrap_or_else(|| super::DEFAULT_CT2_MODEL_PATH.into());
+        #[cfg(feature = "ct2")]
+        crate::model::ct2::check_model_dir(&dir)
+            .map_err(|error| format!("--model-path {}: {error}", dir.display()))?;
+        in_range(
+            "--whisper-live-context",
+            self.whisper_live_context,
+            64..=1500,
+        )?;
+        Ok(ModelChoice::Ct2 {
+            dir,
+            threads,
+            compute: self.model_compute_type,
+            live_min_audio_ctx: self.whisper_live_context,
         })
     }
 

@@ -7,7 +7,12 @@
 //! thread), the deterministic [`mock::MockModel`], and the pool.
 
 pub mod capacity;
+#[cfg(feature = "ct2")]
+pub mod ct2;
+#[cfg(feature = "ct2")]
+mod ct2_sys;
 mod loading;
+pub mod mel;
 pub mod mock;
 pub mod pool;
 pub mod text;
@@ -214,6 +219,26 @@ pub fn loader(settings: &ModelSettings) -> ModelLoader {
         ModelChoice::Whisper { .. } => Box::new(|| {
             Err(EngineError::Failed(
                 "this build has no whisper engine (build with --features whisper)".into(),
+            ))
+        }),
+        #[cfg(feature = "ct2")]
+        ModelChoice::Ct2 {
+            dir,
+            threads,
+            compute,
+            live_min_audio_ctx,
+        } => {
+            let (dir, threads, compute, live) =
+                (dir.clone(), *threads, *compute, *live_min_audio_ctx);
+            Box::new(move || {
+                ct2::Ct2Model::load(&dir, threads, compute, live)
+                    .map(|model| Arc::new(model) as Arc<dyn SpeechModel>)
+            })
+        }
+        #[cfg(not(feature = "ct2"))]
+        ModelChoice::Ct2 { .. } => Box::new(|| {
+            Err(EngineError::Failed(
+                "this build has no CTranslate2 engine (build with --features ct2)".into(),
             ))
         }),
     }

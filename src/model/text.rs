@@ -5,7 +5,7 @@
 //! with its own times. These functions are pure so the default test suite
 //! checks them without the engine.
 
-use super::Word;
+use super::{Transcript, Word};
 
 /// `text` without bracketed tags (`[…]`, `(…)`), with runs of whitespace
 /// collapsed to one space and no leading or trailing space. An unclosed
@@ -211,6 +211,27 @@ pub fn word_edits(r: &[&str], h: &[&str]) -> usize {
         std::mem::swap(&mut previous, &mut row);
     }
     previous[h.len()]
+}
+
+/// Words per second of audio beyond which a live answer is taken for a
+/// repetition (fast speech is 4–5).
+const LIVE_WORDS_PER_SECOND_MAX: f64 = 7.0;
+
+/// Whether a transcript looks like the repetition a too-small context can
+/// cause: more words than anyone speaks in that time, or the same three
+/// words over and over.
+pub fn ran_away(transcript: &Transcript, duration: f64) -> bool {
+    let words = &transcript.words;
+    if words.len() as f64 > LIVE_WORDS_PER_SECOND_MAX * duration + 3.0 {
+        return true;
+    }
+    let lower: Vec<String> = words.iter().map(|word| word.word.to_lowercase()).collect();
+    let mut seen = std::collections::HashMap::new();
+    lower.windows(3).any(|trigram| {
+        let count = seen.entry(trigram).or_insert(0);
+        *count += 1;
+        *count >= 3
+    })
 }
 
 #[cfg(test)]

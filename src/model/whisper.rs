@@ -23,6 +23,7 @@ use whisper_rs::{
 };
 
 use super::pool::JobKind;
+pub use super::text::ran_away;
 use super::text::{pieces_from_token_bytes, strip_tags, words_from_pieces, Piece};
 use super::{
     EngineError, ModelWorker, SpeechModel, Task, TimedText, TranscribeOptions, Transcript,
@@ -53,10 +54,6 @@ pub const MIN_AUDIO_CTX: usize = 768;
 /// live job whose answer looks like a repetition ([`ran_away`]) runs again
 /// on [`MIN_AUDIO_CTX`]; docs/MODELS.md has the measured trade-off.
 pub const LIVE_MIN_AUDIO_CTX: usize = 384;
-
-/// Words per second of audio beyond which a live answer is taken for a
-/// repetition (fast speech is 4–5).
-const LIVE_WORDS_PER_SECOND_MAX: f64 = 7.0;
 
 /// Tokens per second of audio a live job may decode, plus a constant, so a
 /// repetition stops long before Whisper's 224-token limit.
@@ -239,23 +236,6 @@ impl WhisperAudio {
 /// length holds (about 4 tokens a second), so only a repetition reaches it.
 fn live_tokens_max(duration: f64) -> i32 {
     (LIVE_TOKENS_PER_SECOND_MAX * duration).ceil() as i32 + LIVE_TOKENS_EXTRA
-}
-
-/// Whether a transcript looks like the repetition a too-small context can
-/// cause: more words than anyone speaks in that time, or the same three
-/// words over and over.
-pub fn ran_away(transcript: &Transcript, duration: f64) -> bool {
-    let words = &transcript.words;
-    if words.len() as f64 > LIVE_WORDS_PER_SECOND_MAX * duration + 3.0 {
-        return true;
-    }
-    let lower: Vec<String> = words.iter().map(|word| word.word.to_lowercase()).collect();
-    let mut seen = std::collections::HashMap::new();
-    lower.windows(3).any(|trigram| {
-        let count = seen.entry(trigram).or_insert(0);
-        *count += 1;
-        *count >= 3
-    })
 }
 
 impl WhisperWorker {

@@ -57,6 +57,16 @@ fn bad_settings_are_refused_at_start_with_the_flag_named() {
             &[],
             "--model",
         ),
+        (
+            &["--model", "ct2", "--model-path", "/nonexistent/ct2-dir"],
+            &[],
+            "--model",
+        ),
+        (
+            &["--model-compute-type", "int4"],
+            &[],
+            "--model-compute-type",
+        ),
     ];
     for (args, env, flag) in cases {
         let (status, _, stderr) = run_to_exit(args, env);
@@ -112,6 +122,7 @@ fn help_documents_every_setting_with_its_default() {
         "--model",
         "--model-path",
         "--model-threads",
+        "--model-compute-type",
     ] {
         assert!(stdout.contains(flag), "--help lacks {flag}");
     }
