@@ -15,8 +15,8 @@
 //! The same files are compiled into the root crate's `tests/regression.rs`
 //! with `#[path]`, so the seeds and every minimised reproducer are replayed on
 //! the stable toolchain through exactly the code the fuzzer ran. They
-//! therefore depend on nothing but `transcription_service`, `tungstenite` (a
-//! dependency of the root crate) and `std`.
+//! therefore depend on nothing but `transcription_service`, `tungstenite` and
+//! `serde_json` (dependencies of the root crate) and `std`.
 //!
 //! Inputs start with a few control bytes (limits, split points, modes) read by
 //! [`input::Input`]; a missing byte reads as zero, so every input is valid.
