@@ -9,13 +9,16 @@
 # Files:
 #   hello_world.wav      "hello world this is a test", 0.3 s silence each side
 #   two_utterances.wav   two sentences with 1.5 s of digital silence between
+#   german.wav           a German sentence (espeak-ng's `de` voice), for the
+#                        translation and `language` tests with the multilingual
+#                        base model
 #   wer_01.wav … wer_08.wav and wer.txt
 #                        the word-error-rate set: one sentence each; wer.txt has
 #                        one line per file, `NAME<TAB>REFERENCE TEXT`
 set -euo pipefail
 
-for tool in flite sox; do
-    command -v "$tool" >/dev/null || { echo "make-whisper-fixtures: $tool is not installed" >&2; exit 1; }
+for tool in flite sox espeak-ng; do
+    command -v "$tool" >/dev/null || { echo "make-whisper-fixtures: $tool is not installed (apt-get install -y flite sox espeak-ng)" >&2; exit 1; }
 done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +43,11 @@ speak "please send me the report tomorrow" "$work/second.wav"
 sox -D -n -r 16000 -c 1 -b 16 -e signed-integer "$work/gap.wav" trim 0 1.5
 sox -D "$work/first.wav" "$work/gap.wav" "$work/second.wav" "$work/two_utterances.wav" pad 0.3 0.3
 
+# German for the multilingual model (espeak-ng speaks at 22.05 kHz).
+espeak-ng -v de -s 140 -w "$work/german_raw.wav" "Guten Morgen. Das Wetter ist heute sehr schön, und die Sonne scheint."
+sox -D "$work/german_raw.wav" -r 16000 -c 1 -b 16 -e signed-integer "$work/german.wav" \
+    gain -1 silence 1 0.01 0.1% reverse silence 1 0.01 0.1% reverse pad 0.3 0.3
+
 sentences=(
     "the meeting starts at nine in the morning"
     "she bought three apples and a loaf of bread"
@@ -59,7 +67,7 @@ for i in "${!sentences[@]}"; do
     files+=("$name")
 done
 
-for file in hello_world.wav two_utterances.wav wer.txt "${files[@]}"; do
+for file in hello_world.wav two_utterances.wav german.wav wer.txt "${files[@]}"; do
     mv "$work/$file" "$out/$file"
 done
 echo "make-whisper-fixtures: wrote $out"

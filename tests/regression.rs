@@ -106,6 +106,16 @@ fn seeds_audio_decode() {
 }
 
 #[test]
+fn seeds_realtime_events() {
+    replay_seeds("realtime_events");
+}
+
+#[test]
+fn seeds_deepgram_control() {
+    replay_seeds("deepgram_control");
+}
+
+#[test]
 fn seeds_control_json() {
     replay_seeds("control_json");
 }

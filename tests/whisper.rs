@@ -626,3 +626,97 @@ fn past_the_engines_capacity_streams_are_refused_instead_of_failing_everyone() {
         }
     }
 }
+
+/// Translation on the multilingual base model: whisper.cpp's ggml weights
+/// (`scripts/fetch-model.sh --base`); the CTranslate2 build has no base
+/// directory fetched yet.
+#[cfg(feature = "whisper")]
+mod base_model {
+    use super::*;
+
+    /// The multilingual base model (`scripts/fetch-model.sh --base`).
+    fn base_model_path() -> PathBuf {
+        let path = std::env::var_os("TRANSCRIBE_TEST_BASE_MODEL_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/ggml-base.bin")
+            });
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/fetch-model.sh --base first",
+            path.display()
+        );
+        path
+    }
+
+    /// The `text` of an OpenAI-style multipart POST of `wav` to `path`, as
+    /// normalised words.
+    fn openai_words(
+        server: &Server,
+        path: &str,
+        fields: &[(&str, &str)],
+        wav: &[u8],
+    ) -> Vec<String> {
+        let (content_type, body) = multipart(fields, Some(("speech.wav", "audio/wav", wav)));
+        let reply = post(server, path, &content_type, &body, &[]);
+        assert_eq!(reply.status, 200, "{path} {fields:?}: {}", reply.text());
+        let text = reply.json()["text"].as_str().expect("text").to_string();
+        normalise(&text)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many of `expected` are among `words`.
+    fn found(words: &[String], expected: &[&str]) -> usize {
+        expected
+            .iter()
+            .filter(|word| words.iter().any(|heard| heard == *word))
+            .count()
+    }
+
+    #[test]
+    fn the_base_model_translates_german_into_english_and_transcribes_it_in_german() {
+        // espeak-ng: "Guten Morgen. Das Wetter ist heute sehr schön, und die
+        // Sonne scheint." Robust to the synthetic voice: a few of the content
+        // words, not the sentence.
+        let server = whisper_server_on(&base_model_path(), &[]);
+        let wav = whisper_fixture("german.wav");
+        let english = openai_words(
+            &server,
+            "/v1/audio/translations",
+            &[("model", "whisper-1")],
+            &wav,
+        );
+        assert!(
+            found(
+                &english,
+                &["good", "morning", "weather", "today", "sun", "shining", "very"]
+            ) >= 3,
+            "translation: {english:?}"
+        );
+        assert_eq!(
+            found(&english, &["wetter", "heute", "sonne"]),
+            0,
+            "{english:?}"
+        );
+        let german = openai_words(
+            &server,
+            "/v1/audio/transcriptions",
+            &[("model", "whisper-1"), ("language", "de")],
+            &wav,
+        );
+        assert!(
+            found(
+                &german,
+                &["guten", "morgen", "wetter", "heute", "sonne", "scheint"]
+            ) >= 3,
+            "transcription in German: {german:?}"
+        );
+        assert_eq!(
+            found(&german, &["weather", "today", "sun"]),
+            0,
+            "{german:?}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 //!
 //! data: {"type":"transcript.text.delta","delta":" charlie"}
 //!
-//! data: {"type":"transcript.text.done","text":"alpha bravo charlie"}
+//! data: {"type":"transcript.text.done","text":"alpha bravo charlie","usage":{"type":"duration","seconds":4.5}}
 //! ```
 //!
 //! Errors found before the first event (bad form, undecodable audio, a full
@@ -38,7 +38,26 @@ enum StreamEvent<'a> {
     #[serde(rename = "transcript.text.delta")]
     Delta { delta: &'a str },
     #[serde(rename = "transcript.text.done")]
-    Done { text: &'a str },
+    Done { text: &'a str, usage: Usage },
+}
+
+/// The `usage` of `transcript.text.done`: the audio's duration, OpenAI's
+/// `{"type": "duration", "seconds"}` form (we count no tokens), as the
+/// Realtime dialect's `completed` reports it.
+#[derive(Serialize)]
+struct Usage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seconds: f64,
+}
+
+impl Usage {
+    fn duration(seconds: f64) -> Usage {
+        Usage {
+            kind: "duration",
+            seconds: (seconds.max(0.0) * 1000.0).round() / 1000.0,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -114,6 +133,7 @@ async fn stream_events(
     let last = match result {
         Ok(transcript) => event_bytes(&StreamEvent::Done {
             text: &transcript.text(),
+            usage: Usage::duration(transcript.duration),
         }),
         Err(error) => event_bytes(&ErrorEvent {
             error: OpenAiError::of(&error),
@@ -133,8 +153,11 @@ mod tests {
             b"data: {\"type\":\"transcript.text.delta\",\"delta\":\" a\\nb\"}\n\n".to_vec()
         );
         assert_eq!(
-            event_bytes(&StreamEvent::Done { text: "x" }),
-            b"data: {\"type\":\"transcript.text.done\",\"text\":\"x\"}\n\n".to_vec()
+            event_bytes(&StreamEvent::Done {
+                text: "x",
+                usage: Usage::duration(4.32109),
+            }),
+            b"data: {\"type\":\"transcript.text.done\",\"text\":\"x\",\"usage\":{\"type\":\"duration\",\"seconds\":4.321}}\n\n".to_vec()
         );
     }
 }

@@ -186,6 +186,20 @@ pub struct StreamResampler {
     next_out: u64,
     /// Output samples still to drop (the filter's delay).
     skip: u64,
+    /// By the branch a run of four outputs starts on: where the four read.
+    batches: Vec<Batch>,
+}
+
+/// Four consecutive outputs of a [`StreamResampler`] whose first uses
+/// branch `b`: the pattern repeats, so it is worked out once per branch.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    /// Each output's newest input, counted from the first's.
+    offsets: [usize; 4],
+    branches: [usize; 4],
+    /// The next run's newest input, from this one's, and its branch.
+    advance: u64,
+    next_branch: u64,
 }
 
 impl StreamResampler {
@@ -231,6 +245,27 @@ impl StreamResampler {
                 taps
             })
             .collect();
+        let batches = (0..u64::from(up))
+            .map(|first| {
+                let (mut newest, mut phase) = (0_u64, first);
+                let mut batch = Batch {
+                    offsets: [0; 4],
+                    branches: [0; 4],
+                    advance: 0,
+                    next_branch: 0,
+                };
+                for lane in 0..4 {
+                    batch.offsets[lane] = newest as usize;
+                    batch.branches[lane] = phase as usize;
+                    phase += u64::from(down);
+                    newest += phase / u64::from(up);
+                    phase %= u64::from(up);
+                }
+                batch.advance = newest;
+                batch.next_branch = phase;
+                batch
+            })
+            .collect();
         let mut history = Vec::with_capacity(STREAM_HISTORY_SLACK + 2048);
         history.resize(STREAM_BRANCH_TAPS - 1, 0);
         Some(StreamResampler {
@@ -241,6 +276,7 @@ impl StreamResampler {
             base: 0,
             next_out: 0,
             skip: (center / f64::from(down)).round() as u64,
+            batches,
         })
     }
 
@@ -250,32 +286,95 @@ impl StreamResampler {
         // Output `n` sits at `n * down` in the upsampled stream: input
         // `n * down / up` (the newest it needs), branch `n * down % up`.
         // Stepped by addition: a division per output cost as much as the
-        // filter.
+        // filter. Outputs are computed four at a time (one horizontal sum
+        // and one saturating pack for the four).
         let position = self.next_out * self.down;
         let mut newest = position / self.up;
         let mut phase = position % self.up;
         let available = self.base + self.history.len() as u64;
-        while newest + STREAM_BRANCH_TAPS as u64 - 1 < available {
-            let start = (newest - self.base) as usize;
-            let Some(window) = self
-                .history
-                .get(start..start + STREAM_BRANCH_TAPS)
-                .and_then(|window| <&[i16; STREAM_BRANCH_TAPS]>::try_from(window).ok())
+        // Runs of four by the precomputed pattern while the history holds
+        // them; then the rest one by one.
+        while let Some(&batch) = self.batches.get(phase as usize) {
+            let first = (newest - self.base) as usize;
+            let window = |lane: usize| {
+                let start = first + batch.offsets[lane];
+                self.history
+                    .get(start..start + STREAM_BRANCH_TAPS)
+                    .and_then(|window| <&[i16; STREAM_BRANCH_TAPS]>::try_from(window).ok())
+            };
+            let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+                (window(0), window(1), window(2), window(3))
             else {
-                debug_assert!(false, "the window lies in the history");
                 break;
             };
-            let value = dot(&self.phases[phase as usize], window);
-            self.next_out += 1;
-            if self.skip > 0 {
-                self.skip -= 1;
+            let values = dot4(
+                [
+                    &self.phases[batch.branches[0]],
+                    &self.phases[batch.branches[1]],
+                    &self.phases[batch.branches[2]],
+                    &self.phases[batch.branches[3]],
+                ],
+                [w0, w1, w2, w3],
+            );
+            self.next_out += 4;
+            if self.skip == 0 {
+                out.extend_from_slice(&values);
             } else {
-                out.push(value);
+                let skipped = usize::try_from(self.skip).unwrap_or(usize::MAX).min(4);
+                self.skip -= skipped as u64;
+                out.extend_from_slice(&values[skipped..]);
             }
-            phase += self.down;
-            while phase >= self.up {
-                phase -= self.up;
-                newest += 1;
+            newest += batch.advance;
+            phase = batch.next_branch;
+        }
+        let mut starts = [0_usize; 4];
+        let mut branches = [0_usize; 4];
+        loop {
+            let mut count = 0;
+            while count < 4 && newest + STREAM_BRANCH_TAPS as u64 - 1 < available {
+                starts[count] = (newest - self.base) as usize;
+                branches[count] = phase as usize;
+                count += 1;
+                phase += self.down;
+                while phase >= self.up {
+                    phase -= self.up;
+                    newest += 1;
+                }
+            }
+            if count == 0 {
+                break;
+            }
+            // A short batch repeats its first output in the unused lanes.
+            for lane in count..4 {
+                starts[lane] = starts[0];
+                branches[lane] = branches[0];
+            }
+            let window = |lane: usize| {
+                self.history
+                    .get(starts[lane]..starts[lane] + STREAM_BRANCH_TAPS)
+                    .and_then(|window| <&[i16; STREAM_BRANCH_TAPS]>::try_from(window).ok())
+            };
+            let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+                (window(0), window(1), window(2), window(3))
+            else {
+                debug_assert!(false, "the windows lie in the history");
+                break;
+            };
+            let values = dot4(
+                [
+                    &self.phases[branches[0]],
+                    &self.phases[branches[1]],
+                    &self.phases[branches[2]],
+                    &self.phases[branches[3]],
+                ],
+                [w0, w1, w2, w3],
+            );
+            self.next_out += count as u64;
+            let skipped = usize::try_from(self.skip).unwrap_or(usize::MAX).min(count);
+            self.skip -= skipped as u64;
+            out.extend_from_slice(&values[skipped..count]);
+            if count < 4 {
+                break;
             }
         }
         // Keep what the next output needs; compact in batches.
@@ -288,50 +387,73 @@ impl StreamResampler {
     }
 }
 
-/// One output sample: the Q15 dot product, rounded and saturated to PCM16.
-fn dot(taps: &[i16; STREAM_BRANCH_TAPS], window: &[i16; STREAM_BRANCH_TAPS]) -> i16 {
-    let sum = dot_i32(taps, window);
-    let rounded = (sum + (1 << (STREAM_TAP_BITS - 1))) >> STREAM_TAP_BITS;
-    rounded.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
-}
+type Branch = [i16; STREAM_BRANCH_TAPS];
 
-/// The dot product with SSE2's `pmaddwd` (eight i16 products, summed in
-/// pairs, per instruction): the compiler kept the portable form scalar,
-/// and it was most of the resampler's cost. SSE2 is part of every x86_64.
+/// Four output samples: four Q15 dot products, rounded and saturated to
+/// PCM16. SSE2 (part of every x86_64): `pmaddwd` makes eight i16 products
+/// summed in pairs per instruction, the four sums are transposed and added
+/// together, and `packssdw` saturates. The compiler kept the portable form
+/// scalar, and it was most of the resampler's cost.
 #[cfg(target_arch = "x86_64")]
-fn dot_i32(taps: &[i16; STREAM_BRANCH_TAPS], window: &[i16; STREAM_BRANCH_TAPS]) -> i32 {
+fn dot4(taps: [&Branch; 4], windows: [&Branch; 4]) -> [i16; 4] {
     use std::arch::x86_64::{
-        __m128i, _mm_add_epi32, _mm_loadu_si128, _mm_madd_epi16, _mm_setzero_si128,
-        _mm_storeu_si128,
+        __m128i, _mm_add_epi32, _mm_loadu_si128, _mm_madd_epi16, _mm_packs_epi32, _mm_set1_epi32,
+        _mm_setzero_si128, _mm_srai_epi32, _mm_storel_epi64, _mm_unpackhi_epi32,
+        _mm_unpackhi_epi64, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
     };
+    let mut values = [0_i16; 4];
     // SAFETY: SSE2 is enabled on every x86_64 target (the intrinsics need
     // no more). Each array holds STREAM_BRANCH_TAPS (32) i16, so the 8
     // values loaded from `column * 8` are in bounds; `loadu` has no
     // alignment requirement. No pair of products overflows: no tap is
-    // -32768.
-    let acc = unsafe {
-        let mut acc = _mm_setzero_si128();
-        for column in 0..STREAM_BRANCH_TAPS / 8 {
-            let tap = _mm_loadu_si128(taps.as_ptr().add(column * 8).cast::<__m128i>());
-            let sample = _mm_loadu_si128(window.as_ptr().add(column * 8).cast::<__m128i>());
-            acc = _mm_add_epi32(acc, _mm_madd_epi16(tap, sample));
+    // -32768, and a branch's absolute taps sum to under 2 (Q15), so no
+    // sum of 32 products leaves i32. `storel` writes 8 bytes into
+    // `values`, which has 8.
+    unsafe {
+        let mut sums = [_mm_setzero_si128(); 4];
+        for (sum, (tap, window)) in sums.iter_mut().zip(taps.iter().zip(windows.iter())) {
+            for column in 0..STREAM_BRANCH_TAPS / 8 {
+                let t = _mm_loadu_si128(tap.as_ptr().add(column * 8).cast::<__m128i>());
+                let w = _mm_loadu_si128(window.as_ptr().add(column * 8).cast::<__m128i>());
+                *sum = _mm_add_epi32(*sum, _mm_madd_epi16(t, w));
+            }
         }
-        acc
-    };
-    let mut lanes = [0_i32; 4];
-    // SAFETY: `lanes` is 16 writable bytes; `storeu` has no alignment
-    // requirement.
-    unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast::<__m128i>(), acc) };
-    lanes.iter().sum()
+        // Transpose-and-add: lane `k` of `total` is the sum of `sums[k]`.
+        let s01 = _mm_add_epi32(
+            _mm_unpacklo_epi32(sums[0], sums[1]),
+            _mm_unpackhi_epi32(sums[0], sums[1]),
+        );
+        let s23 = _mm_add_epi32(
+            _mm_unpacklo_epi32(sums[2], sums[3]),
+            _mm_unpackhi_epi32(sums[2], sums[3]),
+        );
+        let total = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
+        let rounded = _mm_srai_epi32::<{ STREAM_TAP_BITS as i32 }>(_mm_add_epi32(
+            total,
+            _mm_set1_epi32(1 << (STREAM_TAP_BITS - 1)),
+        ));
+        let packed = _mm_packs_epi32(rounded, rounded);
+        _mm_storel_epi64(values.as_mut_ptr().cast::<__m128i>(), packed);
+    }
+    values
 }
 
-/// The portable dot product.
+/// The portable four outputs.
 #[cfg(not(target_arch = "x86_64"))]
-fn dot_i32(taps: &[i16; STREAM_BRANCH_TAPS], window: &[i16; STREAM_BRANCH_TAPS]) -> i32 {
-    taps.iter()
+fn dot4(taps: [&Branch; 4], windows: [&Branch; 4]) -> [i16; 4] {
+    std::array::from_fn(|lane| dot_portable(taps[lane], windows[lane]))
+}
+
+/// One output sample, the reference the vector form is tested against.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn dot_portable(taps: &Branch, window: &Branch) -> i16 {
+    let sum: i32 = taps
+        .iter()
         .zip(window)
         .map(|(&tap, &sample)| i32::from(tap) * i32::from(sample))
-        .sum()
+        .sum();
+    let rounded = (sum + (1 << (STREAM_TAP_BITS - 1))) >> STREAM_TAP_BITS;
+    rounded.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
 #[cfg(test)]
@@ -353,16 +475,85 @@ mod tests {
     }
 
     #[test]
-    fn the_dot_product_is_exact() {
-        let taps: [i16; STREAM_BRANCH_TAPS] = std::array::from_fn(|i| (i as i16 - 16) * 100);
-        let window: [i16; STREAM_BRANCH_TAPS] =
-            std::array::from_fn(|i| (32767 - i as i32 * 2000) as i16);
-        let expected: i64 = taps
-            .iter()
-            .zip(&window)
-            .map(|(&t, &w)| i64::from(t) * i64::from(w))
-            .sum();
-        assert_eq!(i64::from(dot_i32(&taps, &window)), expected);
+    fn the_vector_dot_products_match_the_portable_one() {
+        // Extreme windows included: the pack saturates as the clamp does.
+        let stream = StreamResampler::new(24_000, 16_000).expect("24 -> 16 kHz");
+        let mut seed = 0x2545_f491_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for round in 0..2000 {
+            let windows: [Branch; 4] = std::array::from_fn(|lane| {
+                std::array::from_fn(|i| match (round + lane) % 4 {
+                    0 => i16::MAX,
+                    1 => i16::MIN,
+                    2 => {
+                        if (i + lane) % 2 == 0 {
+                            i16::MAX
+                        } else {
+                            i16::MIN
+                        }
+                    }
+                    _ => next() as i16,
+                })
+            });
+            let taps: [&Branch; 4] =
+                std::array::from_fn(|lane| &stream.phases[(round + lane) % stream.phases.len()]);
+            let values = dot4(taps, [&windows[0], &windows[1], &windows[2], &windows[3]]);
+            for lane in 0..4 {
+                assert_eq!(
+                    values[lane],
+                    dot_portable(taps[lane], &windows[lane]),
+                    "{round}/{lane}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_output_is_the_direct_dot_product_whatever_the_pieces() {
+        // Output `n` is branch `n*down % up` against the 32 inputs ending
+        // at `n*down / up` (zeros before the start), the delay dropped:
+        // computed directly, one by one, it must equal what the runs of
+        // four give, for any split of the input.
+        for (from, to) in [
+            (24_000, 16_000),
+            (8_000, 16_000),
+            (48_000, 16_000),
+            (22_050, 16_000),
+        ] {
+            let Some(reference) = StreamResampler::new(from, to) else {
+                continue;
+            };
+            let input = sine(1234.5, from, 4000, 20_000.0);
+            let mut padded = vec![0_i16; STREAM_BRANCH_TAPS - 1];
+            padded.extend_from_slice(&input);
+            let mut expected = Vec::new();
+            for n in 0_u64.. {
+                let position = n * reference.down;
+                let (newest, phase) = (position / reference.up, position % reference.up);
+                let Some(window) = padded
+                    .get(newest as usize..newest as usize + STREAM_BRANCH_TAPS)
+                    .and_then(|window| <&Branch>::try_from(window).ok())
+                else {
+                    break;
+                };
+                if n >= reference.skip {
+                    expected.push(dot_portable(&reference.phases[phase as usize], window));
+                }
+            }
+            for piece in [1, 7, 480, 333, 4000] {
+                let mut stream = StreamResampler::new(from, to).expect("rate pair");
+                let mut output = Vec::new();
+                for chunk in input.chunks(piece) {
+                    stream.push(chunk, &mut output);
+                }
+                assert_eq!(output, expected, "{from} -> {to} in pieces of {piece}");
+            }
+        }
     }
 
     #[test]

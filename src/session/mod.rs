@@ -269,6 +269,25 @@ impl Session {
         self.scratch = samples;
     }
 
+    /// Audio already as 16-bit samples at the session's rate (a codec that
+    /// converts its input, as OpenAI Realtime's resampler): counted as
+    /// PCM16 bytes, as [`Session::on_audio`] counts them.
+    pub fn on_samples(&mut self, samples: &[i16], now: Instant) {
+        self.last_activity = now;
+        if matches!(self.state, SessionState::Closing | SessionState::Closed) {
+            return;
+        }
+        if self.state == SessionState::Created {
+            self.state = SessionState::Active;
+        }
+        let bytes = 2 * samples.len() as u64;
+        self.figures.audio_bytes += bytes;
+        self.figures.chunks += 1;
+        self.tally.audio_bytes += bytes;
+        self.tally.chunks += 1;
+        self.push_samples(samples, now);
+    }
+
     fn push_samples(&mut self, samples: &[i16], now: Instant) {
         if samples.is_empty() {
             return;

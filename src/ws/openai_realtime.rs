@@ -24,9 +24,11 @@
 //! a delta cannot be taken back): the deltas joined are a prefix of the
 //! `completed` transcript, which is authoritative.
 //!
-//! Data path: an `append` is parsed borrowing its base64 from the frame,
-//! decoded into a buffer kept for the connection ([`decode_base64`]), and
-//! resampled into another: no allocation per frame beyond the frame itself.
+//! Data path: an `append` is read without a JSON parser ([`scan_append`],
+//! serde_json for any other event or shape), its base64 decoded into a
+//! buffer kept for the connection ([`decode_base64`]), resampled into
+//! another and handed to the session as samples: no allocation per frame
+//! beyond the frame itself (`tests/alloc_openai.rs`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -208,8 +210,31 @@ struct Realtime {
     decoded: Vec<u8>,
     samples: Vec<i16>,
     resampled: Vec<i16>,
-    pcm: Vec<u8>,
     outbox: VecDeque<Frame>,
+    /// The JSON of the event being encoded, kept for the connection.
+    json: Vec<u8>,
+}
+
+/// An event's `event_id` (`event_` + the connection's prefix + a number),
+/// serialized without a string of its own.
+#[derive(Debug, Clone, Copy)]
+struct EventId {
+    prefix: [u8; 12],
+    number: u64,
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The prefix is hex digits.
+        let prefix = std::str::from_utf8(&self.prefix).unwrap_or("000000000000");
+        write!(f, "event_{prefix}{:06}", self.number)
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// What the client sends, with the fields this dialect reads; `audio` is
@@ -275,8 +300,8 @@ impl Realtime {
             decoded: Vec::new(),
             samples: Vec::new(),
             resampled: Vec::new(),
-            pcm: Vec::new(),
             outbox: VecDeque::new(),
+            json: Vec::with_capacity(512),
         }
     }
 
@@ -311,9 +336,16 @@ impl Realtime {
         Ok(())
     }
 
-    fn event_id(&mut self) -> String {
+    fn event_id(&mut self) -> EventId {
         self.next_event += 1;
-        format!("event_{}{:06}", self.id_prefix, self.next_event)
+        let mut prefix = [b'0'; 12];
+        let source = self.id_prefix.as_bytes();
+        let length = source.len().min(prefix.len());
+        prefix[..length].copy_from_slice(&source[..length]);
+        EventId {
+            prefix,
+            number: self.next_event,
+        }
     }
 
     fn push(&mut self, text: String, sheddable: bool) {
@@ -321,8 +353,7 @@ impl Realtime {
     }
 
     fn push_json(&mut self, value: &impl Serialize, sheddable: bool) {
-        // Our own event types always serialize.
-        if let Ok(text) = serde_json::to_string(value) {
+        if let Some(text) = json_text(&mut self.json, value) {
             self.push(text, sheddable);
         }
     }
@@ -339,7 +370,7 @@ impl Realtime {
         struct ErrorEvent<'a> {
             #[serde(rename = "type")]
             kind: &'static str,
-            event_id: String,
+            event_id: EventId,
             error: ErrorObject<'a>,
         }
         let event = ErrorEvent {
@@ -361,6 +392,18 @@ impl Realtime {
     fn on_text(&mut self, text: &str, session: &mut Session, now: Instant) {
         // Any event is activity (the idle timeout), even one refused below.
         session.on_control(Control::Keepalive, now);
+        // The data path: an append read and decoded without a JSON parser.
+        // Anything the fast path does not take (another shape, base64 it
+        // refuses) goes through serde_json below, which answers errors.
+        if text.len() <= APPEND_EVENT_BYTES_MAX {
+            if let Some(fields) = scan_append(text) {
+                if decode_base64(fields.audio, &mut self.decoded).is_ok() {
+                    self.push_decoded(session, now);
+                    self.drain(session);
+                    return;
+                }
+            }
+        }
         let event: ClientEvent<'_> = match serde_json::from_str(text) {
             Ok(event) => event,
             Err(error) => {
@@ -464,43 +507,42 @@ impl Realtime {
             );
             return;
         }
-        let decoded = std::mem::take(&mut self.decoded);
+        self.push_decoded(session, now);
+    }
+
+    /// Hand the decoded PCM16 in `self.decoded` to the session: as it is
+    /// at 16 kHz, else as samples through the resampler into a buffer kept
+    /// for the connection, the session taking the samples themselves.
+    fn push_decoded(&mut self, session: &mut Session, now: Instant) {
+        let decoded = &self.decoded;
         self.uncommitted_samples +=
             ((decoded.len() + usize::from(self.odd_byte.is_some())) / 2) as u64;
-        match &mut self.resampler {
-            None => session.on_audio(&decoded, now),
-            Some(resampler) => {
-                self.samples.clear();
-                let mut rest = decoded.as_slice();
-                if let Some(low) = self.odd_byte.take() {
-                    if let Some((&high, tail)) = rest.split_first() {
-                        self.samples.push(i16::from_le_bytes([low, high]));
-                        rest = tail;
-                    } else {
-                        self.odd_byte = Some(low);
-                    }
-                }
-                let mut pairs = rest.chunks_exact(2);
-                self.samples.extend(
-                    pairs
-                        .by_ref()
-                        .map(|pair| i16::from_le_bytes([pair[0], pair[1]])),
-                );
-                if let [odd] = pairs.remainder() {
-                    self.odd_byte = Some(*odd);
-                }
-                self.resampled.clear();
-                resampler.push(&self.samples, &mut self.resampled);
-                self.pcm.clear();
-                self.pcm.extend(
-                    self.resampled
-                        .iter()
-                        .flat_map(|sample| sample.to_le_bytes()),
-                );
-                session.on_audio(&self.pcm, now);
+        let Some(resampler) = &mut self.resampler else {
+            session.on_audio(decoded, now);
+            return;
+        };
+        self.samples.clear();
+        let mut rest = decoded.as_slice();
+        if let Some(low) = self.odd_byte.take() {
+            if let Some((&high, tail)) = rest.split_first() {
+                self.samples.push(i16::from_le_bytes([low, high]));
+                rest = tail;
+            } else {
+                self.odd_byte = Some(low);
             }
         }
-        self.decoded = decoded;
+        let mut pairs = rest.chunks_exact(2);
+        self.samples.extend(
+            pairs
+                .by_ref()
+                .map(|pair| i16::from_le_bytes([pair[0], pair[1]])),
+        );
+        if let [odd] = pairs.remainder() {
+            self.odd_byte = Some(*odd);
+        }
+        self.resampled.clear();
+        resampler.push(&self.samples, &mut self.resampled);
+        session.on_samples(&self.resampled, now);
     }
 
     fn uncommitted_ms(&self) -> u64 {
@@ -761,7 +803,7 @@ impl Realtime {
             struct SpeechStarted<'a> {
                 #[serde(rename = "type")]
                 kind: &'static str,
-                event_id: String,
+                event_id: EventId,
                 audio_start_ms: u64,
                 item_id: &'a str,
             }
@@ -796,7 +838,7 @@ impl Realtime {
         struct SpeechStopped<'a> {
             #[serde(rename = "type")]
             kind: &'static str,
-            event_id: String,
+            event_id: EventId,
             audio_end_ms: u64,
             item_id: &'a str,
         }
@@ -816,7 +858,7 @@ impl Realtime {
         struct Committed<'a> {
             #[serde(rename = "type")]
             kind: &'static str,
-            event_id: String,
+            event_id: EventId,
             previous_item_id: Option<&'a str>,
             item_id: &'a str,
         }
@@ -826,8 +868,7 @@ impl Realtime {
             previous_item_id: self.previous_item.as_deref(),
             item_id: &item_id,
         };
-        let text = serde_json::to_string(&event);
-        if let Ok(text) = text {
+        if let Some(text) = json_text(&mut self.json, &event) {
             self.push(text, false);
         }
         self.previous_item = Some(item_id);
@@ -859,7 +900,7 @@ impl Realtime {
         struct Delta<'a> {
             #[serde(rename = "type")]
             kind: &'static str,
-            event_id: String,
+            event_id: EventId,
             item_id: &'a str,
             content_index: u32,
             delta: &'a str,
@@ -873,8 +914,7 @@ impl Realtime {
             content_index: 0,
             delta: &text[item.sent.len()..],
         };
-        let json = serde_json::to_string(&event);
-        if let Ok(json) = json {
+        if let Some(json) = json_text(&mut self.json, &event) {
             self.push(json, sheddable);
         }
         self.items[index].sent = text;
@@ -941,7 +981,7 @@ impl Realtime {
             struct Completed<'a> {
                 #[serde(rename = "type")]
                 kind: &'static str,
-                event_id: String,
+                event_id: EventId,
                 item_id: &'a str,
                 content_index: u32,
                 transcript: &'a str,
@@ -961,6 +1001,15 @@ impl Realtime {
             self.push_json(&event, false);
         }
     }
+}
+
+/// `value` serialized into `buffer` (the connection's, reused), then
+/// copied into a text of exactly its size: one allocation per event, none
+/// for the serializer's growth. Our own event types always serialize.
+fn json_text(buffer: &mut Vec<u8>, value: &impl Serialize) -> Option<String> {
+    buffer.clear();
+    serde_json::to_writer(&mut *buffer, value).ok()?;
+    std::str::from_utf8(buffer).ok().map(str::to_owned)
 }
 
 fn seconds_to_ms(seconds: f64) -> u64 {
@@ -1099,66 +1148,180 @@ fn read_format(format: &Value) -> Result<u32, UpdateError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Base64Error;
 
-/// The standard alphabet's values; 0xFF marks bytes outside it.
-const BASE64_VALUES: [u8; 256] = {
-    let mut table = [0xFF_u8; 256];
+/// Marks a byte outside the alphabet in the decoding tables: bits above
+/// the 24 that four characters make, so one test after the loop finds any.
+const BASE64_INVALID: u32 = 0xFF00_0000;
+
+/// The standard alphabet's values shifted to where character `position`
+/// of a quad puts them (`18 - 6 × position`), [`BASE64_INVALID`] for
+/// bytes outside it: a quad decodes to the OR of four lookups.
+const fn base64_table(position: u32) -> [u32; 256] {
+    let mut table = [BASE64_INVALID; 256];
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut index = 0;
     while index < alphabet.len() {
-        table[alphabet[index] as usize] = index as u8;
+        table[alphabet[index] as usize] = (index as u32) << (18 - 6 * position);
         index += 1;
     }
     table
-};
+}
 
-/// Decode standard base64 (padding optional) into `out`, which is cleared
-/// first and grows only when a larger frame than any before arrives.
+const BASE64_TABLES: [[u32; 256]; 4] = [
+    base64_table(0),
+    base64_table(1),
+    base64_table(2),
+    base64_table(3),
+];
+
+/// Four characters as 24 bits, or with bits of [`BASE64_INVALID`] set.
+#[inline(always)]
+fn base64_quad(quad: &[u8]) -> u32 {
+    BASE64_TABLES[0][usize::from(quad[0])]
+        | BASE64_TABLES[1][usize::from(quad[1])]
+        | BASE64_TABLES[2][usize::from(quad[2])]
+        | BASE64_TABLES[3][usize::from(quad[3])]
+}
+
+/// Decode standard base64 (padding optional) into `out`, replacing what it
+/// held (emptied on an error); it grows only when a larger frame than any
+/// before arrives.
+///
+/// Branch-free in its loop: eight characters (two table-OR quads) make six
+/// bytes written in place, and validity is one test at the end, so the
+/// Realtime data path decodes about a byte per cycle.
 ///
 /// # Errors
 /// A byte outside the alphabet, padding anywhere but the end, or a length
 /// no encoding has.
 pub fn decode_base64(input: &[u8], out: &mut Vec<u8>) -> Result<(), Base64Error> {
-    out.clear();
     let body = match input {
         [rest @ .., b'=', b'='] => rest,
         [rest @ .., b'='] => rest,
         _ => input,
     };
     if body.len() % 4 == 1 || (body.len() != input.len() && input.len() % 4 != 0) {
+        out.clear();
         return Err(Base64Error);
     }
-    out.reserve(body.len() / 4 * 3 + 2);
-    let mut quads = body.chunks_exact(4);
-    for quad in quads.by_ref() {
-        let values = [
-            BASE64_VALUES[quad[0] as usize],
-            BASE64_VALUES[quad[1] as usize],
-            BASE64_VALUES[quad[2] as usize],
-            BASE64_VALUES[quad[3] as usize],
-        ];
-        if values.contains(&0xFF) {
-            return Err(Base64Error);
-        }
-        let word = u32::from(values[0]) << 18
-            | u32::from(values[1]) << 12
-            | u32::from(values[2]) << 6
-            | u32::from(values[3]);
-        out.extend_from_slice(&word.to_be_bytes()[1..]);
+    let quads = body.len() / 4;
+    let tail = &body[quads * 4..];
+    // Every byte is written below: only growth is zero-filled first.
+    let length = quads * 3 + tail.len().saturating_sub(1);
+    if out.len() < length {
+        out.resize(length, 0);
+    } else {
+        out.truncate(length);
     }
-    let tail = quads.remainder();
+    let (whole, rest) = out.split_at_mut(quads * 3);
+    let mut invalid = 0_u32;
+    let mut sources = body[..quads * 4].chunks_exact(8);
+    let mut targets = whole.chunks_exact_mut(6);
+    for (source, target) in sources.by_ref().zip(targets.by_ref()) {
+        let high = base64_quad(&source[..4]);
+        let low = base64_quad(&source[4..]);
+        invalid |= high | low;
+        let word = (u64::from(high & 0x00FF_FFFF) << 24) | u64::from(low & 0x00FF_FFFF);
+        target.copy_from_slice(&word.to_be_bytes()[2..]);
+    }
+    if let (source @ [_, _, _, _], target @ [_, _, _]) =
+        (sources.remainder(), targets.into_remainder())
+    {
+        let word = base64_quad(source);
+        invalid |= word;
+        target.copy_from_slice(&word.to_be_bytes()[1..]);
+    }
     if !tail.is_empty() {
-        let mut word = 0_u32;
-        for (index, &byte) in tail.iter().enumerate() {
-            let value = BASE64_VALUES[byte as usize];
-            if value == 0xFF {
-                return Err(Base64Error);
-            }
-            word |= u32::from(value) << (18 - 6 * index);
-        }
-        let bytes = word.to_be_bytes();
-        out.extend_from_slice(&bytes[1..tail.len()]);
+        let mut padded = [b'A'; 4];
+        padded[..tail.len()].copy_from_slice(tail);
+        let word = base64_quad(&padded);
+        invalid |= word;
+        rest.copy_from_slice(&word.to_be_bytes()[1..tail.len()]);
+    }
+    if invalid & BASE64_INVALID != 0 {
+        out.clear();
+        return Err(Base64Error);
     }
     Ok(())
+}
+
+/// The fields of an `input_audio_buffer.append` read without a JSON
+/// parser: `audio` as the bytes between its quotes (not yet checked to be
+/// base64: the decoder does that) and `event_id`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AppendFields<'a> {
+    pub audio: &'a [u8],
+    pub event_id: Option<&'a str>,
+}
+
+/// The fast path of the Realtime data path: read `text` as an append
+/// event if it is exactly an object of the keys `type` (with the value
+/// `input_audio_buffer.append`), `audio` and optionally `event_id`, each
+/// once and each a string, in any order and with any JSON whitespace; no
+/// other key, no escape or control character in a key, in `type` or in
+/// `event_id`. Anything
+/// else is `None`, and the caller parses the event with serde_json, whose
+/// reading agrees with this one wherever this one answers: an `audio`
+/// string with an escape (or a quote escaped in it) holds a backslash
+/// inside what is returned here, and backslashes are not base64, so the
+/// caller falls back to serde_json for it when the decoder refuses it.
+pub fn scan_append(text: &str) -> Option<AppendFields<'_>> {
+    fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
+            at += 1;
+        }
+        at
+    }
+    /// The string that starts at `at` (its opening quote): its contents
+    /// and the index after its closing quote.
+    fn string(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        let body = bytes.get(at + 1..)?;
+        let length = memchr::memchr(b'"', body)?;
+        Some((&body[..length], at + 1 + length + 1))
+    }
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    let (mut kind, mut audio, mut event_id) = (false, None, None);
+    loop {
+        at = skip_whitespace(bytes, at);
+        let (key, next) = string(bytes, at)?;
+        at = skip_whitespace(bytes, next);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+        let value_start = at + 1;
+        let (value, next) = string(bytes, at)?;
+        match key {
+            b"type" if !kind && value == b"input_audio_buffer.append" => kind = true,
+            b"audio" if audio.is_none() => audio = Some(value),
+            // serde_json refuses control characters in strings.
+            b"event_id" if event_id.is_none() && !value.iter().any(|&b| b == b'\\' || b < 0x20) => {
+                // Quotes are ASCII: both ends are character boundaries.
+                event_id = Some(text.get(value_start..next - 1)?);
+            }
+            _ => return None,
+        }
+        at = skip_whitespace(bytes, next);
+        match bytes.get(at) {
+            Some(b',') => at += 1,
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    if skip_whitespace(bytes, at + 1) != bytes.len() || !kind {
+        return None;
+    }
+    Some(AppendFields {
+        audio: audio?,
+        event_id,
+    })
 }
 
 #[cfg(test)]

@@ -417,3 +417,165 @@ fn deltas_only_extend_what_was_sent() {
         .collect();
     assert_eq!(deltas, ["alpha", " bravo"]);
 }
+
+/// The straightforward decoder the fast one replaced, kept as the
+/// reference it must agree with.
+fn reference_decode(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value = |byte: u8| {
+        ALPHABET
+            .iter()
+            .position(|&letter| letter == byte)
+            .map(|index| index as u32)
+            .ok_or(Base64Error)
+    };
+    let body = match input {
+        [rest @ .., b'=', b'='] => rest,
+        [rest @ .., b'='] => rest,
+        _ => input,
+    };
+    if body.len() % 4 == 1 || (body.len() != input.len() && input.len() % 4 != 0) {
+        return Err(Base64Error);
+    }
+    let mut out = Vec::new();
+    for group in body.chunks(4) {
+        let mut word = 0_u32;
+        for (index, &byte) in group.iter().enumerate() {
+            word |= value(byte)? << (18 - 6 * index);
+        }
+        out.extend_from_slice(&word.to_be_bytes()[1..group.len()]);
+    }
+    Ok(out)
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_fast_decoder_agrees_with_the_reference_on_any_text(
+        text in proptest::collection::vec(
+            proptest::sample::select(b"AZaz09+/=!-_ \\\"\x00\xff".to_vec()), 0..40)
+    ) {
+        let mut out = vec![7_u8; 3];
+        let fast = decode_base64(&text, &mut out).map(|()| out.clone());
+        proptest::prop_assert_eq!(fast, reference_decode(&text));
+    }
+
+    #[test]
+    fn the_fast_decoder_round_trips_any_bytes(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        unpadded in proptest::bool::ANY,
+    ) {
+        let mut text = encode_base64(&bytes);
+        if unpadded {
+            text = text.trim_end_matches('=').to_string();
+        }
+        let mut out = Vec::new();
+        proptest::prop_assert_eq!(decode_base64(text.as_bytes(), &mut out), Ok(()));
+        proptest::prop_assert_eq!(&out, &bytes);
+        // One character changed to one outside the alphabet is refused,
+        // wherever it is.
+        if !text.is_empty() {
+            let mut bad = text.clone().into_bytes();
+            let at = bytes.len() % bad.len();
+            bad[at] = b'%';
+            proptest::prop_assert_eq!(decode_base64(&bad, &mut out), Err(Base64Error));
+        }
+    }
+
+    /// Wherever the fast path answers (and its audio decodes), serde_json
+    /// reads the same event: mutations of valid events, ASCII only.
+    #[test]
+    fn the_append_scanner_agrees_with_serde_json(
+        base in 0_usize..4,
+        edits in proptest::collection::vec(
+            (0_usize..200, proptest::sample::select(b" \t\n{}[],:\"\\/0aA=_-e".to_vec())),
+            0..3),
+    ) {
+        let bases = [
+            r#"{"type":"input_audio_buffer.append","audio":"AAAAAQAC"}"#,
+            r#"{"type": "input_audio_buffer.append", "audio": "AAAAAQ==", "event_id": "e1"}"#,
+            "\n{ \"audio\" : \"AAECAw\" ,\"type\":\"input_audio_buffer.append\" }\r\n",
+            r#"{"event_id":"x","audio":"","type":"input_audio_buffer.append"}"#,
+        ];
+        let mut text = bases[base].as_bytes().to_vec();
+        for &(at, byte) in &edits {
+            let at = at % (text.len() + 1);
+            if at % 2 == 0 && at < text.len() {
+                text[at] = byte;
+            } else {
+                text.insert(at, byte);
+            }
+        }
+        let text = String::from_utf8(text).expect("ASCII");
+        let mut fast_audio = Vec::new();
+        if let Some(fields) = scan_append(&text) {
+            if decode_base64(fields.audio, &mut fast_audio).is_ok() {
+                let event: ClientEvent<'_> = serde_json::from_str(&text)
+                    .map_err(|error| proptest::test_runner::TestCaseError::fail(format!("{text:?}: {error}")))?;
+                proptest::prop_assert_eq!(event.kind.as_ref(), "input_audio_buffer.append");
+                let mut slow_audio = Vec::new();
+                let audio = event.audio.as_deref().unwrap_or("-");
+                proptest::prop_assert_eq!(decode_base64(audio.as_bytes(), &mut slow_audio), Ok(()));
+                proptest::prop_assert_eq!(&fast_audio, &slow_audio);
+                proptest::prop_assert_eq!(fields.event_id, event.event_id.as_deref());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_append_scanner_takes_the_usual_shapes_and_leaves_the_rest() {
+    for (text, audio, event_id) in [
+        (
+            r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#,
+            &b"AAAA"[..],
+            None,
+        ),
+        (
+            // Python's json.dumps: spaces after separators.
+            r#"{"type": "input_audio_buffer.append", "audio": "AA==", "event_id": "evt_1"}"#,
+            b"AA==",
+            Some("evt_1"),
+        ),
+        (
+            " {\"audio\":\"\",\n\"type\":\"input_audio_buffer.append\"}\t",
+            b"",
+            None,
+        ),
+    ] {
+        assert_eq!(
+            scan_append(text),
+            Some(AppendFields { audio, event_id }),
+            "{text}"
+        );
+    }
+    for text in [
+        r#"{"type":"input_audio_buffer.commit"}"#,
+        r#"{"type":"input_audio_buffer.append"}"#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA","extra":1}"#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA","audio":"AAAA"}"#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA","event_id":null}"#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA","event_id":"a\"b"}"#,
+        r#"{"type":"input_audio_buffer\u002eappend","audio":"AAAA"}"#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA"} x"#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA""#,
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA",}"#,
+        "[]",
+        "",
+    ] {
+        assert_eq!(scan_append(text), None, "{text}");
+    }
+}
+
+#[test]
+fn an_append_with_json_escapes_goes_the_slow_way_and_is_taken() {
+    let mut exchange = Exchange::new();
+    exchange.outputs();
+    // "\/" is "/": valid JSON and, unescaped, valid base64 (6 bytes).
+    let text = r#"{"type":"input_audio_buffer.append","audio":"AAAA\/AAA"}"#;
+    assert!(scan_append(text).is_some());
+    exchange
+        .codec
+        .on_text(text, &mut exchange.session, exchange.now);
+    assert_eq!(exchange.outputs(), Vec::<serde_json::Value>::new());
+    assert_eq!(exchange.codec.state.borrow().uncommitted_samples, 3);
+}

@@ -292,6 +292,15 @@ fn stream_true_answers_deltas_then_done() {
     assert_eq!(done["type"], "transcript.text.done");
     assert_eq!(done["text"], whole.as_str());
     assert_eq!(joined, whole);
+    // usage: the audio's duration (16 kHz PCM16 fixture), to the ms.
+    let seconds = fixture_pcm("two_utterances.wav").len() as f64 / 32_000.0;
+    assert_eq!(done["usage"]["type"], "duration", "{done}");
+    let reported = done["usage"]["seconds"].as_f64().expect("seconds");
+    assert!(
+        (reported - seconds).abs() < 0.002,
+        "{reported} for {seconds} s"
+    );
+    assert!(done.get("logprobs").is_none(), "{done}");
 
     // Bad input before the stream starts is a plain error answer.
     let reply = call(&server, &[("stream", "true"), ("response_format", "srt")]);
