@@ -504,15 +504,24 @@ impl Worker {
             return;
         };
         let samples = warm_up_audio();
+        let mut run = || {
+            catch_unwind(AssertUnwindSafe(|| {
+                engine.transcribe_job(
+                    &samples,
+                    WARM_UP_RATE,
+                    &TranscribeOptions::default(),
+                    JobKind::Final,
+                )
+            }))
+        };
+        // The first call pays one-time costs (buffers, thread pools) that
+        // no later job does: it is run, not timed.
+        let first = run();
         let started = Instant::now();
-        let ran = catch_unwind(AssertUnwindSafe(|| {
-            engine.transcribe_job(
-                &samples,
-                WARM_UP_RATE,
-                &TranscribeOptions::default(),
-                JobKind::Final,
-            )
-        }));
+        let ran = match first {
+            Ok(Ok(_)) => run(),
+            failed => failed,
+        };
         if matches!(ran, Ok(Ok(_))) {
             self.load.record(
                 self.index,
@@ -594,19 +603,16 @@ fn next_job(queues: &[Receiver<Job>; QUEUES], stopped: &Receiver<()>) -> Option<
 /// The sample rate of the warm-up job.
 const WARM_UP_RATE: u32 = 16_000;
 
-/// Three seconds of quiet noise with a slow tone in it: something for the
-/// engine to encode and decode, as a short live final would be.
+/// The warm-up job's audio: a short spoken sentence ("hello world this is a
+/// test", 2.1 s of 16 kHz PCM16, the test fixture `hello.raw`), as a live
+/// final would be. Noise made a poor stand-in: Whisper heard a hallucination
+/// in it, decoded far more tokens than speech of that length, and the
+/// estimate came out at a tenth of what real finals then measured.
 fn warm_up_audio() -> Vec<i16> {
-    let mut state: u32 = 0x9E37_79B9;
-    (0..WARM_UP_RATE * 3)
-        .map(|i| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let noise = f64::from((state >> 16) as u16 as i16) / 64.0;
-            let tone =
-                (f64::from(i) * 2.0 * std::f64::consts::PI * 220.0 / f64::from(WARM_UP_RATE)).sin()
-                    * 300.0;
-            (noise + tone) as i16
-        })
+    const SPEECH: &[u8] = include_bytes!("../../tests/fixtures/hello.raw");
+    SPEECH
+        .chunks_exact(2)
+        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
         .collect()
 }
 
