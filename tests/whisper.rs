@@ -627,6 +627,39 @@ fn past_the_engines_capacity_streams_are_refused_instead_of_failing_everyone() {
     }
 }
 
+/// The `text` of an OpenAI-style multipart POST of `wav` to `path`, as
+/// normalised words.
+fn openai_words(server: &Server, path: &str, fields: &[(&str, &str)], wav: &[u8]) -> Vec<String> {
+    let (content_type, body) = multipart(fields, Some(("speech.wav", "audio/wav", wav)));
+    let reply = post(server, path, &content_type, &body, &[]);
+    assert_eq!(reply.status, 200, "{path} {fields:?}: {}", reply.text());
+    let text = reply.json()["text"].as_str().expect("text").to_string();
+    normalise(&text)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A request's prompt reaches the decoder (OpenAI's `prompt`, Whisper's
+/// previous text): naming a word the speech holds makes the engine hear it.
+/// Without it, tiny.en on CTranslate2 hears "a loaf of red" in wer_02.
+#[test]
+fn a_prompt_that_names_a_word_makes_the_engine_hear_it() {
+    let server = whisper_server(&[]);
+    let wav = whisper_fixture("wer_02.wav");
+    let prompted = openai_words(
+        &server,
+        "/v1/audio/transcriptions",
+        &[
+            ("model", "whisper-1"),
+            ("prompt", "Groceries: apples, bread."),
+        ],
+        &wav,
+    );
+    assert!(prompted.iter().any(|word| word == "bread"), "{prompted:?}");
+    assert!(prompted.iter().any(|word| word == "apples"), "{prompted:?}");
+}
+
 /// Translation on the multilingual base model: whisper.cpp's ggml weights
 /// (`scripts/fetch-model.sh --base`); the CTranslate2 build has no base
 /// directory fetched yet.
@@ -647,24 +680,6 @@ mod base_model {
             path.display()
         );
         path
-    }
-
-    /// The `text` of an OpenAI-style multipart POST of `wav` to `path`, as
-    /// normalised words.
-    fn openai_words(
-        server: &Server,
-        path: &str,
-        fields: &[(&str, &str)],
-        wav: &[u8],
-    ) -> Vec<String> {
-        let (content_type, body) = multipart(fields, Some(("speech.wav", "audio/wav", wav)));
-        let reply = post(server, path, &content_type, &body, &[]);
-        assert_eq!(reply.status, 200, "{path} {fields:?}: {}", reply.text());
-        let text = reply.json()["text"].as_str().expect("text").to_string();
-        normalise(&text)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
     }
 
     /// How many of `expected` are among `words`.

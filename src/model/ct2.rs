@@ -63,6 +63,12 @@ struct Vocabulary {
     end_of_text: usize,
     start_of_transcript: usize,
     transcribe: Option<usize>,
+    /// `<|startofprev|>`: what precedes a prompt's text tokens.
+    start_of_prev: Option<usize>,
+    /// Text token bytes → id, for turning a prompt into tokens.
+    by_bytes: std::collections::HashMap<Vec<u8>, usize>,
+    /// The longest text token, in bytes.
+    longest: usize,
 }
 
 impl Vocabulary {
@@ -72,7 +78,7 @@ impl Vocabulary {
         let end_of_text = find("<|endoftext|>").ok_or("no <|endoftext|> token")?;
         let start_of_transcript =
             find("<|startoftranscript|>").ok_or("no <|startoftranscript|> token")?;
-        let bytes = names
+        let bytes: Vec<Vec<u8>> = names
             .iter()
             .map(|name| {
                 if name.starts_with("<|") && name.ends_with("|>") {
@@ -83,13 +89,66 @@ impl Vocabulary {
                     .collect()
             })
             .collect();
+        let by_bytes: std::collections::HashMap<Vec<u8>, usize> = bytes
+            .iter()
+            .enumerate()
+            .take(end_of_text)
+            .map(|(id, token)| (token.clone(), id))
+            .collect();
+        let longest = by_bytes.keys().map(Vec::len).max().unwrap_or(1);
         Ok(Vocabulary {
             bytes,
             end_of_text,
             start_of_transcript,
             transcribe: find("<|transcribe|>"),
+            start_of_prev: find("<|startofprev|>"),
+            by_bytes,
+            longest,
             names,
         })
+    }
+
+    /// `text` as text tokens, each the longest token that matches where the
+    /// last one ended. Not always the split Whisper's BPE merges would make,
+    /// but the same bytes in valid tokens, which is what a prompt needs: it
+    /// conditions the decoder, it is never decoded. A byte no token starts
+    /// with (none in Whisper's byte-level vocabulary) is skipped.
+    fn encode_text(&self, text: &str) -> Vec<usize> {
+        let bytes = text.as_bytes();
+        let mut ids = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let longest = self.longest.min(bytes.len() - at);
+            let found = (1..=longest)
+                .rev()
+                .find_map(|len| Some((len, *self.by_bytes.get(&bytes[at..at + len])?)));
+            match found {
+                Some((len, id)) => {
+                    ids.push(id);
+                    at += len;
+                }
+                None => at += 1,
+            }
+        }
+        ids
+    }
+
+    /// The tokens that carry a request's prompt before the start of
+    /// transcript: `<|startofprev|>` and the prompt's last tokens (at most
+    /// half the text context, as Whisper's own decoding keeps), with the
+    /// leading space Whisper's prompts have.
+    fn previous_text(&self, prompt: &str) -> Vec<usize> {
+        let (Some(start_of_prev), text) = (self.start_of_prev, prompt.trim()) else {
+            return Vec::new();
+        };
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let tokens = self.encode_text(&format!(" {text}"));
+        let keep = MAX_LENGTH / 2 - 1;
+        let mut previous = vec![start_of_prev];
+        previous.extend_from_slice(&tokens[tokens.len().saturating_sub(keep)..]);
+        previous
     }
 
     /// Whether `id` is text (not end-of-text, a timestamp or a task token).
@@ -435,15 +494,27 @@ impl Ct2Worker {
         // Greedy by default; a temperature samples from the whole
         // distribution, as faster-whisper does.
         let temperature = options.temperature.unwrap_or(0.0);
+        // The request's prompt goes before the start of transcript for
+        // decoding only: timing the tokens needs just the start sequence.
+        let decoder_prompt = match options.prompt.as_deref() {
+            Some(text) => {
+                let mut tokens = shared.vocabulary.previous_text(text);
+                tokens.extend_from_slice(&prompt);
+                tokens
+            }
+            None => prompt.clone(),
+        };
         let generation = ct2_sys::Options {
             beam_size: 1,
-            max_length,
+            // A prompt's tokens may count in the length: give them room,
+            // within Whisper's text context.
+            max_length: (max_length + decoder_prompt.len() - prompt.len()).min(MAX_LENGTH),
             sampling_temperature: if temperature > 0.0 { temperature } else { 1.0 },
             sampling_topk: if temperature > 0.0 { 0 } else { 1 },
         };
         let results = self
             .replica
-            .generate(&encoded, &prompt, &generation)
+            .generate(&encoded, &decoder_prompt, &generation)
             .map_err(EngineError::Failed)?;
         // The text tokens of each window, empty for a window judged silent.
         let vocabulary = &shared.vocabulary;
@@ -610,6 +681,32 @@ mod tests {
         assert_eq!(vocabulary.transcribe, Some(6));
         assert!(vocabulary.is_text(2) && !vocabulary.is_text(3));
         assert!(Vocabulary::parse("a\nb\n").is_err());
+    }
+
+    #[test]
+    fn a_prompt_becomes_the_longest_matching_tokens_after_start_of_prev() {
+        let text = "Ġ\nh\ne\nl\no\nĠhel\nĠhello\nlo\nÃ©\n<|endoftext|>\n<|startoftranscript|>\n<|startofprev|>\n";
+        let vocabulary = Vocabulary::parse(text).expect("vocabulary");
+        // " hello" is one token; " helo" is " hel" then "o"; "é" is its
+        // two bytes' token; a byte no token starts with is skipped.
+        assert_eq!(vocabulary.encode_text(" hello"), [6]);
+        assert_eq!(vocabulary.encode_text(" helo"), [5, 4]);
+        assert_eq!(vocabulary.encode_text("é lo"), [8, 0, 7]);
+        assert_eq!(vocabulary.encode_text("x"), Vec::<usize>::new());
+        let decoded: Vec<u8> = vocabulary
+            .encode_text(" hello hel lo")
+            .iter()
+            .flat_map(|&id| vocabulary.bytes[id].clone())
+            .collect();
+        assert_eq!(decoded, b" hello hel lo");
+        // A prompt: start of previous text, then " " + the trimmed text.
+        assert_eq!(vocabulary.previous_text("  hello "), [11, 6]);
+        assert!(vocabulary.previous_text("   ").is_empty());
+        // At most half the text context of it, the end kept.
+        let long = "hello ".repeat(400);
+        let previous = vocabulary.previous_text(&long);
+        assert_eq!(previous.len(), MAX_LENGTH / 2);
+        assert_eq!(previous[0], 11);
     }
 
     #[test]
